@@ -1,0 +1,45 @@
+"""Shared fixtures. Every test session uses its own preset cache, so CI starts from nothing like a new user."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+_CACHE = tempfile.mkdtemp(prefix="nvembed-trt-test-cache-")
+os.environ["NVEMBED_TRT_CACHE"] = _CACHE
+
+from nvembed_trt.embedder import Embedder  # noqa: E402  (after the cache is set)
+from nvembed_trt.presets import PRESETS, ensure_preset_checkpoint  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; torch.cuda.is_available() is False on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    return ensure_preset_checkpoint(PRESETS["tiny"], progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Embedder:
+    return Embedder.from_model("tiny", progress=False)
+
+
+@pytest.fixture
+def cosine():
+    def rows(a, b):
+        a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+        return torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    return rows

@@ -1,0 +1,70 @@
+"""The README is the user's manual: its ```bash and ```python blocks run here, in a scratch directory holding the
+repository's examples/. ```sh blocks (make targets, installs) are shown, not run: CI runs make itself."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from nvembed_trt.presets import PRESETS
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+BASH = re.findall(r"^```bash\n(.*?)^```", README, flags=re.S | re.M)
+PYTHON = re.findall(r"^```python\n(.*?)^```", README, flags=re.S | re.M)
+
+
+@pytest.fixture
+def scratch(tmp_path) -> Path:
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    return tmp_path
+
+
+def _env() -> dict[str, str]:
+    env = os.environ.copy()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def test_readme_has_runnable_examples():
+    assert len(BASH) >= 3 and len(PYTHON) >= 1
+
+
+@pytest.mark.parametrize("block", BASH, ids=[b.splitlines()[0][:50] for b in BASH])
+def test_bash_block_runs(scratch, block):
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=scratch, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"README block failed:\n{block}\n--- stderr ---\n{proc.stderr}"
+    for out in re.findall(r"--output (\S+\.npy)", block):
+        assert (scratch / out).is_file() and (scratch / (out + ".json")).is_file()
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=[f"python-{i}" for i in range(len(PYTHON))])
+def test_python_block_runs(scratch, block):
+    proc = subprocess.run([sys.executable, "-c", block], cwd=scratch, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    match = re.fullmatch(r"\((\d+), (\d+)\) (-?\d+\.\d+)\n", proc.stdout)
+    assert match, proc.stdout
+    assert (int(match[1]), int(match[2])) == (1, 64) and -1.0 <= float(match[3]) <= 1.0
+
+
+def test_first_block_shows_the_two_commands():
+    first = re.search(r"^```\w*\n(.*?)^```", README, flags=re.S | re.M).group(1)
+    assert "make all" in first and "make test" in first
+
+
+def test_ci_calls_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, flags=re.M)
+
+
+def test_readme_names_every_preset():
+    for name in PRESETS:
+        assert f"**`{name}`**" in README
