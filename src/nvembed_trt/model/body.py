@@ -55,14 +55,18 @@ def padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tens
     return (1.0 - keep) * torch.finfo(dtype).min
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
            impl: AttentionImpl) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d) + bias) v for (B, H, T, d) tensors; "eager" keeps the softmax in fp32."""
+    """softmax(q k^T / sqrt(d) + bias) v for (B, H, Tq, d) queries and (B, H, Tk, d) keys/values.
+
+    "sdpa" is memory-lean (fused kernels on GPU); "eager" spells the softmax out in fp32, which is what an fp16
+    ONNX graph must keep (a strongly typed TensorRT build honours exactly these types)."""
     if impl == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)           # (B, H, T, T)
-    probs = torch.softmax(scores.float() + bias.float(), dim=-1).to(q.dtype)
-    return torch.matmul(probs, v)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * (q.shape[-1] ** -0.5)   # (B, H, Tq, Tk) fp32
+    if bias is not None:
+        scores = scores + bias.float()
+    return torch.matmul(torch.softmax(scores, dim=-1).to(q.dtype), v)
 
 
 class SelfAttention(nn.Module):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import LatentAttentionConfig
+from .body import AttentionImpl, attend
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -32,14 +33,14 @@ class LatentCrossAttention(nn.Module):
         self.to_kv = nn.Linear(dim, 2 * cfg.inner_dim, bias=False)
         self.to_out = nn.Linear(cfg.inner_dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, latents: torch.Tensor, impl: AttentionImpl = "sdpa") -> torch.Tensor:
         b, t, _ = x.shape
         n = latents.shape[0]
         q = self.to_q(x).reshape(b, t, self.num_heads, self.head_dim).transpose(1, 2)   # (B, H, T, dh)
         k, v = self.to_kv(latents).chunk(2, dim=-1)                                     # (L, H*dh) each
         k = k.reshape(n, self.num_heads, self.head_dim).transpose(0, 1)                 # (H, L, dh)
         v = v.reshape(n, self.num_heads, self.head_dim).transpose(0, 1)                 # (H, L, dh)
-        out = F.scaled_dot_product_attention(q, k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1))
+        out = attend(q, k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1), None, impl)  # (B, H, T, dh)
         return self.to_out(out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
 
 
@@ -52,8 +53,8 @@ class CrossAttentionBlock(nn.Module):
         self.norm_context = FP32LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.fn = LatentCrossAttention(dim, cfg)
 
-    def forward(self, h: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        return self.fn(self.norm(h), self.norm_context(latents))
+    def forward(self, h: torch.Tensor, latents: torch.Tensor, impl: AttentionImpl = "sdpa") -> torch.Tensor:
+        return self.fn(self.norm(h), self.norm_context(latents), impl)
 
 
 class GEGLU(nn.Module):
@@ -93,9 +94,9 @@ class LatentAttention(nn.Module):
         self.latents = nn.Parameter(torch.empty(cfg.num_latents, dim))
         self.cross_attend_blocks = nn.ModuleList([CrossAttentionBlock(dim, cfg), FeedForwardBlock(dim, cfg)])
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, impl: AttentionImpl = "sdpa") -> torch.Tensor:
         cross_attn, feed_forward = self.cross_attend_blocks
-        h = h + cross_attn(h, self.latents)
+        h = h + cross_attn(h, self.latents, impl)
         return h + feed_forward(h)
 
 

@@ -26,7 +26,7 @@ class NVEmbedModel(nn.Module):
 
     def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.embedding_model(input_ids, attention_mask, self.attention_impl)  # (B, T, D)
-        return self.latent_attention_model(hidden)                                     # (B, T, D)
+        return self.latent_attention_model(hidden, self.attention_impl)                # (B, T, D)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 pool_mask: torch.Tensor) -> torch.Tensor:
