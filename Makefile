@@ -9,19 +9,24 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 MODEL       ?= tiny
 BUILD       ?= build
+NAME        ?= $(notdir $(MODEL))
+POOLING     ?= engine
+DTYPE       ?= float32
+EXPORT_DIR  := export/$(NAME)
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed-stamp
 
-.PHONY: all install test embed clean help
+.PHONY: all install test embed export clean help
 
 help:
 	@echo "make all      the whole pipeline on MODEL=$(MODEL) (today: embed examples/sample.jsonl)"
 	@echo "make test     install into $(VENV) and run the tests (PYTEST_ARGS=... passes options)"
+	@echo "make export   ONNX export of MODEL into export/NAME/ (POOLING=engine|ensemble DTYPE=float32|float16)"
 	@echo "make install  create $(VENV) with torch==$(TORCH_VERSION) and this package"
 	@echo "make clean    remove build outputs (keeps $(VENV))"
 
-all: embed
-	@echo "make all: done. Outputs under $(BUILD)/$(notdir $(MODEL))/"
+all: embed export
+	@echo "make all: done. Embeddings under $(BUILD)/$(NAME)/, ONNX export in $(EXPORT_DIR)/"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +42,13 @@ test: $(STAMP)
 embed: $(STAMP)
 	$(BIN)/nvembed-trt embed --model $(MODEL) --input examples/sample.jsonl \
 		--output $(BUILD)/$(notdir $(MODEL))/sample-embeddings.npy
+
+# real file target: re-exported only when the package or the settings file changes
+export: $(EXPORT_DIR)/model.onnx
+
+$(EXPORT_DIR)/model.onnx: $(STAMP) $(shell find src -name '*.py' 2>/dev/null)
+	$(BIN)/nvembed-trt export --model $(MODEL) --output $(EXPORT_DIR) --pooling $(POOLING) --dtype $(DTYPE) \
+		--overwrite
 
 clean:
 	rm -rf $(BUILD)

@@ -55,20 +55,25 @@ def resolve_model(spec: str, progress: bool = True) -> ModelSource:
     raise PresetError(f"unknown model {spec!r}: not a preset ({', '.join(PRESETS)}) and no such directory")
 
 
+def tokenizer_for(source: ModelSource) -> EmbeddingTokenizer:
+    """The checkpoint's own tokenizer files, or the bundled NV-Embed-v2 tokenizer for random presets."""
+    max_positions = source.config.body.max_position_embeddings
+    if source.checkpoint is None:
+        return EmbeddingTokenizer(fast_tokenizer_from_sentencepiece(bundled_sentencepiece_model()),
+                                  SpecialTokens(), source.config.mask_instruction, max_positions)
+    return EmbeddingTokenizer.from_dir(source.checkpoint, source.config.mask_instruction, max_positions)
+
+
 def load_source(source: ModelSource, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                 attention_impl: AttentionImpl = "sdpa",
                 progress: bool = True) -> tuple[NVEmbedModel, EmbeddingTokenizer]:
     """Build the model on device/dtype and its tokenizer."""
-    max_positions = source.config.body.max_position_embeddings
     if source.checkpoint is None and source.preset is not None:
         note(f"{source.spec}: no checkpoint given, using RANDOM weights (seed {source.preset.seed}): for shape, "
              f"memory and latency work only; pass --model DIR for real weights")
         model = random_model(source.config, device, dtype, source.preset.seed, attention_impl, progress)
-        tokenizer = EmbeddingTokenizer(fast_tokenizer_from_sentencepiece(bundled_sentencepiece_model()),
-                                       SpecialTokens(), source.config.mask_instruction, max_positions)
-        return model, tokenizer
-    if source.checkpoint is None:
+    elif source.checkpoint is not None:
+        model = load_model(source.checkpoint, device, dtype, attention_impl, progress)
+    else:
         raise CheckpointError(f"{source.spec}: no checkpoint and no preset to generate weights from")
-    model = load_model(source.checkpoint, device, dtype, attention_impl, progress)
-    tokenizer = EmbeddingTokenizer.from_dir(source.checkpoint, source.config.mask_instruction, max_positions)
-    return model, tokenizer
+    return model, tokenizer_for(source)

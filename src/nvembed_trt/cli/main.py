@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import NVEmbedError
-from . import checkpoint, embed, presets
+from . import checkpoint, embed, export, presets
 
-SUBCOMMANDS = (embed, presets, checkpoint)
+SUBCOMMANDS = (embed, export, presets, checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,165 @@
+"""onnx_from_model: a preset or checkpoint directory -> a checked ONNX graph with export.json.
+
+Steps: trace on the meta device (no weights in memory) -> bind initializers lazily to the checkpoint shards ->
+optimise (sequence ops removed, small constants folded) -> stream weights into model.onnx(.data) one tensor at a
+time -> check names, shapes and values -> rename the finished folder into place. A failure leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx_ir as ir
+import torch
+from onnxscript.optimizer import optimize_ir
+
+from ..checkpoint.layout import tensor_infos
+from ..checkpoint.loader import check_keys, expected_shapes, load_model, meta_model, random_model
+from ..console import note, quiet_logger
+from ..embedder import torch_device
+from ..errors import InputError
+from ..provenance import sha256_file, sidecar, write_json
+from ..source import ModelSource, resolve_model, tokenizer_for
+from .checks import PARITY_THRESHOLDS, ExportValidationError, graph_report, parity_report
+from .progress import streaming_callback
+from .signature import GraphSignature, check_opset, check_pooling
+from .trace import trace_onnx
+from .weights import bind_weights, checkpoint_loader, random_loader
+
+EXPORT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
+PROTOBUF_LIMIT = 2 * 1024**3  # a single .onnx protobuf cannot exceed 2 GiB
+EXPORT_JSON = "export.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    directory: Path
+    onnx_path: Path
+    meta: dict
+
+
+def _staging_dir(output: Path, overwrite: bool) -> Path:
+    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not overwrite)):
+        raise InputError(f"output {output} already exists and is not empty (pass overwrite=True / --overwrite)")
+    parent = output.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output directory {parent}: {exc.strerror}") from exc
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"output directory {parent} is not writable")
+    staging = parent / f".{output.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def _reference_loader(source: ModelSource, device: torch.device):
+    def load():
+        if source.checkpoint is not None:
+            return load_model(source.checkpoint, device, torch.float32, progress=False)
+        return random_model(source.config, device, torch.float32, source.preset.seed, progress=False)
+    return load
+
+
+def _weights_bytes(model: ir.Model) -> int:
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+def onnx_from_model(spec: str, output: Path | str, *, opset: int = 18, pooling: str = "engine",
+                    dtype: str = "float32", device: str = "cpu", external_data_threshold: int = PROTOBUF_LIMIT,
+                    parity: bool = True, overwrite: bool = False) -> ExportResult:
+    """Export `spec` (preset name or checkpoint directory) to output/model.onnx; see the module docstring."""
+    check_opset(opset)
+    sig_pooling = check_pooling(pooling)
+    if dtype not in EXPORT_DTYPES:
+        raise InputError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    dev = torch_device(device)
+    output = Path(output)
+    source = resolve_model(spec)
+    staging = _staging_dir(output, overwrite)
+    try:
+        meta = _export_into(staging, source, opset, sig_pooling, dtype, dev, external_data_threshold, parity)
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(output, output / "model.onnx", meta)
+
+
+def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype: str, device: torch.device,
+                 external_data_threshold: int, parity: bool) -> dict:
+    cfg, torch_dt = source.config, EXPORT_DTYPES[dtype]
+    sig = GraphSignature(pooling, cfg.embedding_dim)
+    shapes = expected_shapes(meta_model(cfg))
+    if source.checkpoint is not None:
+        check_keys(shapes, tensor_infos(source.checkpoint), str(source.checkpoint))
+        load = checkpoint_loader(source.checkpoint)
+    else:
+        load = random_loader(shapes, source.preset.seed)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    model = trace_onnx(cfg, torch_dt, pooling, opset)
+    timings["trace_s"] = time.perf_counter() - start
+    note(f"traced {cfg.body.num_layers}-layer graph on the meta device in {timings['trace_s']:.1f} s "
+         f"(opset {opset}, {dtype}, pooling in {pooling})")
+    transposed = bind_weights(model, load, shapes, torch_dt)
+    start = time.perf_counter()
+    with quiet_logger("onnxscript"):
+        optimize_ir(model)
+    timings["optimize_s"] = time.perf_counter() - start
+    weight_bytes = _weights_bytes(model)
+    external = weight_bytes > external_data_threshold
+    onnx_path = staging / "model.onnx"
+    start = time.perf_counter()
+    if external:
+        with streaming_callback(f"streaming weights to {onnx_path.name}.data", weight_bytes) as callback:
+            ir.save(model, onnx_path, external_data="model.onnx.data", size_threshold_bytes=1024,
+                    callback=callback)
+    else:
+        ir.save(model, onnx_path)
+    timings["write_s"] = time.perf_counter() - start
+    note(f"wrote {onnx_path.name}" + (f" + {onnx_path.name}.data" if external else "") +
+         f" ({weight_bytes / 1e9:.2f} GB of weights) in {timings['write_s']:.1f} s")
+    del model
+    report, problems = graph_report(onnx_path, sig)
+    parity_meta = {"skipped": "parity=False"}
+    if parity and not problems:
+        tokenizer = tokenizer_for(source)
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else \
+            ["CPUExecutionProvider"]
+        start = time.perf_counter()
+        parity_meta, parity_problems = parity_report(onnx_path, sig, tokenizer, _reference_loader(source, device),
+                                                     PARITY_THRESHOLDS[dtype], providers)
+        timings["parity_s"] = time.perf_counter() - start
+        problems += parity_problems
+    if problems:
+        raise ExportValidationError(onnx_path, problems)
+    if parity:
+        note(f"parity vs the fp32 reference: min cosine {parity_meta['min_cosine']:.6f}, "
+             f"max abs {parity_meta['max_abs']:.2e} over {len(parity_meta['cases'])} cases")
+    meta = sidecar("onnx-export", model=source.describe(), config=cfg.to_hf_dict(), opset=opset, dtype=dtype,
+                   signature=sig.describe(), external_data=external, weight_bytes=weight_bytes,
+                   pre_transposed_weights=transposed, graph=report, parity=parity_meta,
+                   onnx_sha256=sha256_file(onnx_path), timings_s={k: round(v, 2) for k, v in timings.items()},
+                   versions_export=_export_versions())
+    write_json(staging / EXPORT_JSON, meta)
+    return meta
+
+
+def _export_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    found = {}
+    for name in ("onnx", "onnxruntime", "onnxscript", "onnx-ir"):
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return found

@@ -1,0 +1,40 @@
+"""A real TensorRT builder (TensorRT-RTX builds ahead-of-time on a CPU-only machine) accepts both exports over a
+dynamic profile: batch 1..8, sequence 1..256."""
+
+from __future__ import annotations
+
+import pytest
+
+trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install tensorrt-rtx)")
+
+from nvembed_trt.export import onnx_from_model  # noqa: E402
+
+
+def build(onnx_path):
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse_from_file(str(onnx_path)), [parser.get_error(i).desc() for i in range(parser.num_errors)]
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    for tensor in inputs:
+        profile.set_shape(tensor.name, (1, 1), (4, 64), (8, 256))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    outputs = [network.get_output(i) for i in range(network.num_outputs)]
+    return plan, inputs, outputs
+
+
+@pytest.mark.parametrize("pooling, dtype", [("engine", "float32"), ("ensemble", "float32"),
+                                            ("engine", "float16"), ("ensemble", "float16")])
+def test_tensorrt_rtx_builds_dynamic_profile(tmp_path, pooling, dtype):
+    result = onnx_from_model("tiny", tmp_path / "o", pooling=pooling, dtype=dtype, parity=False,
+                             external_data_threshold=1000)
+    plan, inputs, outputs = build(result.onnx_path)
+    assert plan is not None and plan.nbytes > 100_000
+    assert all(t.dtype == trt.DataType.INT32 and tuple(t.shape) == (-1, -1) for t in inputs)
+    assert len(inputs) == (3 if pooling == "engine" else 2)
+    assert outputs[0].dtype == trt.DataType.FLOAT
+    assert tuple(outputs[0].shape) == ((-1, 64) if pooling == "engine" else (-1, -1, 64))
