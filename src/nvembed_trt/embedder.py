@@ -44,8 +44,12 @@ class Embedder:
     def from_model(cls, spec: str, device: str = "cpu", dtype: str = "float32",
                    attention_impl: AttentionImpl = "sdpa", progress: bool = True) -> Embedder:
         """Load a preset name or checkpoint directory (see source.resolve_model)."""
+        return cls.from_source(resolve_model(spec, progress), device, dtype, attention_impl, progress)
+
+    @classmethod
+    def from_source(cls, source: ModelSource, device: str = "cpu", dtype: str = "float32",
+                    attention_impl: AttentionImpl = "sdpa", progress: bool = True) -> Embedder:
         dev, dt = torch_device(device), torch_dtype(dtype)
-        source = resolve_model(spec, progress)
         model, tokenizer = load_source(source, dev, dt, attention_impl, progress)
         return cls(model, tokenizer, source)
 

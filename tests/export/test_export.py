@@ -137,3 +137,15 @@ def test_cli_export(tmp_path, capsys):
     assert f"wrote {out / 'model.onnx'}" in capsys.readouterr().out
     assert main(["export", "--model", "tiny", "--output", str(out), "--opset", "21"]) == 2
     assert "opset must be between 18 and 20, got 21" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_slim_is_kept_only_with_passing_checks(tmp_path, dtype, tiny, cosine):
+    result = onnx_from_model("tiny", tmp_path / "s", dtype=dtype, slim=True, external_data_threshold=1000)
+    slim = result.meta["slim"]
+    assert slim["requested"] and slim["applied"] and slim["nodes_after"] < slim["nodes_before"]
+    assert result.meta["graph"]["nodes"] == slim["nodes_after"] and result.meta["parity"]["passed"]
+    batch = tiny.tokenizer(SENTENCES, "", 128)
+    got = run_onnx(result.onnx_path, "engine", batch)
+    assert cosine(got, tiny.embed_batch(SENTENCES, "", 128)).min().item() >= 0.999
+    assert sorted(p.name for p in result.directory.iterdir()) == ["export.json", "model.onnx", "model.onnx.data"]

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..embedder import DEFAULT_MAX_LENGTH, DEVICES, DTYPES, Embedder
+from ..embedder import DEFAULT_MAX_LENGTH, DEVICES, DTYPES, Embedder, torch_device
+from ..source import resolve_model
 from ..provenance import sha256_file, sidecar, write_json
 from ..textio import check_output_path, read_texts, save_embeddings
 from ..tokenizer import INPUT_TYPES, resolve_instruction
+from ..tokenizer.embedding import check_max_length
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.output)
     inputs = read_texts(args.input, args.format)
     instruction = resolve_instruction(args.input_type, args.instruction)
-    embedder = Embedder.from_model(args.model, args.device, args.dtype, args.attention)
-    embedder.tokenizer.check_max_length(args.max_length)
+    torch_device(args.device)
+    source = resolve_model(args.model)
+    check_max_length(args.max_length, source.config.body.max_position_embeddings)  # before loading weights
+    embedder = Embedder.from_source(source, args.device, args.dtype, args.attention)
     vectors = embedder.encode(inputs.texts, instruction=instruction, max_length=args.max_length,
                               batch_size=args.batch_size, progress=True)
     save_embeddings(args.output, vectors)

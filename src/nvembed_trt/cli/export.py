@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--external-data-threshold", default=str(PROTOBUF_LIMIT),
                    help="weights above this size go to model.onnx.data (default 2 GiB, the protobuf limit)")
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime parity check")
+    p.add_argument("--slim", action="store_true",
+                   help="simplify the graph with onnxslim; kept only if every check and parity still pass")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(run=run)
 
@@ -33,9 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     result = onnx_from_model(args.model, args.output, opset=args.opset, pooling=args.pooling, dtype=args.dtype,
                              device=args.device, external_data_threshold=parse_size(args.external_data_threshold),
-                             parity=not args.no_parity, overwrite=args.overwrite)
+                             parity=not args.no_parity, slim=args.slim, overwrite=args.overwrite)
     graph = result.meta["graph"]
     print(f"wrote {result.onnx_path} (opset {graph['opset']}, {graph['nodes']} nodes, "
-          f"{graph['parameters']:,} parameters, external data: {result.meta['external_data']}); "
+          f"{graph['parameters']:,} parameters, external data: {result.meta['external_data']}, "
+          f"slimmed: {result.meta['slim']['applied']}); "
           f"report: {result.directory / 'export.json'}")
     return 0

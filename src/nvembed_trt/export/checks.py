@@ -89,7 +89,7 @@ def op_precisions(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
     types, found = _elem_types(model), {}
     for node in model.graph.node:
         if node.op_type in PRECISION_OPS and node.input:
-            dtype = types.get(node.input[0] if node.op_type != "Gather" else node.input[0], "UNKNOWN")
+            dtype = types.get(node.input[0], "UNKNOWN")  # the data input (for Gather: the embedding table)
             found.setdefault(node.op_type, Counter())[dtype] += 1
     return {op: dict(counts) for op, counts in sorted(found.items())}
 

@@ -27,6 +27,7 @@ from ..source import ModelSource, resolve_model, tokenizer_for
 from .checks import PARITY_THRESHOLDS, ExportValidationError, graph_report, parity_report
 from .progress import streaming_callback
 from .signature import GraphSignature, check_opset, check_pooling
+from .slim import slim_if_valid
 from .trace import trace_onnx
 from .weights import bind_weights, checkpoint_loader, random_loader
 
@@ -72,7 +73,7 @@ def _weights_bytes(model: ir.Model) -> int:
 
 def onnx_from_model(spec: str, output: Path | str, *, opset: int = 18, pooling: str = "engine",
                     dtype: str = "float32", device: str = "cpu", external_data_threshold: int = PROTOBUF_LIMIT,
-                    parity: bool = True, overwrite: bool = False) -> ExportResult:
+                    parity: bool = True, slim: bool = False, overwrite: bool = False) -> ExportResult:
     """Export `spec` (preset name or checkpoint directory) to output/model.onnx; see the module docstring."""
     check_opset(opset)
     sig_pooling = check_pooling(pooling)
@@ -83,7 +84,7 @@ def onnx_from_model(spec: str, output: Path | str, *, opset: int = 18, pooling: 
     source = resolve_model(spec)
     staging = _staging_dir(output, overwrite)
     try:
-        meta = _export_into(staging, source, opset, sig_pooling, dtype, dev, external_data_threshold, parity)
+        meta = _export_into(staging, source, opset, sig_pooling, dtype, dev, external_data_threshold, parity, slim)
         if output.exists():
             shutil.rmtree(output)
         os.replace(staging, output)
@@ -94,7 +95,7 @@ def onnx_from_model(spec: str, output: Path | str, *, opset: int = 18, pooling: 
 
 
 def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype: str, device: torch.device,
-                 external_data_threshold: int, parity: bool) -> dict:
+                 external_data_threshold: int, parity: bool, slim: bool) -> dict:
     cfg, torch_dt = source.config, EXPORT_DTYPES[dtype]
     sig = GraphSignature(pooling, cfg.embedding_dim)
     shapes = expected_shapes(meta_model(cfg))
@@ -128,25 +129,35 @@ def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype:
     note(f"wrote {onnx_path.name}" + (f" + {onnx_path.name}.data" if external else "") +
          f" ({weight_bytes / 1e9:.2f} GB of weights) in {timings['write_s']:.1f} s")
     del model
-    report, problems = graph_report(onnx_path, sig)
-    parity_meta = {"skipped": "parity=False"}
-    if parity and not problems:
-        tokenizer = tokenizer_for(source)
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else \
-            ["CPUExecutionProvider"]
-        start = time.perf_counter()
-        parity_meta, parity_problems = parity_report(onnx_path, sig, tokenizer, _reference_loader(source, device),
-                                                     PARITY_THRESHOLDS[dtype], providers)
-        timings["parity_s"] = time.perf_counter() - start
-        problems += parity_problems
+    tokenizer = tokenizer_for(source)
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else \
+        ["CPUExecutionProvider"]
+
+    def validate(path: Path) -> tuple[dict, dict, list[str]]:
+        """names and shapes first; values only for a graph that passed them."""
+        report, problems = graph_report(path, sig)
+        if not parity or problems:
+            return report, {"skipped": "parity=False" if not parity else "graph checks failed"}, problems
+        result, parity_problems = parity_report(path, sig, tokenizer, _reference_loader(source, device),
+                                                PARITY_THRESHOLDS[dtype], providers)
+        return report, result, problems + parity_problems
+
+    start = time.perf_counter()
+    report, parity_meta, problems = validate(onnx_path)
+    timings["checks_s"] = time.perf_counter() - start
     if problems:
         raise ExportValidationError(onnx_path, problems)
     if parity:
         note(f"parity vs the fp32 reference: min cosine {parity_meta['min_cosine']:.6f}, "
              f"max abs {parity_meta['max_abs']:.2e} over {len(parity_meta['cases'])} cases")
+    slimming = {"applied": False, "requested": False}
+    if slim:
+        slimming = {"requested": True, **slim_if_valid(onnx_path, external, validate)}
+        if slimming["applied"]:
+            report, parity_meta = slimming.pop("graph"), slimming.pop("parity")
     meta = sidecar("onnx-export", model=source.describe(), config=cfg.to_hf_dict(), opset=opset, dtype=dtype,
                    signature=sig.describe(), external_data=external, weight_bytes=weight_bytes,
-                   pre_transposed_weights=transposed, graph=report, parity=parity_meta,
+                   pre_transposed_weights=transposed, graph=report, parity=parity_meta, slim=slimming,
                    onnx_sha256=sha256_file(onnx_path), timings_s={k: round(v, 2) for k, v in timings.items()},
                    versions_export=_export_versions())
     write_json(staging / EXPORT_JSON, meta)

@@ -23,6 +23,15 @@ from .files import SpecialTokens, read_fast_tokenizer, read_special_tokens
 MIN_MAX_LENGTH = 2  # BOS plus one token
 
 
+def check_max_length(max_length: int, max_positions: int | None = None) -> None:
+    """max_length must leave room for BOS plus one token and stay within the model's positions."""
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < MIN_MAX_LENGTH:
+        raise InputError(f"max_length must be an integer >= {MIN_MAX_LENGTH} (BOS plus one token), "
+                         f"got {max_length!r}")
+    if max_positions is not None and max_length > max_positions:
+        raise InputError(f"max_length {max_length} exceeds the model's max_position_embeddings {max_positions}")
+
+
 @dataclass(frozen=True)
 class TokenizedBatch:
     input_ids: np.ndarray       # (B, T) int64
@@ -68,12 +77,7 @@ class EmbeddingTokenizer:
         return len(self.tokenize(instruction))
 
     def check_max_length(self, max_length: int) -> None:
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < MIN_MAX_LENGTH:
-            raise InputError(f"max_length must be an integer >= {MIN_MAX_LENGTH} (BOS plus one token), "
-                             f"got {max_length!r}")
-        if self.max_positions is not None and max_length > self.max_positions:
-            raise InputError(f"max_length {max_length} exceeds the model's max_position_embeddings "
-                             f"{self.max_positions}")
+        check_max_length(max_length, self.max_positions)
 
     def encode_ids(self, texts: Sequence[str], instruction: str, max_length: int) -> list[list[int]]:
         """Token ids per text (BOS + instruction + text + EOS), right-truncated to max_length, unpadded."""
