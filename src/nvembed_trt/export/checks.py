@@ -59,7 +59,7 @@ def graph_report(path: Path, sig: GraphSignature) -> tuple[dict, list[str]]:
             if [str(d) for d in got[name]] != [str(d) for d in want[name]]:
                 problems.append(f"{name} has dims {got[name]}, expected {list(want[name])}")
     data = path.with_name(path.name + ".data")
-    problems += _fp32_islands(inferred)
+    problems += fp32_island_problems(inferred)
     report = {
         "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
         "inputs": inputs, "outputs": outputs,
@@ -94,7 +94,7 @@ def op_precisions(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
     return {op: dict(counts) for op, counts in sorted(found.items())}
 
 
-def _fp32_islands(model: onnx.ModelProto) -> list[str]:
+def fp32_island_problems(model: onnx.ModelProto) -> list[str]:
     """Norms, softmax and pooling reductions must stay fp32 whatever the weights' dtype."""
     precisions = op_precisions(model)
     return [f"{op} runs in {dtype} x{count}; it must stay FLOAT" for op in FP32_ONLY_OPS

@@ -7,8 +7,6 @@ time -> check names, shapes and values -> rename the finished folder into place.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from ..embedder import torch_device
 from ..errors import InputError
 from ..provenance import sha256_file, sidecar, write_json
 from ..source import ModelSource, resolve_model, tokenizer_for
+from ..staging import check_output_dir, staged_directory
 from .checks import PARITY_THRESHOLDS, ExportValidationError, graph_report, parity_report
 from .progress import streaming_callback
 from .signature import GraphSignature, check_opset, check_pooling
@@ -41,22 +40,6 @@ class ExportResult:
     directory: Path
     onnx_path: Path
     meta: dict
-
-
-def _staging_dir(output: Path, overwrite: bool) -> Path:
-    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not overwrite)):
-        raise InputError(f"output {output} already exists and is not empty (pass overwrite=True / --overwrite)")
-    parent = output.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output directory {parent}: {exc.strerror}") from exc
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"output directory {parent} is not writable")
-    staging = parent / f".{output.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    return staging
 
 
 def _reference_loader(source: ModelSource, device: torch.device):
@@ -81,16 +64,10 @@ def onnx_from_model(spec: str, output: Path | str, *, opset: int = 18, pooling: 
         raise InputError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
     dev = torch_device(device)
     output = Path(output)
+    check_output_dir(output, overwrite)  # before resolving, which may write a preset's checkpoint
     source = resolve_model(spec)
-    staging = _staging_dir(output, overwrite)
-    try:
+    with staged_directory(output, overwrite) as staging:
         meta = _export_into(staging, source, opset, sig_pooling, dtype, dev, external_data_threshold, parity, slim)
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ExportResult(output, output / "model.onnx", meta)
 
 

@@ -1,0 +1,40 @@
+"""Write a whole output folder or nothing: a hidden staging folder beside it is renamed into place on success
+and removed on any failure, so an interrupted or rejected stage leaves no partial artifact."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import InputError
+
+
+def check_output_dir(output: Path, overwrite: bool) -> None:
+    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not overwrite)):
+        raise InputError(f"output {output} already exists and is not empty (pass overwrite=True / --overwrite)")
+
+
+@contextlib.contextmanager
+def staged_directory(output: Path, overwrite: bool = False) -> Iterator[Path]:
+    output = Path(output)
+    check_output_dir(output, overwrite)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output directory {output.parent}: {exc.strerror}") from exc
+    if not os.access(output.parent, os.W_OK):
+        raise InputError(f"output directory {output.parent} is not writable")
+    staging = output.parent / f".{output.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
