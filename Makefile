@@ -13,20 +13,24 @@ NAME        ?= $(notdir $(MODEL))
 POOLING     ?= engine
 DTYPE       ?= float32
 EXPORT_DIR  := export/$(NAME)
+CALIB_DIR   := calibration/$(NAME)
+RECIPE      ?= fp16
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed-stamp
 
-.PHONY: all install test embed export clean help
+.PHONY: all install test embed export calibrate precision clean help
 
 help:
 	@echo "make all      the whole pipeline on MODEL=$(MODEL) (today: embed examples/sample.jsonl)"
 	@echo "make test     install into $(VENV) and run the tests (PYTEST_ARGS=... passes options)"
 	@echo "make export   ONNX export of MODEL into export/NAME/ (POOLING=engine|ensemble DTYPE=float32|float16)"
+	@echo "make calibrate  calibration set for MODEL into calibration/NAME/ (real text from the Python docs)"
+	@echo "make precision  RECIPE=fp16|bf16|int8|... on the export: export/NAME/RECIPE/model.onnx"
 	@echo "make install  create $(VENV) with torch==$(TORCH_VERSION) and this package"
 	@echo "make clean    remove build outputs (keeps $(VENV))"
 
-all: embed export
-	@echo "make all: done. Embeddings under $(BUILD)/$(NAME)/, ONNX export in $(EXPORT_DIR)/"
+all: embed export precision
+	@echo "make all: done. Embeddings under $(BUILD)/$(NAME)/, ONNX export in $(EXPORT_DIR)/, $(RECIPE) graph in $(EXPORT_DIR)/$(RECIPE)/"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +52,17 @@ export: $(EXPORT_DIR)/model.onnx
 
 $(EXPORT_DIR)/model.onnx: $(STAMP) $(shell find src -name '*.py' 2>/dev/null)
 	$(BIN)/nvembed-trt export --model $(MODEL) --output $(EXPORT_DIR) --pooling $(POOLING) --dtype $(DTYPE) \
+		--overwrite
+
+calibrate: $(CALIB_DIR)/manifest.json
+
+$(CALIB_DIR)/manifest.json: $(STAMP)
+	$(BIN)/nvembed-trt calibrate --model $(MODEL) --output $(CALIB_DIR) --overwrite
+
+precision: $(EXPORT_DIR)/$(RECIPE)/model.onnx
+
+$(EXPORT_DIR)/$(RECIPE)/model.onnx: $(EXPORT_DIR)/model.onnx $(CALIB_DIR)/manifest.json
+	$(BIN)/nvembed-trt precision --onnx $(EXPORT_DIR)/model.onnx --recipe $(RECIPE) --calibration $(CALIB_DIR) \
 		--overwrite
 
 clean:

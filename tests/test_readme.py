@@ -68,3 +68,10 @@ def test_ci_calls_the_readme_test_command():
 def test_readme_names_every_preset():
     for name in PRESETS:
         assert f"**`{name}`**" in README
+
+
+def test_readme_recipe_table_covers_the_registry():
+    from nvembed_trt.precision import RECIPES
+
+    rows = re.findall(r"^\| ([\w-]+) \| \d\.\d{6} \|", README, flags=re.M)
+    assert sorted(rows) == sorted(RECIPES)

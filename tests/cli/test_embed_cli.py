@@ -70,7 +70,7 @@ def test_help_lists_every_subcommand():
     proc = subprocess.run([str(BIN / "nvembed-trt"), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     for module in SUBCOMMANDS:
-        assert module.__name__.rsplit(".", 1)[-1] in proc.stdout
+        assert module.__name__.rsplit(".", 1)[-1].replace("_", "-") in proc.stdout
 
 
 @pytest.mark.parametrize("content, message", [

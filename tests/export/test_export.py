@@ -7,7 +7,6 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
 from nvembed_trt.cli.main import main
 from nvembed_trt.errors import InputError, PresetError

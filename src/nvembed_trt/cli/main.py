@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import NVEmbedError
-from . import checkpoint, embed, export, presets
+from . import calibrate, checkpoint, embed, export, precision, presets, quantize_torch
 
-SUBCOMMANDS = (embed, export, presets, checkpoint)
+SUBCOMMANDS = (embed, export, calibrate, precision, quantize_torch, presets, checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,67 @@
+"""Precision recipes, one registry. Each recipe is a schema-checked object carrying how it is made and the
+accuracy it must keep on held-out text; choices shown to users come from RECIPES."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from ..errors import InputError
+
+FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceL2", "Pow", "Sqrt", "Reciprocal",
+            "Div", "Erf")  # norms, softmax, pooling and the L2 norm stay fp32 under AutoCast
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    method: Literal["copy", "autocast", "quantize"]
+    low_precision: Literal["fp16", "bf16"] | None = None         # autocast
+    quantize_mode: Literal["int8", "fp8"] | None = None          # quantize
+    calibration_method: Literal["max", "entropy"] | None = None  # quantize
+    op_types_to_quantize: tuple[str, ...] = ("MatMul", "Gemm")   # matmuls only: the mask Add must stay fp32
+    weights_only_gemms: bool = True   # quantise weight GEMMs; attention's activation x activation MatMuls stay
+    high_precision_dtype: Literal["fp16", "fp32"] = "fp16"  # quantize: unquantised ops, except fp32_op_types
+    fp32_op_types: tuple[str, ...] = FP32_OPS
+    calibration_length: int = 128
+    calibration_samples: int = 256
+    min_cosine: float
+    min_top10: float | None = None
+    verify_runtime: Literal["onnxruntime", "onnx-reference"] = "onnxruntime"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if (self.method == "autocast") != (self.low_precision is not None):
+            raise ValueError(f"recipe {self.name}: low_precision is set exactly for method 'autocast'")
+        if (self.method == "quantize") != (self.quantize_mode is not None and self.calibration_method is not None):
+            raise ValueError(f"recipe {self.name}: quantize_mode and calibration_method go with method 'quantize'")
+        return self
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.method != "copy"
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe(name="fp32", description="the fp32 export as is (reference)", method="copy", min_cosine=0.99999),
+    Recipe(name="fp16", description="ModelOpt AutoCast to fp16; norms, softmax, pooling, L2 norm in fp32",
+           method="autocast", low_precision="fp16", min_cosine=0.999),
+    Recipe(name="bf16", description="ModelOpt AutoCast to bf16; norms, softmax, pooling, L2 norm in fp32 "
+                                    "(verified with ONNX's reference evaluator: ORT's CPU lacks bf16 kernels)",
+           method="autocast", low_precision="bf16", min_cosine=0.999, verify_runtime="onnx-reference"),
+    Recipe(name="int8", description="W8A8 Q/DQ on the weight GEMMs via ModelOpt (attention BMMs stay float), max calibration",
+           method="quantize", quantize_mode="int8", calibration_method="max", min_cosine=0.99, min_top10=0.9),
+    Recipe(name="int8-entropy", description="W8A8 Q/DQ on the weight GEMMs via ModelOpt (attention BMMs stay float), entropy calibration",
+           method="quantize", quantize_mode="int8", calibration_method="entropy", min_cosine=0.99, min_top10=0.9),
+    Recipe(name="fp8", description="FP8 E4M3 Q/DQ on the weight GEMMs via ModelOpt, max calibration (Hopper/Ada)",
+           method="quantize", quantize_mode="fp8", calibration_method="max", min_cosine=0.99, min_top10=0.9),
+)}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise InputError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")
+    return RECIPES[name]

@@ -1,0 +1,135 @@
+"""Every recipe on tiny: built from the fp32 export, gated on held-out text, and built by TensorRT-RTX."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+from pydantic import ValidationError
+
+from nvembed_trt.calibration import calibration_from_corpus, python_reference_corpus
+from nvembed_trt.cli.main import main
+from nvembed_trt.errors import InputError
+from nvembed_trt.export import onnx_from_model
+from nvembed_trt.precision import RECIPES, PrecisionGateError, Recipe, onnx_with_recipe
+from nvembed_trt.precision import recipes as recipes_module
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny):
+    root = tmp_path_factory.mktemp("precision")
+    export = onnx_from_model("tiny", root / "export" / "tiny")
+    calibration = calibration_from_corpus(python_reference_corpus(), tiny.tokenizer, root / "cal", 256)
+    return export, calibration.directory
+
+
+@pytest.fixture(scope="module")
+def built(workspace):
+    export, calibration = workspace
+    return {name: onnx_with_recipe(export.onnx_path, name, calibration) for name in RECIPES}
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_recipe_passes_its_gate_and_records_how(built, name):
+    result = built[name]
+    recipe = RECIPES[name]
+    meta = json.loads((result.directory / "precision.json").read_text())
+    assert result.directory.name == name and result.onnx_path.is_file()
+    parity = meta["parity"]
+    assert parity["passed"] and parity["cosine_min"] >= recipe.min_cosine and parity["rows"] >= 100
+    assert parity["cosine_p1"] >= parity["cosine_min"] and parity["cosine_mean"] >= parity["cosine_p1"]
+    if recipe.min_top10 is not None:
+        assert parity["top10_agreement"] >= recipe.min_top10
+    assert meta["recipe"]["name"] == name and len(meta["source_onnx_sha256"]) == 64
+    if recipe.needs_calibration:
+        assert meta["calibration"]["samples"] >= 1000 and len(meta["calibration"]["corpus_sha256"]) == 64
+
+
+@pytest.mark.parametrize("name", [n for n, r in RECIPES.items() if r.method == "quantize"])
+def test_quantised_recipes_quantise_weight_gemms_only(built, name):
+    counts = built[name].meta["quantized_nodes"]
+    assert counts.get("MatMul", 0) >= 18 and set(counts) <= {"MatMul", "Gemm"}
+    graph = onnx.load(str(built[name].onnx_path), load_external_data=False).graph
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) >= 19
+
+
+@pytest.mark.parametrize("name", [n for n, r in RECIPES.items() if r.method != "copy"])
+def test_low_precision_keeps_fp32_islands(built, name):
+    """Norms, softmax and pooling stay fp32 under AutoCast and under ModelOpt's fp16 high-precision default."""
+    precision = built[name].meta["op_precisions"]
+    recipe = RECIPES[name]
+    low = {"fp16": "FLOAT16", "bf16": "BFLOAT16", None: "FLOAT16"}[recipe.low_precision]
+    assert low in precision["MatMul"]
+    for op in ("Softmax", "LayerNormalization", "ReduceMean", "ReduceL2"):
+        assert set(precision[op]) == {"FLOAT"}, (op, precision[op])
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_tensorrt_rtx_builds_every_recipe(built, name):
+    from trt_rtx import build  # dynamic profile batch 1..8, seq 1..256
+
+    plan, inputs, outputs = build(built[name].onnx_path)
+    assert plan is not None and plan.nbytes > 50_000 and len(inputs) == 3
+
+
+def test_failing_gate_leaves_no_model(workspace, monkeypatch):
+    export, calibration = workspace
+    strict = Recipe(name="strict-int8", description="impossible gate", method="quantize", quantize_mode="int8",
+                    calibration_method="max", min_cosine=0.99, min_top10=1.01)
+    monkeypatch.setitem(recipes_module.RECIPES, "strict-int8", strict)
+    with pytest.raises(PrecisionGateError, match=r"top-10 agreement .* < 1.01.*no model was written"):
+        onnx_with_recipe(export.onnx_path, "strict-int8", calibration)
+    assert not (export.directory / "strict-int8").exists()
+    assert not list(export.directory.glob(".*tmp*"))
+
+
+def test_bad_requests(workspace, tmp_path):
+    export, calibration = workspace
+    with pytest.raises(InputError, match="recipe int8 needs a calibration set"):
+        onnx_with_recipe(export.onnx_path, "int8")
+    with pytest.raises(InputError, match="unknown recipe 'int4'; recipes: fp32, fp16"):
+        onnx_with_recipe(export.onnx_path, "int4", calibration)
+    fp16 = onnx_from_model("tiny", tmp_path / "fp16-export", dtype="float16", parity=False)
+    with pytest.raises(InputError, match="recipes start from a float32 export, this one is float16"):
+        onnx_with_recipe(fp16.onnx_path, "int8", calibration)
+
+
+def test_recipe_schema_is_strict():
+    with pytest.raises(ValidationError, match="extra"):
+        Recipe(name="x", description="x", method="copy", min_cosine=0.9, colour="red")
+    with pytest.raises(ValidationError, match="low_precision is set exactly for method 'autocast'"):
+        Recipe(name="x", description="x", method="autocast", min_cosine=0.9)
+
+
+def test_cli_recipes_lists_the_registry(capsys):
+    assert main(["recipes"]) == 0
+    listed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert listed == list(RECIPES)
+
+
+def test_ensemble_export_takes_a_recipe(tmp_path, workspace):
+    _, calibration = workspace
+    export = onnx_from_model("tiny", tmp_path / "ens", pooling="ensemble")
+    result = onnx_with_recipe(export.onnx_path, "int8", calibration)
+    assert result.meta["parity"]["passed"] and result.meta["parity"]["cosine_min"] >= 0.99
+
+
+def test_pytorch_ptq_path_on_cpu(workspace, tmp_path, capsys):
+    """The single-GPU path (ModelOpt PyTorch PTQ + forward loop + Q/DQ export), exercised on tiny on the CPU."""
+    export, calibration = workspace
+    out = tmp_path / "int8-torch"
+    assert main(["quantize-torch", "--model", "tiny", "--recipe", "int8", "--calibration", str(calibration),
+                 "--reference-onnx", str(export.onnx_path), "--output", str(out)]) == 0
+    meta = json.loads((out / "precision.json").read_text())
+    assert meta["path"] == "modelopt-torch-ptq" and meta["parity"]["passed"]
+    assert meta["parity"]["cosine_min"] >= 0.99 and meta["parity"]["top10_agreement"] >= 0.9
+    assert meta["quantized_nodes"].get("MatMul", 0) >= 18
+    from trt_rtx import build
+
+    plan, inputs, _ = build(out / "model.onnx")
+    assert plan is not None and len(inputs) == 3
+    with pytest.raises(SystemExit) as info:  # fp8 is not offered: its export needs TensorRT-only custom ops
+        main(["quantize-torch", "--model", "tiny", "--recipe", "fp8", "--calibration", str(calibration),
+              "--reference-onnx", str(export.onnx_path), "--output", str(tmp_path / "x")])
+    assert info.value.code == 2 and "invalid choice: 'fp8'" in capsys.readouterr().err
