@@ -1,0 +1,116 @@
+"""The two builder flavors and every call in which they differ, in one place.
+
+- tensorrt: TensorRT 10/11, the library Triton's tensorrt_plan backend loads. Builds on (and for) the GPU present.
+- tensorrt-rtx: builds ahead of time on a CPU-only machine for listed compute capabilities (SM75..SM121, not
+  Hopper); its timing cache is a no-op.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import NVEmbedError
+from .gpus import RTX_TARGETS, GPUProfile
+
+
+class FlavorError(NVEmbedError):
+    """A flavor is missing, or cannot build for the requested card on this machine."""
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    module: str
+    install: str
+    builds_without_gpu: bool
+    timing_cache: bool
+
+
+FLAVORS: dict[str, Flavor] = {f.name: f for f in (
+    Flavor("tensorrt", "tensorrt", "pip install tensorrt-cu13 (from NVIDIA's index), or use the NGC TensorRT/Triton "
+           "container", builds_without_gpu=False, timing_cache=True),
+    Flavor("tensorrt-rtx", "tensorrt_rtx", "pip install tensorrt-rtx", builds_without_gpu=True, timing_cache=False),
+)}
+
+
+def import_flavor(flavor: Flavor) -> ModuleType:
+    try:
+        return importlib.import_module(flavor.module)
+    except ImportError as exc:
+        raise FlavorError(f"flavor {flavor.name} is not installed (module {flavor.module}): {flavor.install}") from exc
+
+
+def installed(flavor: Flavor) -> bool:
+    return importlib.util.find_spec(flavor.module) is not None
+
+
+def cuda_gpu() -> tuple[str, str] | None:
+    """(name, compute capability) of CUDA device 0, or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability(0)
+    return torch.cuda.get_device_name(0), f"{major}.{minor}"
+
+
+def resolve_flavor(requested: str, gpu: GPUProfile) -> Flavor:
+    """auto: tensorrt where it is installed and this machine has the card; else tensorrt-rtx where it targets it."""
+    if requested != "auto":
+        if requested not in FLAVORS:
+            raise FlavorError(f"unknown flavor {requested!r}; choose auto, {', '.join(FLAVORS)}")
+        flavor = FLAVORS[requested]
+        if flavor.name not in gpu.flavors:
+            raise FlavorError(f"{gpu.name} (compute capability {gpu.compute_capability}) is not a {flavor.name} "
+                              f"target; its flavors: {', '.join(gpu.flavors)}")
+        return flavor
+    present = cuda_gpu()
+    if "tensorrt" in gpu.flavors and installed(FLAVORS["tensorrt"]) and present \
+            and present[1] == gpu.compute_capability:
+        return FLAVORS["tensorrt"]
+    if "tensorrt-rtx" in gpu.flavors and installed(FLAVORS["tensorrt-rtx"]):
+        return FLAVORS["tensorrt-rtx"]
+    wanted = " or ".join(f"{FLAVORS[f].name} ({FLAVORS[f].install})" for f in gpu.flavors)
+    raise FlavorError(f"no installed flavor can build for {gpu.name} on this machine; needs {wanted}"
+                      + ("" if present else "; TensorRT itself also needs the target GPU present"))
+
+
+def check_machine(flavor: Flavor, gpu: GPUProfile) -> dict:
+    """What the engine is built for; refuses a tensorrt build without the target GPU."""
+    if flavor.builds_without_gpu:
+        return {"aot_targets": [RTX_TARGETS[gpu.compute_capability]]}
+    present = cuda_gpu()
+    if present is None:
+        raise FlavorError(f"flavor {flavor.name} builds on the GPU it targets and this machine has none; use "
+                          f"--flavor tensorrt-rtx (ahead of time, on CPU) where {gpu.name} is one of its targets")
+    if present[1] != gpu.compute_capability:
+        raise FlavorError(f"this machine's GPU is {present[0]} (compute capability {present[1]}); profile {gpu.name} "
+                          f"targets {gpu.compute_capability}")
+    return {"gpu_name": present[0], "compute_capability": present[1]}
+
+
+def network_flags(trt: ModuleType) -> int:
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)  # TensorRT 11 and RTX: strongly typed by default or by flag
+
+
+def set_targets(trt: ModuleType, config, flavor: Flavor, gpu: GPUProfile, hardware_compatible: bool) -> None:
+    if flavor.builds_without_gpu:
+        config.num_compute_capabilities = 1
+        config.set_compute_capability(getattr(trt.ComputeCapability, RTX_TARGETS[gpu.compute_capability]), 0)
+    elif hardware_compatible:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+
+
+def attach_timing_cache(config, flavor: Flavor, path: Path):
+    """Load (or start) the persistent timing cache; returns it, or None where the flavor ignores caches."""
+    if not flavor.timing_cache:
+        return None
+    cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache

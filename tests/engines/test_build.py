@@ -1,0 +1,121 @@
+"""Engines: every recipe and both pooling modes build with TensorRT-RTX on CPU; engine.json says how."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from nvembed_trt.calibration import calibration_from_corpus, python_reference_corpus
+from nvembed_trt.cli.main import main
+from nvembed_trt.engines import EngineBuildError, FlavorError, engine_from_onnx, get_gpu
+from nvembed_trt.engines.flavors import FLAVORS, installed
+from nvembed_trt.errors import InputError
+from nvembed_trt.export import onnx_from_model
+from nvembed_trt.precision import RECIPES, onnx_with_recipe
+from nvembed_trt.provenance import sha256_file
+
+trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install tensorrt-rtx)")
+GPU = "rtx-6000-ada"
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory, tiny):
+    root = tmp_path_factory.mktemp("engines")
+    calibration = calibration_from_corpus(python_reference_corpus(), tiny.tokenizer, root / "cal", 256).directory
+    found = {}
+    for pooling in ("engine", "ensemble"):
+        export = onnx_from_model("tiny", root / "export" / f"tiny-{pooling}", pooling=pooling)
+        for name in RECIPES:
+            found[(pooling, name)] = onnx_with_recipe(export.onnx_path, name, calibration).onnx_path
+    return root, found
+
+
+@pytest.fixture(scope="module")
+def engines(graphs):
+    root, found = graphs
+    return {key: engine_from_onnx(path, GPU, root / "engines" / GPU / f"tiny-{key[0]}" / key[1])
+            for key, path in found.items()}
+
+
+@pytest.mark.parametrize("pooling", ["engine", "ensemble"])
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_engine_and_metadata(engines, graphs, pooling, recipe):
+    result = engines[(pooling, recipe)]
+    meta = json.loads((result.directory / "engine.json").read_text())
+    gpu = get_gpu(GPU)
+    assert result.plan_path.stat().st_size == meta["engine_bytes"] > 100_000
+    assert meta["flavor"] == "tensorrt-rtx" and meta["flavor_version"] == trt.__version__
+    assert meta["gpu"]["aot_targets"] == ["SM89"] and meta["gpu"]["compute_capability"] == "8.9"
+    assert meta["profiles"] == [p.model_dump() for p in gpu.profiles] and meta["recipe"] == recipe
+    assert meta["onnx_sha256"] == sha256_file(graphs[1][(pooling, recipe)])
+    assert meta["inputs"][:2] == ["input_ids", "attention_mask"]
+    assert meta["outputs"] == (["embeddings"] if pooling == "engine" else ["token_states"])
+    precision = meta["network_precision"]
+    assert set(precision["SOFTMAX"]) == {"FLOAT"} and set(precision["NORMALIZATION"]) == {"FLOAT"}
+    want = {"fp32": "FLOAT", "fp16": "HALF", "bf16": "BF16"}.get(recipe)
+    if want:
+        assert want in precision["MATRIX_MULTIPLY"]
+    else:  # Q/DQ recipes: the strongly typed network carries the quantise/dequantise layers
+        assert precision.get("QUANTIZE") and precision.get("DEQUANTIZE")
+
+
+def test_another_rtx_target(graphs, tmp_path):
+    result = engine_from_onnx(graphs[1][("engine", "int8")], "a10", tmp_path / "a10" / "tiny" / "int8")
+    assert result.meta["gpu"]["aot_targets"] == ["SM86"] and result.meta["serving"]["max_batch_size"] == 8
+
+
+def test_hopper_is_refused_for_tensorrt_rtx(graphs, tmp_path):
+    with pytest.raises(FlavorError, match=r"h100 \(compute capability 9.0\) is not a tensorrt-rtx target"):
+        engine_from_onnx(graphs[1][("engine", "fp16")], "h100", tmp_path / "e", flavor="tensorrt-rtx")
+
+
+@pytest.mark.skipif(installed(FLAVORS["tensorrt"]), reason="the tensorrt flavor is installed on this machine")
+def test_missing_flavor_says_how_to_install(graphs, tmp_path):
+    with pytest.raises(FlavorError, match=r"flavor tensorrt is not installed \(module tensorrt\): pip install"):
+        engine_from_onnx(graphs[1][("engine", "fp16")], "l40s", tmp_path / "e", flavor="tensorrt")
+
+
+def test_unsupported_node_is_named(tmp_path):
+    node = helper.make_node("Frobnicate", ["input_ids"], ["embeddings"], name="frob_1", domain="example.ops")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT32, ["b", "s"])],
+                              [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["b", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("example.ops", 1)])
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, path)
+    with pytest.raises(EngineBuildError, match=r"cannot parse .*bad.onnx: node 'frob_1' \(Frobnicate\)"):
+        engine_from_onnx(path, GPU, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_and_missing_onnx(graphs, tmp_path, capsys):
+    path = graphs[1][("engine", "fp32")]
+    out = tmp_path / GPU / "tiny" / "fp32"
+    assert main(["build", "--onnx", str(path), "--gpu", GPU, "--output", str(out)]) == 0
+    assert f"wrote {out / 'model.plan'}" in capsys.readouterr().out
+    assert main(["build", "--onnx", str(path), "--gpu", GPU, "--output", str(out)]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    with pytest.raises(InputError, match="ONNX file not found"):
+        engine_from_onnx(tmp_path / "none.onnx", GPU, tmp_path / "x")
+
+
+@pytest.mark.gpu
+def test_engine_runner_matches_reference_on_gpu(graphs, tmp_path, tiny, cosine):
+    """On a GPU host: build for the present card with the best flavor and compare with the PyTorch reference."""
+    from nvembed_trt.engines.flavors import cuda_gpu
+    from nvembed_trt.engines.gpus import gpu_registry
+    from nvembed_trt.engines.runner import EngineRunner
+    from texts import SENTENCES
+
+    name, cc = cuda_gpu()
+    matching = [g.name for g in gpu_registry().values() if g.compute_capability == cc]
+    if not matching:
+        pytest.skip(f"no GPU profile for {name} (compute capability {cc})")
+    for pooling in ("engine", "ensemble"):
+        result = engine_from_onnx(graphs[1][(pooling, "fp16")], matching[0], tmp_path / pooling / "fp16")
+        runner = EngineRunner(result.directory)
+        batch = tiny.tokenizer(SENTENCES, "", 128)
+        got = runner.run(batch)
+        assert cosine(got, tiny.embed_batch(SENTENCES, "", 128)).min().item() >= 0.999
