@@ -15,10 +15,13 @@ DTYPE       ?= float32
 EXPORT_DIR  := export/$(NAME)
 CALIB_DIR   := calibration/$(NAME)
 RECIPE      ?= fp16
+GPU         ?= rtx-6000-ada
+FLAVOR      ?= auto
+ENGINE_DIR  := engines/$(GPU)/$(NAME)/$(RECIPE)
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed-stamp
 
-.PHONY: all install test embed export calibrate precision clean help
+.PHONY: all install test embed export calibrate precision engines gpus clean help
 
 help:
 	@echo "make all      the whole pipeline on MODEL=$(MODEL) (today: embed examples/sample.jsonl)"
@@ -26,11 +29,13 @@ help:
 	@echo "make export   ONNX export of MODEL into export/NAME/ (POOLING=engine|ensemble DTYPE=float32|float16)"
 	@echo "make calibrate  calibration set for MODEL into calibration/NAME/ (real text from the Python docs)"
 	@echo "make precision  RECIPE=fp16|bf16|int8|... on the export: export/NAME/RECIPE/model.onnx"
+	@echo "make engines  TensorRT engine for GPU=$(GPU) RECIPE=$(RECIPE) FLAVOR=auto|tensorrt|tensorrt-rtx"
+	@echo "make gpus     list the GPU profiles"
 	@echo "make install  create $(VENV) with torch==$(TORCH_VERSION) and this package"
 	@echo "make clean    remove build outputs (keeps $(VENV))"
 
-all: embed export precision
-	@echo "make all: done. Embeddings under $(BUILD)/$(NAME)/, ONNX export in $(EXPORT_DIR)/, $(RECIPE) graph in $(EXPORT_DIR)/$(RECIPE)/"
+all: embed export precision engines
+	@echo "make all: done. Embeddings under $(BUILD)/$(NAME)/, ONNX export in $(EXPORT_DIR)/, $(RECIPE) graph in $(EXPORT_DIR)/$(RECIPE)/, engine in $(ENGINE_DIR)/"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +69,15 @@ precision: $(EXPORT_DIR)/$(RECIPE)/model.onnx
 $(EXPORT_DIR)/$(RECIPE)/model.onnx: $(EXPORT_DIR)/model.onnx $(CALIB_DIR)/manifest.json
 	$(BIN)/nvembed-trt precision --onnx $(EXPORT_DIR)/model.onnx --recipe $(RECIPE) --calibration $(CALIB_DIR) \
 		--overwrite
+
+engines: $(ENGINE_DIR)/model.plan
+
+$(ENGINE_DIR)/model.plan: $(EXPORT_DIR)/$(RECIPE)/model.onnx
+	$(BIN)/nvembed-trt build --onnx $(EXPORT_DIR)/$(RECIPE)/model.onnx --gpu $(GPU) --flavor $(FLAVOR) \
+		--output $(ENGINE_DIR) --overwrite
+
+gpus: $(STAMP)
+	@$(BIN)/nvembed-trt gpus
 
 clean:
 	rm -rf $(BUILD)
