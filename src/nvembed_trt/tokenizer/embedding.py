@@ -76,6 +76,12 @@ class EmbeddingTokenizer:
             return 0
         return len(self.tokenize(instruction))
 
+    def token_counts(self, texts: Sequence[str], instruction: str) -> list[int]:
+        """Untruncated lengths (BOS + instruction + text + EOS): what TRUNCATE=NONE must check against the limit."""
+        prompts = [instruction + text + self.special.eos for text in texts]
+        extra = 1 if self.special.add_bos else 0
+        return [len(e.ids) + extra for e in self.tokenizer.encode_batch(prompts, add_special_tokens=False)]
+
     def check_max_length(self, max_length: int) -> None:
         check_max_length(max_length, self.max_positions)
 
