@@ -1,0 +1,108 @@
+"""repo_from_encoder: a model + an encoder (engines/... with engine.json, or export/... with model.onnx) -> a Triton
+model repository: tokenizer -> encoder -> pooling, wired by the nv_embed ensemble."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from ..errors import InputError
+from ..provenance import sha256_file, sidecar, write_json
+from ..source import resolve_model
+from ..staging import staged_directory
+from ..tokenizer.files import bundled_sentencepiece_model, write_tokenizer_files
+from .config import check_repository, repository_configs, to_pbtxt
+from .spec import ENCODER, ENSEMBLE, POOLING, TOKENIZER, RepoSpec
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
+SHIM = "from nvembed_trt.triton.models.{module} import TritonPythonModel  # noqa: F401  (importable module)\n"
+
+
+class RepositoryError(InputError):
+    """The generated configs are inconsistent, or the encoder cannot serve the requested shapes."""
+
+
+@dataclass(frozen=True)
+class RepoResult:
+    directory: Path
+    spec: RepoSpec
+    meta: dict
+
+
+def _encoder_facts(encoder: Path) -> dict:
+    if (encoder / "engine.json").is_file():
+        meta = json.loads((encoder / "engine.json").read_text())
+        return {"kind": "tensorrt_plan", "file": encoder / "model.plan", "inputs": meta["inputs"],
+                "outputs": meta["outputs"], "max_batch_size": meta["serving"]["max_batch_size"],
+                "max_length": meta["serving"]["max_sequence_length"],
+                "profiles": tuple(str(i) for i in range(len(meta["profiles"])))}
+    if (encoder / "model.onnx").is_file():
+        graph = onnx.load(str(encoder / "model.onnx"), load_external_data=False).graph
+        return {"kind": "onnxruntime", "file": encoder / "model.onnx", "inputs": [i.name for i in graph.input],
+                "outputs": [o.name for o in graph.output], "max_batch_size": None, "max_length": None,
+                "profiles": ()}
+    raise InputError(f"{encoder}: neither an engine folder (engine.json + model.plan) nor an export folder "
+                     f"(model.onnx)")
+
+
+def _copy_tokenizer(source, dest: Path) -> None:
+    dest.mkdir(parents=True)
+    if source.checkpoint is None:
+        write_tokenizer_files(dest, bundled_sentencepiece_model())
+        return
+    for name in TOKENIZER_FILES:
+        if (source.checkpoint / name).is_file():
+            shutil.copyfile(source.checkpoint / name, dest / name)
+
+
+def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, max_batch_size: int | None = None,
+                      max_length: int | None = None, tokenizer_instances: int = 1, encoder_instances: int = 1,
+                      output_dtype: str = "float32", providers: tuple[str, ...] = ("CPUExecutionProvider",),
+                      preferred_batch_sizes: tuple[int, ...] = (4, 8), max_queue_delay_us: int = 2000,
+                      overwrite: bool = False) -> RepoResult:
+    encoder, output = Path(encoder), Path(output)
+    facts = _encoder_facts(encoder)
+    source = resolve_model(model, progress=False)
+    limit_batch, limit_length = facts["max_batch_size"], facts["max_length"]
+    batch = max_batch_size or limit_batch or 8
+    length = max_length or limit_length or 512
+    if limit_batch is not None and batch > limit_batch:
+        raise RepositoryError(f"max_batch_size {batch} exceeds the engine's serving maximum {limit_batch}")
+    if limit_length is not None and length > limit_length:
+        raise RepositoryError(f"max_length {length} exceeds the engine's longest profile sequence {limit_length}")
+    if output_dtype not in ("float32", "float16"):
+        raise InputError(f"output dtype must be float32 or float16, got {output_dtype!r}")
+    spec = RepoSpec(encoder_kind=facts["kind"], pooling="engine" if "embeddings" in facts["outputs"] else "ensemble",
+                    hidden_size=source.config.embedding_dim, max_batch_size=batch, max_length=length,
+                    preferred_batch_sizes=preferred_batch_sizes, max_queue_delay_us=max_queue_delay_us,
+                    tokenizer_instances=tokenizer_instances, encoder_instances=encoder_instances,
+                    output_dtype=output_dtype, onnx_providers=providers, engine_profiles=facts["profiles"])
+    configs = repository_configs(spec)
+    problems = check_repository(configs, {"inputs": facts["inputs"], "outputs": facts["outputs"]})
+    if problems:
+        raise RepositoryError("generated repository is inconsistent: " + "; ".join(problems))
+    with staged_directory(output, overwrite) as staging:
+        for name, config in configs.items():
+            (staging / name / "1").mkdir(parents=True)
+            (staging / name / "config.pbtxt").write_text(to_pbtxt(config))
+        _copy_tokenizer(source, staging / TOKENIZER / "1" / "tokenizer")
+        for name, module in ((TOKENIZER, "tokenizer"), (POOLING, "pooling")):
+            (staging / name / "1" / "model.py").write_text(SHIM.format(module=module))
+        version_dir = staging / ENCODER / "1"
+        if spec.encoder_kind == "tensorrt_plan":
+            shutil.copyfile(facts["file"], version_dir / "model.plan")
+        else:
+            (version_dir / "model.py").write_text(SHIM.format(module="encoder_onnx"))
+            shutil.copyfile(facts["file"], version_dir / "model.onnx")
+            data = facts["file"].with_name("model.onnx.data")
+            if data.exists():
+                shutil.copyfile(data, version_dir / "model.onnx.data")
+        meta = sidecar("triton-repository", model=source.describe(), encoder=str(encoder),
+                       encoder_sha256=sha256_file(facts["file"]), spec=spec.__dict__, models=list(configs),
+                       ensemble=ENSEMBLE)
+        write_json(staging / "repo.json", meta)
+    return RepoResult(output, spec, meta)
