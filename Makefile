@@ -7,6 +7,7 @@ VENV        ?= .venv
 BIN         := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
+PYTRITON_VERSION ?= 0.7.0
 MODEL       ?= tiny
 BUILD       ?= build
 NAME        ?= $(notdir $(MODEL))
@@ -18,10 +19,14 @@ RECIPE      ?= fp16
 GPU         ?= rtx-6000-ada
 FLAVOR      ?= auto
 ENGINE_DIR  := engines/$(GPU)/$(NAME)/$(RECIPE)
+REPO_DIR    := triton_repo/$(NAME)
+# the Triton encoder: the recipe's ONNX graph run by ONNX Runtime here; ENCODER=$(ENGINE_DIR) on a TensorRT host
+ENCODER     ?= $(EXPORT_DIR)/$(RECIPE)
+ENCODER_FILE = $(if $(findstring engines/,$(ENCODER)),$(ENCODER)/model.plan,$(ENCODER)/model.onnx)
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed-stamp
 
-.PHONY: all install test embed export calibrate precision engines gpus clean help
+.PHONY: all install test embed export calibrate precision engines gpus triton-repo serve smoke clean help
 
 help:
 	@echo "make all      the whole pipeline on MODEL=$(MODEL) (today: embed examples/sample.jsonl)"
@@ -31,16 +36,26 @@ help:
 	@echo "make precision  RECIPE=fp16|bf16|int8|... on the export: export/NAME/RECIPE/model.onnx"
 	@echo "make engines  TensorRT engine for GPU=$(GPU) RECIPE=$(RECIPE) FLAVOR=auto|tensorrt|tensorrt-rtx"
 	@echo "make gpus     list the GPU profiles"
+	@echo "make triton-repo  Triton repository in triton_repo/NAME/ (ENCODER=export/... or engines/...)"
+	@echo "make serve    serve it with the real Triton server until Ctrl-C"
+	@echo "make smoke    serve on free ports, embed examples/sample.jsonl, compare with the reference, stop"
 	@echo "make install  create $(VENV) with torch==$(TORCH_VERSION) and this package"
 	@echo "make clean    remove build outputs (keeps $(VENV))"
 
-all: embed export precision engines
-	@echo "make all: done. Embeddings under $(BUILD)/$(NAME)/, ONNX export in $(EXPORT_DIR)/, $(RECIPE) graph in $(EXPORT_DIR)/$(RECIPE)/, engine in $(ENGINE_DIR)/"
+all: embed export precision engines triton-repo smoke
+	@echo "make all: done."
+	@echo "  reference embeddings  $(BUILD)/$(NAME)/sample-embeddings.npy"
+	@echo "  ONNX export           $(EXPORT_DIR)/model.onnx (export.json: parity)"
+	@echo "  $(RECIPE) graph            $(EXPORT_DIR)/$(RECIPE)/model.onnx (precision.json: accuracy gate)"
+	@echo "  TensorRT engine       $(ENGINE_DIR)/model.plan (engine.json)"
+	@echo "  Triton repository     $(REPO_DIR)/ (served, checked: $(BUILD)/$(NAME)/serving-check.json)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# the real Triton server (binary + python backend) from nvidia-pytriton; --no-deps: its Python API is unused
+	$(BIN)/python -m pip install --quiet --no-deps "nvidia-pytriton==$(PYTRITON_VERSION)"
 	@touch $@
 
 install: $(STAMP)
@@ -75,6 +90,19 @@ engines: $(ENGINE_DIR)/model.plan
 $(ENGINE_DIR)/model.plan: $(EXPORT_DIR)/$(RECIPE)/model.onnx
 	$(BIN)/nvembed-trt build --onnx $(EXPORT_DIR)/$(RECIPE)/model.onnx --gpu $(GPU) --flavor $(FLAVOR) \
 		--output $(ENGINE_DIR) --overwrite
+
+triton-repo: $(REPO_DIR)/repo.json
+
+$(REPO_DIR)/repo.json: $(ENCODER_FILE)
+	$(BIN)/nvembed-trt triton-repo --model $(MODEL) --encoder $(ENCODER) --output $(REPO_DIR) --overwrite
+
+serve: $(REPO_DIR)/repo.json
+	$(BIN)/nvembed-trt serve --repo $(REPO_DIR)
+
+smoke: $(REPO_DIR)/repo.json
+	@mkdir -p $(BUILD)/$(NAME)
+	$(BIN)/nvembed-trt smoke --repo $(REPO_DIR) --model $(MODEL) --input examples/sample.jsonl \
+		--report $(BUILD)/$(NAME)/serving-check.json
 
 gpus: $(STAMP)
 	@$(BIN)/nvembed-trt gpus
