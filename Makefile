@@ -26,7 +26,7 @@ ENCODER_FILE = $(if $(findstring engines/,$(ENCODER)),$(ENCODER)/model.plan,$(EN
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed-stamp
 
-.PHONY: all install test embed export calibrate precision engines gpus triton-repo serve smoke clean help
+.PHONY: all install test embed export calibrate precision engines gpus triton-repo serve smoke validate bench clean help
 
 help:
 	@echo "make all      the whole pipeline on MODEL=$(MODEL) (today: embed examples/sample.jsonl)"
@@ -39,6 +39,8 @@ help:
 	@echo "make triton-repo  Triton repository in triton_repo/NAME/ (ENCODER=export/... or engines/...)"
 	@echo "make serve    serve it with the real Triton server until Ctrl-C"
 	@echo "make smoke    serve on free ports, embed examples/sample.jsonl, compare with the reference, stop"
+	@echo "make validate every runtime and recipe found for NAME against the fp32 reference (exit 1 on failure)"
+	@echo "make bench    latency/throughput of every runtime (BENCH_ARGS='--batch 1,8 --seq 32,512 ...')"
 	@echo "make install  create $(VENV) with torch==$(TORCH_VERSION) and this package"
 	@echo "make clean    remove build outputs (keeps $(VENV))"
 
@@ -103,6 +105,13 @@ smoke: $(REPO_DIR)/repo.json
 	@mkdir -p $(BUILD)/$(NAME)
 	$(BIN)/nvembed-trt smoke --repo $(REPO_DIR) --model $(MODEL) --input examples/sample.jsonl \
 		--report $(BUILD)/$(NAME)/serving-check.json
+
+validate: $(REPO_DIR)/repo.json
+	$(BIN)/nvembed-trt validate --model $(MODEL) --name $(NAME)
+
+BENCH_ARGS ?= --batch 1,8 --seq 32,128,512 --concurrency 1,4,8
+bench: $(REPO_DIR)/repo.json
+	$(BIN)/nvembed-trt bench --model $(MODEL) --name $(NAME) $(BENCH_ARGS)
 
 gpus: $(STAMP)
 	@$(BIN)/nvembed-trt gpus

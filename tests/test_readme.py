@@ -75,3 +75,13 @@ def test_readme_recipe_table_covers_the_registry():
 
     rows = re.findall(r"^\| ([\w-]+) \| \d\.\d{6} \|", README, flags=re.M)
     assert sorted(rows) == sorted(RECIPES)
+
+
+def test_readme_results_are_generated_from_published_json():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", REPO / "benchmarks" / "readme_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.block() in README, "README results differ from benchmarks/published/: run " \
+                                     "python benchmarks/readme_results.py --write"

@@ -44,8 +44,16 @@ def server(repo):
     with TritonServer(repo.directory, http, grpc, metrics) as running:
         yield running
     for port in (http, grpc, metrics):  # freed once stopped
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", port))
+        assert_free(port)
+
+
+def assert_free(port: int) -> None:
+    """Nothing listens on the port: bind + listen succeed (SO_REUSEADDR, as a restarted server would bind,
+    tolerates the TIME_WAIT sockets that finished connections leave)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -110,8 +118,7 @@ def test_serve_command_stops_cleanly_on_sigterm(repo, tmp_path):
         assert proc.wait(60) == 0 and "stopped" in proc.stdout.read()
     finally:
         proc.kill()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", http))
+    assert_free(http)
 
 
 def test_repository_errors(tmp_path):

@@ -1,0 +1,83 @@
+"""nvembed-trt validate / bench: parity of every runtime and recipe on this host, and latency/throughput."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..checkpoint.loader import parameter_count
+from ..embedder import DEVICES, DTYPES, Embedder
+from ..validation.bench import run_bench
+from ..validation.runtimes import TorchRuntime, discover
+from ..validation.validate import run_validation
+
+RUNTIMES = ("torch", "onnx", "engine", "triton")
+
+
+def _csv(text: str, cast=str) -> list:
+    return [cast(x) for x in text.split(",") if x]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="preset name or checkpoint directory")
+    p.add_argument("--name", help="artifact name under export/, engines/, triton_repo/ (default: the model's)")
+    p.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma list of {', '.join(RUNTIMES)}")
+    p.add_argument("--recipes", help="comma list of recipes (default: every one found)")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--output-dir", type=Path, help="default: benchmarks/results/<host>/")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser("validate", help="compare every runtime and recipe with the fp32 reference",
+                       description="Embed a real-text validation set with every runtime and recipe available here "
+                                   "and compare with the fp32 PyTorch reference; exits 1 when a threshold fails.")
+    _common(v)
+    v.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the validation set")
+    v.set_defaults(run=run_validate)
+    b = sub.add_parser("bench", help="latency and throughput of every runtime, with physical floors on GPUs",
+                       description="Latency p50/p90/p99 and throughput over batch x sequence grids, Triton over a "
+                                   "concurrency sweep, ensemble overhead, tokenizer speed, SLO check.")
+    _common(b)
+    b.add_argument("--dtype", choices=tuple(DTYPES), default="float32", help="PyTorch runtime dtype")
+    b.add_argument("--batch", default="1,8,32")
+    b.add_argument("--seq", default="32,128,512,2048")
+    b.add_argument("--concurrency", default="1,8,32")
+    b.add_argument("--slo-ms", type=float, default=150.0, help="p95 bound for a one-query request")
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--iters", type=int, default=10)
+    b.set_defaults(run=run_bench_cli)
+
+
+def _setup(args, dtype="float32"):
+    embedder = Embedder.from_model(args.model, args.device, dtype, progress=False)
+    name = args.name or Path(args.model).name
+    found, missing = discover(name, embedder, _csv(args.runtimes), _csv(args.recipes) if args.recipes else None)
+    return embedder, name, found, missing
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    embedder, name, found, missing = _setup(args)
+    try:
+        report, path = run_validation(args.model, TorchRuntime(embedder), found, missing, args.pairs, args.output_dir)
+    finally:
+        for runtime in found:
+            runtime.close()
+    print(path.with_suffix(".md").read_text(), end="")
+    print(f"wrote {path} and {path.with_suffix('.md')}")
+    return 0 if report["passed"] else 1
+
+
+def run_bench_cli(args: argparse.Namespace) -> int:
+    embedder, name, found, missing = _setup(args, args.dtype)
+    params = parameter_count(embedder.model.cfg)
+    try:
+        report, path = run_bench(args.model, embedder.tokenizer, found, missing, _csv(args.batch, int),
+                                 _csv(args.seq, int), _csv(args.concurrency, int), args.slo_ms, args.warmup,
+                                 args.iters, weight_bytes=2 * params, flops_per_token=2.0 * params,
+                                 results_dir=args.output_dir)
+    finally:
+        for runtime in found:
+            runtime.close()
+    print(path.with_suffix(".md").read_text(), end="")
+    print(f"wrote {path}, {path.with_suffix('.md')} and plots beside them")
+    return 0

@@ -1,0 +1,81 @@
+"""validate: every available runtime and recipe against the fp32 PyTorch reference on a validation set of real
+text (standard-library docstrings: summary-line queries and their passages; never the calibration corpus)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from ..precision.recipes import RECIPES
+from ..precision.verify import heldout_set, top_k_agreement
+from ..provenance import sidecar, write_json
+from ..tokenizer import INPUT_TYPES
+
+BATCHED_VS_SINGLE_MIN_COSINE = 0.9999
+RESULTS = Path("benchmarks") / "results"
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def evaluate(runtime, reference: tuple[np.ndarray, np.ndarray], queries: list[str], passages: list[str]) -> dict:
+    query = INPUT_TYPES["query"]
+    got_q, got_p = runtime.embed(queries, query), runtime.embed(passages, "")
+    ref = np.concatenate(reference)
+    got = np.concatenate([got_q, got_p])
+    cos = _cosines(got, ref)
+    sample = queries[:4] + passages[:4]
+    batched = np.concatenate([runtime.embed(queries[:4], query, 8), runtime.embed(passages[:4], "", 8)])
+    single = np.stack([runtime.embed([t], query if i < 4 else "", 1)[0] for i, t in enumerate(sample)])
+    recipe = RECIPES.get(runtime.recipe, RECIPES["fp32"])
+    row = {"runtime": runtime.name, "recipe": runtime.recipe, "rows": int(len(cos)),
+           "cosine_p1": float(np.percentile(cos, 1)), "cosine_min": float(cos.min()),
+           "cosine_mean": float(cos.mean()), "max_abs": float(np.abs(got - ref).max()),
+           "top10_agreement": top_k_agreement(reference[0], reference[1], got_q, got_p, 10),
+           "batched_vs_single_min_cosine": float(_cosines(batched, single).min()),
+           "thresholds": {"min_cosine": recipe.min_cosine, "min_top10": recipe.min_top10,
+                          "batched_vs_single": BATCHED_VS_SINGLE_MIN_COSINE}}
+    failures = []
+    if not np.isfinite(got).all() or not row["cosine_min"] >= recipe.min_cosine:
+        failures.append(f"min cosine {row['cosine_min']:.6f} < {recipe.min_cosine}")
+    if recipe.min_top10 is not None and row["top10_agreement"] < recipe.min_top10:
+        failures.append(f"top-10 agreement {row['top10_agreement']:.3f} < {recipe.min_top10}")
+    if row["batched_vs_single_min_cosine"] < BATCHED_VS_SINGLE_MIN_COSINE:
+        failures.append(f"batched vs single min cosine {row['batched_vs_single_min_cosine']:.6f} < "
+                        f"{BATCHED_VS_SINGLE_MIN_COSINE}")
+    row["failures"], row["passed"] = failures, not failures
+    return row
+
+
+def run_validation(model: str, reference_runtime, runtimes: list, missing: list[str], pairs: int = 160,
+                   results_dir: Path | None = None) -> tuple[dict, Path]:
+    heldout = heldout_set(pairs)
+    reference = (reference_runtime.embed(heldout.queries, INPUT_TYPES["query"]),
+                 reference_runtime.embed(heldout.passages, ""))
+    rows = [evaluate(r, reference, heldout.queries, heldout.passages) for r in runtimes]
+    report = sidecar("validation", model=model, host=platform.node(), dataset=heldout.provenance, rows=rows,
+                     not_available=missing, passed=all(r["passed"] for r in rows))
+    out_dir = results_dir or RESULTS / platform.node()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"validate-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    write_json(stem.with_suffix(".json"), report)
+    stem.with_suffix(".md").write_text(validation_markdown(report))
+    return report, stem.with_suffix(".json")
+
+
+def validation_markdown(report: dict) -> str:
+    lines = [f"Validation of `{report['model']}` on {report['host']} ({report['rows'][0]['rows'] if report['rows'] else 0}"
+             f" rows of {report['dataset']['source']}): {'PASS' if report['passed'] else 'FAIL'}", "",
+             "| runtime | recipe | min cosine | p1 cosine | mean cosine | max abs | top-10 | batched vs single | "
+             "result |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['runtime']} | {r['recipe']} | {r['cosine_min']:.6f} | {r['cosine_p1']:.6f} | "
+                     f"{r['cosine_mean']:.6f} | {r['max_abs']:.2e} | {r['top10_agreement']:.3f} | "
+                     f"{r['batched_vs_single_min_cosine']:.6f} | "
+                     f"{'pass' if r['passed'] else 'FAIL: ' + '; '.join(r['failures'])} |")
+    lines += [f"- not available here: {m}" for m in report["not_available"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,87 @@
+"""validate and bench on tiny on CPU with small grids; the gate fails when a runtime is deliberately wrong."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from nvembed_trt.cli.main import main
+from nvembed_trt.export import onnx_from_model
+from nvembed_trt.validation.bench import run_bench
+from nvembed_trt.validation.runtimes import OnnxRuntime, TorchRuntime
+from nvembed_trt.validation.validate import run_validation
+
+
+@dataclass
+class AttentionMaskPooling:
+    """A deliberately wrong runtime: pools over attention_mask instead of pool_mask (includes the instruction)."""
+    embedder: object
+    name: str = "torch-wrong-pooling"
+    recipe: str = "fp32"
+
+    def embed(self, texts, instruction, batch_size=16):
+        batch = self.embedder.tokenizer(list(texts), instruction, 512).to_torch()
+        batch["pool_mask"] = batch["attention_mask"]
+        with torch.inference_mode():
+            return self.embedder.model(**batch).numpy()
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def onnx_runtime(tmp_path_factory, tiny):
+    export = onnx_from_model("tiny", tmp_path_factory.mktemp("v") / "export", parity=False)
+    return OnnxRuntime(export.onnx_path, tiny.tokenizer, "fp32")
+
+
+def test_validation_passes_and_writes_json_and_markdown(tiny, onnx_runtime, tmp_path):
+    report, path = run_validation("tiny", TorchRuntime(tiny), [TorchRuntime(tiny), onnx_runtime],
+                                  ["engine: needs a GPU"], pairs=40, results_dir=tmp_path)
+    saved = json.loads(path.read_text())
+    assert saved["passed"] and [r["runtime"] for r in saved["rows"]] == ["torch", "onnx"]
+    onnx_row = saved["rows"][1]
+    assert onnx_row["cosine_min"] >= 0.99999 and onnx_row["top10_agreement"] == 1.0
+    assert onnx_row["batched_vs_single_min_cosine"] >= 0.9999 and onnx_row["rows"] == 80
+    md = path.with_suffix(".md").read_text()
+    assert "| onnx | fp32 |" in md and "not available here: engine: needs a GPU" in md
+
+
+def test_validation_gate_fails_on_wrong_pooling(tiny, tmp_path):
+    report, _ = run_validation("tiny", TorchRuntime(tiny), [AttentionMaskPooling(tiny)], [], pairs=40,
+                               results_dir=tmp_path)
+    row = report["rows"][0]
+    assert not report["passed"] and not row["passed"]
+    assert row["cosine_min"] < 0.99999 and any("min cosine" in f for f in row["failures"])
+
+
+def test_validate_cli_exit_status(tmp_path, capsys):
+    assert main(["validate", "--model", "tiny", "--runtimes", "torch", "--pairs", "20",
+                 "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and len(list(tmp_path.glob("validate-*.json"))) == 1
+
+
+def test_bench_small_grid(tiny, onnx_runtime, tmp_path):
+    report, path = run_bench("tiny", tiny.tokenizer, [TorchRuntime(tiny), onnx_runtime], [], [1, 2], [16, 32],
+                             [1], slo_ms=150.0, warmup=1, iters=3, results_dir=tmp_path)
+    saved = json.loads(path.read_text())
+    assert len(saved["grid"]) == 8 and saved["device"] == "cpu"
+    for row in saved["grid"]:
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and row["tokens_per_s"] == pytest.approx(
+            1000 * row["batch"] * row["seq"] / row["mean_ms"])
+    assert {s["runtime"] for s in saved["slo"]} == {"torch", "onnx"} and all(s["pass"] for s in saved["slo"])
+    assert saved["tokenizer"]["texts_per_s"] > 100 and saved["concurrency"] == []
+    assert (tmp_path / f"{path.stem}-latency.png").stat().st_size > 5000
+    assert "| onnx | fp32 | 2 | 32 |" in path.with_suffix(".md").read_text()
+
+
+def test_synthetic_batches_have_exact_lengths(tiny):
+    from nvembed_trt.validation.bench import synthetic_batch
+
+    batch = synthetic_batch(tiny.tokenizer, 3, 50, np.random.default_rng(0))
+    assert batch.input_ids.shape == (3, 50) and (batch.input_ids[:, 0] == 1).all() and (batch.input_ids[:, -1] == 2).all()
