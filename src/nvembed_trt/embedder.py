@@ -12,7 +12,7 @@ from .errors import InputError
 from .model import NVEmbedModel
 from .model.body import AttentionImpl
 from .source import ModelSource, load_source, resolve_model
-from .tokenizer import EmbeddingTokenizer, resolve_instruction
+from .tokenizer import EmbeddingTokenizer, TokenizedBatch, resolve_instruction
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEVICES = ("cpu", "cuda")
@@ -61,8 +61,11 @@ class Embedder:
     def embed_batch(self, texts: Sequence[str], instruction: str = "",
                     max_length: int = DEFAULT_MAX_LENGTH) -> np.ndarray:
         """One forward pass over texts as a single padded batch (exactly upstream encode())."""
-        batch = self.tokenizer(texts, instruction, max_length).to_torch(self.model.device)
-        return self.model(**batch).float().cpu().numpy()
+        return self._forward(self.tokenizer(texts, instruction, max_length))
+
+    @torch.inference_mode()
+    def _forward(self, batch: TokenizedBatch) -> np.ndarray:
+        return self.model(**batch.to_torch(self.model.device)).float().cpu().numpy()
 
     def encode(self, texts: Sequence[str], instruction: str | None = None, input_type: str | None = None,
                max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 8, progress: bool = False) -> np.ndarray:
@@ -72,11 +75,12 @@ class Embedder:
         if len(texts) == 0:
             raise InputError("no texts to embed (got an empty list)")
         prefix = resolve_instruction(input_type, instruction)
-        lengths = [len(ids) for ids in self.tokenizer.encode_ids(texts, prefix, max_length)]
-        order = np.argsort(-np.asarray(lengths), kind="stable")
+        rows = self.tokenizer.encode_ids(texts, prefix, max_length)  # tokenised once, batched by length below
+        order = np.argsort(-np.asarray([len(r) for r in rows]), kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
         for start in (track(starts, "embedding", len(starts)) if progress else starts):
             idx = order[start:start + batch_size]
-            out[idx] = self.embed_batch([texts[i] for i in idx], prefix, max_length)
+            batch = self.tokenizer.batch_from_ids([rows[i] for i in idx], prefix, max_length=max_length)
+            out[idx] = self._forward(batch)
         return out

@@ -76,41 +76,46 @@ class EmbeddingTokenizer:
             return 0
         return len(self.tokenize(instruction))
 
-    def token_counts(self, texts: Sequence[str], instruction: str) -> list[int]:
-        """Untruncated lengths (BOS + instruction + text + EOS): what TRUNCATE=NONE must check against the limit."""
-        prompts = [instruction + text + self.special.eos for text in texts]
-        extra = 1 if self.special.add_bos else 0
-        return [len(e.ids) + extra for e in self.tokenizer.encode_batch(prompts, add_special_tokens=False)]
-
     def check_max_length(self, max_length: int) -> None:
         check_max_length(max_length, self.max_positions)
 
-    def encode_ids(self, texts: Sequence[str], instruction: str, max_length: int) -> list[list[int]]:
-        """Token ids per text (BOS + instruction + text + EOS), right-truncated to max_length, unpadded."""
-        self.check_max_length(max_length)
+    def encode_untruncated(self, texts: Sequence[str], instruction: str) -> list[list[int]]:
+        """Token ids per text: BOS + instruction + text + EOS, not truncated (one batched tokenizer call)."""
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InputError(f"input {i} must be a string, got {type(text).__name__}")
         prompts = [instruction + text + self.special.eos for text in texts]
-        encodings = self.tokenizer.encode_batch(prompts, add_special_tokens=False)
         prefix = [self.bos_id] if self.special.add_bos else []
-        return [(prefix + enc.ids)[:max_length] for enc in encodings]
+        return [prefix + enc.ids for enc in self.tokenizer.encode_batch(prompts, add_special_tokens=False)]
 
-    def __call__(self, texts: Sequence[str], instruction: str = "", max_length: int = 4096) -> TokenizedBatch:
-        if len(texts) == 0:
+    def encode_ids(self, texts: Sequence[str], instruction: str, max_length: int) -> list[list[int]]:
+        """Token ids per text, right-truncated to max_length (which can drop the EOS), unpadded."""
+        self.check_max_length(max_length)
+        return [ids[:max_length] for ids in self.encode_untruncated(texts, instruction)]
+
+    def batch_from_ids(self, rows: Sequence[Sequence[int]], instruction: str, width: int | None = None,
+                       max_length: int | None = None) -> TokenizedBatch:
+        """Right-pad encoded rows to `width` (default: the longest) and derive attention and pool masks."""
+        if len(rows) == 0:
             raise InputError("no texts to tokenize (got an empty list)")
-        rows = self.encode_ids(texts, instruction, max_length)
-        width = max(len(r) for r in rows)
+        width = width or max(len(r) for r in rows)
         input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)              # (B, T)
         attention_mask = np.zeros((len(rows), width), dtype=np.int64)                      # (B, T)
         for i, row in enumerate(rows):
             input_ids[i, : len(row)] = row
             attention_mask[i, : len(row)] = 1
         pool_mask = attention_mask.copy()
-        pool_mask[:, : self.instruction_length(instruction)] = 0
+        masked = self.instruction_length(instruction)
+        pool_mask[:, :masked] = 0
         empty = np.flatnonzero(pool_mask.sum(axis=1) == 0)
         if empty.size:
-            raise InputError(f"input {int(empty[0])}: max_length {max_length} leaves no token to pool after the "
-                             f"instruction ({self.instruction_length(instruction)} masked positions); "
-                             f"raise max_length or shorten the instruction")
+            raise InputError(f"input {int(empty[0])}: max_length {max_length or width} leaves no token to pool "
+                             f"after the instruction ({masked} masked positions); raise max_length or shorten "
+                             f"the instruction")
         return TokenizedBatch(input_ids, attention_mask, pool_mask)
+
+    def __call__(self, texts: Sequence[str], instruction: str = "", max_length: int = 4096) -> TokenizedBatch:
+        if len(texts) == 0:
+            raise InputError("no texts to tokenize (got an empty list)")
+        return self.batch_from_ids(self.encode_ids(texts, instruction, max_length), instruction,
+                                   max_length=max_length)

@@ -49,6 +49,7 @@ def _row_settings(row: int, input_types, instructions, truncates) -> tuple[str, 
 def tokenize_rows(tok: EmbeddingTokenizer, texts, input_types, instructions, truncates,
                   max_length: int) -> dict[str, np.ndarray]:
     """int32 arrays [rows, width] for one request; raises InputError naming the first bad row."""
+    tok.check_max_length(max_length)
     if texts is None or len(texts) == 0:
         raise InputError("TEXT is required and holds no rows")
     groups: dict[str, list[tuple[int, str, str]]] = {}
@@ -58,23 +59,21 @@ def tokenize_rows(tok: EmbeddingTokenizer, texts, input_types, instructions, tru
             raise InputError(f"TEXT[{row}] is empty")
         instruction, truncate = _row_settings(row, input_types, instructions, truncates)
         groups.setdefault(instruction, []).append((row, text, truncate))
-    per_row: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    encoded: dict[str, list[list[int]]] = {}
     for instruction, members in groups.items():
-        strict = [(row, text) for row, text, mode in members if mode == "NONE"]
-        for (row, text), count in zip(strict, tok.token_counts([t for _, t in strict], instruction)):
-            if count > max_length:
-                raise InputError(f"TEXT[{row}] has {count} tokens, above the limit of {max_length} "
+        full = tok.encode_untruncated([text for _, text, _ in members], instruction)  # the only tokenizer call
+        for (row, _, mode), ids in zip(members, full):
+            if mode == "NONE" and len(ids) > max_length:
+                raise InputError(f"TEXT[{row}] has {len(ids)} tokens, above the limit of {max_length} "
                                  f"(TRUNCATE=NONE); shorten it or send TRUNCATE=END")
-        batch = tok([text for _, text, _ in members], instruction, max_length)
-        for i, (row, _, _) in enumerate(members):
-            n = int(batch.attention_mask[i].sum())
-            per_row[row] = (batch.input_ids[i, :n], batch.attention_mask[i, :n], batch.pool_mask[i, :n])
-    width = bucket_width(max(len(v[0]) for v in per_row.values()), max_length)
+        encoded[instruction] = [ids[:max_length] for ids in full]
+    width = bucket_width(max(len(ids) for rows in encoded.values() for ids in rows), max_length)
     out = {name: np.zeros((len(texts), width), dtype=np.int32) for name in TOKEN_OUTPUTS}
-    out["input_ids"][:] = tok.pad_id
-    for row, arrays in per_row.items():
-        for name, values in zip(TOKEN_OUTPUTS, arrays):
-            out[name][row, : len(values)] = values
+    for instruction, members in groups.items():
+        batch = tok.batch_from_ids(encoded[instruction], instruction, width, max_length)
+        index = [row for row, _, _ in members]
+        for name in TOKEN_OUTPUTS:
+            out[name][index] = getattr(batch, name)
     return out
 
 
