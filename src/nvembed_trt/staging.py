@@ -14,7 +14,8 @@ from .errors import InputError
 
 def check_output_dir(output: Path, overwrite: bool) -> None:
     if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not overwrite)):
-        raise InputError(f"output {output} already exists and is not empty (pass overwrite=True / --overwrite)")
+        raise InputError(f"output {output} already exists and is not empty; remove it or choose another "
+                         f"(commands that can replace it take --overwrite)")
 
 
 @contextlib.contextmanager
@@ -32,9 +33,9 @@ def staged_directory(output: Path, overwrite: bool = False) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-        if output.exists():
+        if overwrite and output.exists():
             shutil.rmtree(output)
-        os.replace(staging, output)
+        os.replace(staging, output)  # onto a missing or empty folder; a folder filled meanwhile raises OSError
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -115,7 +115,7 @@ def test_writer_refuses_non_empty_destination_and_leaves_nothing(tmp_path):
     dest = tmp_path / "taken"
     dest.mkdir()
     (dest / "keep.txt").write_text("mine")
-    with pytest.raises(Exception, match="already exists and is not an empty directory"):
+    with pytest.raises(Exception, match="already exists and is not empty"):
         write_checkpoint(PRESETS["tiny"].config, dest, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
     assert [p.name for p in dest.iterdir()] == ["keep.txt"]

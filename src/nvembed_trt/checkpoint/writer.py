@@ -7,8 +7,6 @@ small machine. The directory appears only when complete: everything goes to a hi
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -16,8 +14,8 @@ from safetensors.torch import save_file
 
 from ..config import NVEmbedConfig
 from ..console import track
-from ..errors import InputError
 from ..provenance import sha256_file, sidecar, write_json
+from ..staging import staged_directory
 from ..tokenizer.files import bundled_sentencepiece_model, write_tokenizer_files
 from .init import random_tensor
 from .layout import INDEX_NAME, SINGLE_NAME
@@ -49,51 +47,32 @@ def _shard_names(count: int) -> list[str]:
     return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
 
 
-def _prepare_destination(dest: Path) -> Path:
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise InputError(f"output {dest} already exists and is not an empty directory")
-    if not dest.parent.exists():
-        dest.parent.mkdir(parents=True)
-    if not os.access(dest.parent, os.W_OK):
-        raise InputError(f"output directory {dest.parent} is not writable")
-    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    return tmp
-
-
 def write_checkpoint(cfg: NVEmbedConfig, dest: Path | str, seed: int = 0, dtype: torch.dtype = torch.float16,
                      max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, progress: bool = True,
                      origin: str = "random") -> Path:
     """Write config.json, safetensors weights (+ index when sharded), tokenizer files and a sidecar to dest."""
     dest = Path(dest)
-    tmp = _prepare_destination(dest)
-    try:
-        (tmp / "config.json").write_text(json.dumps(cfg.to_hf_dict(), indent=2) + "\n")
+    element = torch.tensor([], dtype=dtype).element_size()
+    with staged_directory(dest) as staging:
+        (staging / "config.json").write_text(json.dumps(cfg.to_hf_dict(), indent=2) + "\n")
         shapes = expected_shapes(meta_model(cfg))
-        plan = shard_plan(shapes, torch.tensor([], dtype=dtype).element_size(), max_shard_bytes)
+        plan = shard_plan(shapes, element, max_shard_bytes)
         names = _shard_names(len(plan))
         shard_iter = zip(names, plan)
         for name, keys in (track(shard_iter, f"writing {dest.name}", len(plan)) if progress else shard_iter):
             tensors = {k: random_tensor(k, shapes[k], seed).to(dtype) for k in keys}
-            save_file(tensors, str(tmp / name), metadata={"format": "pt"})
+            save_file(tensors, str(staging / name), metadata={"format": "pt"})
             del tensors
-        total = sum(torch.Size(s).numel() for s in shapes.values()) * torch.tensor([], dtype=dtype).element_size()
+        total = sum(torch.Size(s).numel() for s in shapes.values()) * element
         if len(plan) > 1:
             weight_map = {k: name for name, keys in zip(names, plan) for k in keys}
             index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-            (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+            (staging / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
         sp_model = bundled_sentencepiece_model()
-        write_tokenizer_files(tmp, sp_model)
-        write_json(tmp / SIDECAR_NAME, sidecar(
+        write_tokenizer_files(staging, sp_model)
+        write_json(staging / SIDECAR_NAME, sidecar(
             "checkpoint", origin=origin, seed=seed, dtype=str(dtype).removeprefix("torch."),
             parameters=sum(torch.Size(s).numel() for s in shapes.values()), total_size=total, shards=names,
             max_shard_bytes=max_shard_bytes, tokenizer_model_sha256=sha256_file(sp_model),
             config=cfg.to_hf_dict()))
-        if dest.exists():
-            dest.rmdir()  # empty, checked above
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
