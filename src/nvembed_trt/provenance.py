@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("nvembed-trt", "torch", "numpy", "safetensors", "tokenizers", "sentencepiece", "mistral-common")
+# every sidecar records the versions of whichever of these are installed (the whole toolchain, one list)
+_PACKAGES = ("nvembed-trt", "torch", "numpy", "safetensors", "tokenizers", "sentencepiece", "mistral-common",
+             "onnx", "onnxruntime", "onnxscript", "onnx-ir", "onnxslim", "nvidia-modelopt", "tensorrt-rtx",
+             "tensorrt", "tritonclient", "nvidia-pytriton")
 
 
 def versions() -> dict[str, str]:

@@ -25,9 +25,10 @@ def _decode(data: bytes, name: str) -> str:
                          f"save the file as UTF-8") from exc
 
 
-def _parse_jsonl(text: str, name: str) -> list[str]:
-    texts = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+def parse_jsonl_records(data: bytes, name: str) -> list[dict]:
+    """The JSON objects of a JSON Lines file, each checked to hold a string "text"; errors name the line."""
+    records = []
+    for lineno, line in enumerate(_decode(data, name).removeprefix("\ufeff").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -36,8 +37,8 @@ def _parse_jsonl(text: str, name: str) -> list[str]:
             raise InputError(f"{name}:{lineno}: not valid JSON ({exc.msg})") from exc
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise InputError(f"{name}:{lineno}: each JSON line must be an object with a string field 'text'")
-        texts.append(record["text"])
-    return texts
+        records.append({**record, "_line": lineno})
+    return records
 
 
 def parse_texts(data: bytes, name: str, fmt: InputFormat = "auto") -> list[str]:
@@ -48,7 +49,8 @@ def parse_texts(data: bytes, name: str, fmt: InputFormat = "auto") -> list[str]:
         first = next((ln for ln in text.splitlines() if ln.strip()), "")
         by_name = Path(name).suffix.lower() in JSONL_SUFFIXES
         fmt = "jsonl" if by_name or (name == "<stdin>" and first.lstrip().startswith("{")) else "txt"
-    texts = _parse_jsonl(text, name) if fmt == "jsonl" else [ln for ln in text.splitlines() if ln.strip()]
+    texts = ([r["text"] for r in parse_jsonl_records(data, name)] if fmt == "jsonl"
+             else [ln for ln in text.splitlines() if ln.strip()])
     if not texts:
         raise InputError(f"{name}: holds no inputs (empty file or only blank lines)")
     return texts

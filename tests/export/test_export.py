@@ -47,7 +47,7 @@ def test_export_json_records_passing_parity(exports, pooling, dtype):
         assert meta["parity"]["max_abs"] <= 1e-4
     assert meta["model"]["preset"] == "tiny" and len(meta["model"]["weights_fingerprint"]) == 64
     # every weight, plus a few dozen elements of folded shape constants
-    assert 2_212_096 <= meta["graph"]["parameters"] < 2_212_096 + 100 and meta["versions_export"]["onnxruntime"]
+    assert 2_212_096 <= meta["graph"]["parameters"] < 2_212_096 + 100 and meta["versions"]["onnxruntime"]
     want_inputs = ["input_ids", "attention_mask"] + (["pool_mask"] if pooling == "engine" else [])
     assert list(meta["graph"]["inputs"]) == want_inputs
     assert all(dims == ["batch", "sequence"] for dims in meta["graph"]["inputs"].values())

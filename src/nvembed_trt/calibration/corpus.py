@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import re
 import sysconfig
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import InputError
-from ..textio import parse_texts
+from ..textio import parse_jsonl_records, parse_texts
 
 InputType = Literal["query", "passage"]
 
@@ -107,14 +106,14 @@ def read_user_corpus(path: Path) -> Corpus:
 
 
 def _jsonl_samples(data: bytes, name: str) -> list[Sample]:
-    texts = parse_texts(data, name, "jsonl")  # validates every line, names the bad one
-    lines = [json.loads(line) for line in data.decode("utf-8").removeprefix("\ufeff").splitlines() if line.strip()]
     samples = []
-    for lineno, (text, record) in enumerate(zip(texts, lines), start=1):
+    for record in parse_jsonl_records(data, name):
         kind = record.get("input_type", "passage")
         if kind not in ("query", "passage"):
-            raise InputError(f"{name}:{lineno}: input_type must be 'query' or 'passage', got {kind!r}")
-        samples.append(Sample(text, kind))
+            raise InputError(f"{name}:{record['_line']}: input_type must be 'query' or 'passage', got {kind!r}")
+        samples.append(Sample(record["text"], kind))
+    if not samples:
+        raise InputError(f"{name}: holds no inputs (empty file or only blank lines)")
     return samples
 
 

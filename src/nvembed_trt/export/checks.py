@@ -59,12 +59,13 @@ def graph_report(path: Path, sig: GraphSignature) -> tuple[dict, list[str]]:
             if [str(d) for d in got[name]] != [str(d) for d in want[name]]:
                 problems.append(f"{name} has dims {got[name]}, expected {list(want[name])}")
     data = path.with_name(path.name + ".data")
-    problems += fp32_island_problems(inferred)
+    precisions = op_precisions(inferred)
+    problems += fp32_island_problems(precisions)
     report = {
         "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
         "inputs": inputs, "outputs": outputs,
         "ops": dict(sorted(Counter(n.op_type for n in proto.graph.node).items(), key=lambda kv: -kv[1])),
-        "precision": op_precisions(inferred),
+        "precision": precisions,
         "nodes": len(proto.graph.node), "initializers": len(proto.graph.initializer),
         "parameters": int(sum(np.prod(t.dims) for t in proto.graph.initializer)),
         "model_bytes": path.stat().st_size, "external_data_bytes": data.stat().st_size if data.exists() else 0,
@@ -94,9 +95,8 @@ def op_precisions(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
     return {op: dict(counts) for op, counts in sorted(found.items())}
 
 
-def fp32_island_problems(model: onnx.ModelProto) -> list[str]:
-    """Norms, softmax and pooling reductions must stay fp32 whatever the weights' dtype."""
-    precisions = op_precisions(model)
+def fp32_island_problems(precisions: dict[str, dict[str, int]]) -> list[str]:
+    """Norms, softmax and pooling reductions must stay fp32 whatever the weights' dtype (from op_precisions)."""
     return [f"{op} runs in {dtype} x{count}; it must stay FLOAT" for op in FP32_ONLY_OPS
             for dtype, count in precisions.get(op, {}).items() if dtype != "FLOAT"]
 

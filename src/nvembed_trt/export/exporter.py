@@ -135,19 +135,6 @@ def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype:
     meta = sidecar("onnx-export", model=source.describe(), config=cfg.to_hf_dict(), opset=opset, dtype=dtype,
                    signature=sig.describe(), external_data=external, weight_bytes=weight_bytes,
                    pre_transposed_weights=transposed, graph=report, parity=parity_meta, slim=slimming,
-                   onnx_sha256=sha256_file(onnx_path), timings_s={k: round(v, 2) for k, v in timings.items()},
-                   versions_export=_export_versions())
+                   onnx_sha256=sha256_file(onnx_path), timings_s={k: round(v, 2) for k, v in timings.items()})
     write_json(staging / EXPORT_JSON, meta)
     return meta
-
-
-def _export_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    found = {}
-    for name in ("onnx", "onnxruntime", "onnxscript", "onnx-ir"):
-        try:
-            found[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return found

@@ -71,14 +71,15 @@ def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path 
         note(f"{recipe.name}: {recipe.description}")
         apply_recipe(recipe, onnx_path, candidate, calib)
         report, problems = verify_recipe(recipe, candidate, onnx_path, tokenizer, heldout_set(heldout_pairs))
-        problems += fp32_island_problems(_inferred(candidate))
+        precisions = candidate_precisions(candidate)
+        problems += fp32_island_problems(precisions)
         if problems:
             raise PrecisionGateError(recipe.name, report, problems)
         meta = sidecar("precision-graph", recipe=recipe.model_dump(), source_onnx=str(onnx_path),
                        source_onnx_sha256=sha256_file(onnx_path), model=model,
                        calibration=_calibration_meta(calibration) if recipe.needs_calibration else None,
-                       quantized_nodes=quantized_node_counts(candidate), op_precisions=_precisions(candidate),
-                       parity=report, model_bytes=_size(candidate), versions_tools=_tool_versions())
+                       quantized_nodes=quantized_node_counts(candidate), op_precisions=precisions,
+                       parity=report, model_bytes=_size(candidate))
         write_json(staging / PRECISION_JSON, meta)
     note(f"{recipe.name}: min cosine {report['cosine_min']:.6f}, top-10 agreement {report['top10_agreement']:.3f} "
          f"on {report['rows']} held-out rows; wrote {output / 'model.onnx'}")
@@ -92,33 +93,12 @@ def _calibration_meta(directory) -> dict:
             "corpus_sha256": data.get("corpus_sha256"), "samples": data.get("samples")}
 
 
-def _inferred(path: Path):
+def candidate_precisions(path: Path) -> dict:
     import onnx
 
-    return onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
-
-
-def _precisions(path: Path) -> dict:
-    return op_precisions(_inferred(path))
+    return op_precisions(onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False)))
 
 
 def _size(path: Path) -> int:
     data = path.with_name(path.name + ".data")
     return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
-
-
-def _tool_versions() -> dict:
-    import importlib.metadata as md
-
-    return {n: md.version(n) for n in ("nvidia-modelopt", "onnx", "onnxruntime")
-            if _installed(n)}
-
-
-def _installed(name: str) -> bool:
-    import importlib.metadata as md
-
-    try:
-        md.version(name)
-        return True
-    except md.PackageNotFoundError:
-        return False

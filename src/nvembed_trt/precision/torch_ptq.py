@@ -22,7 +22,7 @@ from ..provenance import sha256_file, sidecar, write_json
 from ..source import load_source, resolve_model
 from ..staging import check_output_dir, staged_directory
 from .apply import quantized_node_counts
-from .pipeline import PRECISION_JSON, PrecisionGateError, PrecisionResult, _calibration_meta
+from .pipeline import PRECISION_JSON, PrecisionGateError, PrecisionResult, _calibration_meta, candidate_precisions
 from .recipes import get_recipe
 from .verify import heldout_set, verify_recipe
 
@@ -69,8 +69,7 @@ def onnx_from_torch_ptq(spec: str, recipe_name: str, calibration: Path | str, re
         candidate = staging / "model.onnx"
         _export_qdq(model, sig, candidate, TORCHSCRIPT_OPSET[recipe.quantize_mode], dev)
         report, problems = verify_recipe(recipe, candidate, reference_onnx, tokenizer, heldout_set(heldout_pairs))
-        problems += fp32_island_problems(onnx.shape_inference.infer_shapes(
-            onnx.load(str(candidate), load_external_data=False)))
+        problems += fp32_island_problems(candidate_precisions(candidate))
         if problems:
             raise PrecisionGateError(recipe.name, report, problems)
         meta = sidecar("precision-graph", path="modelopt-torch-ptq", recipe=recipe.model_dump(),

@@ -81,18 +81,25 @@ class EngineRuntime:
 
 
 class TritonRuntime:
-    """Starts the real server on free loopback ports for the repository; embeds over HTTP."""
+    """Starts the real server on free loopback ports for the repository; embeds over HTTP. The recipe and the
+    batch limit come from the repository's repo.json."""
 
     name = "triton"
 
-    def __init__(self, repo: Path, recipe: str):
+    def __init__(self, repo: Path):
+        import json
+
         from ..client import EmbeddingClient
+        from ..precision.recipes import RECIPES
         from ..triton import TritonServer
         from ..triton.smoke import free_ports
 
-        self.recipe, self.server = recipe, TritonServer(repo, *free_ports(3)).start()
+        meta = json.loads((repo / "repo.json").read_text())
+        encoder = Path(meta["encoder"]).name
+        self.recipe = encoder if encoder in RECIPES else "fp32"
+        self.max_batch = meta["spec"]["max_batch_size"]
+        self.server = TritonServer(repo, *free_ports(3)).start()
         self.client = EmbeddingClient(self.server.endpoints["http"])
-        self.max_batch = _repo_batch(repo)
 
     def new_client(self):
         from ..client import EmbeddingClient
@@ -100,30 +107,11 @@ class TritonRuntime:
         return EmbeddingClient(self.server.endpoints["http"])
 
     def embed(self, texts, instruction, batch_size=16):
-        return self.client.embed(list(texts), instruction=instruction or None, batch_size=min(batch_size,
-                                                                                            self.max_batch))
+        return self.client.embed(list(texts), instruction=instruction or None,
+                                 batch_size=min(batch_size, self.max_batch))
 
     def close(self) -> None:
         self.server.stop()
-
-
-def _repo_batch(repo: Path) -> int:
-    import json
-
-    return json.loads((repo / "repo.json").read_text())["spec"]["max_batch_size"]
-
-
-def _repo_recipe(repo: Path) -> str:
-    import json
-
-    encoder = Path(json.loads((repo / "repo.json").read_text())["encoder"])
-    return encoder.name if encoder.name in _recipe_names() else "fp32"
-
-
-def _recipe_names() -> set[str]:
-    from ..precision.recipes import RECIPES
-
-    return set(RECIPES)
 
 
 def discover(name: str, embedder: Embedder, runtimes: list[str], recipes: list[str] | None,
@@ -152,7 +140,7 @@ def discover(name: str, embedder: Embedder, runtimes: list[str], recipes: list[s
     if "triton" in runtimes:
         repo = root / "triton_repo" / name
         if (repo / "repo.json").is_file():
-            found.append(TritonRuntime(repo, _repo_recipe(repo)))
+            found.append(TritonRuntime(repo))
         else:
             missing.append(f"triton: no repository at {repo}/ (run nvembed-trt triton-repo)")
     return found, missing
