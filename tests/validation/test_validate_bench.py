@@ -85,3 +85,15 @@ def test_synthetic_batches_have_exact_lengths(tiny):
 
     batch = synthetic_batch(tiny.tokenizer, 3, 50, np.random.default_rng(0))
     assert batch.input_ids.shape == (3, 50) and (batch.input_ids[:, 0] == 1).all() and (batch.input_ids[:, -1] == 2).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--batch", "1,x"], "expected comma-separated integers >= 1, got '1,x'"),
+    (["bench", "--seq", "0"], "expected comma-separated integers >= 1, got '0'"),
+    (["validate", "--runtimes", "torch,gpu"], "unknown ['gpu']; choose from torch, onnx, engine, triton"),
+    (["validate", "--recipes", "int4"], "unknown ['int4']; choose from fp32, fp16"),
+])
+def test_bad_grid_and_runtime_options(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--model", "tiny"])
+    assert info.value.code == 2 and message in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..checkpoint.loader import parameter_count
 from ..embedder import DEVICES, DTYPES, Embedder
+from ..precision.recipes import RECIPES
 from ..validation.bench import run_bench
 from ..validation.runtimes import TorchRuntime, discover
 from ..validation.validate import run_validation
@@ -14,15 +15,32 @@ from ..validation.validate import run_validation
 RUNTIMES = ("torch", "onnx", "engine", "triton")
 
 
-def _csv(text: str, cast=str) -> list:
-    return [cast(x) for x in text.split(",") if x]
+def _choices(allowed) -> callable:
+    def parse(text: str) -> list[str]:
+        items = [x for x in text.split(",") if x]
+        unknown = [x for x in items if x not in allowed]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"unknown {unknown or text!r}; choose from {', '.join(allowed)}")
+        return items
+    return parse
+
+
+def _positive_ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
+    return values
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="preset name or checkpoint directory")
     p.add_argument("--name", help="artifact name under export/, engines/, triton_repo/ (default: the model's)")
-    p.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma list of {', '.join(RUNTIMES)}")
-    p.add_argument("--recipes", help="comma list of recipes (default: every one found)")
+    p.add_argument("--runtimes", type=_choices(RUNTIMES), default=list(RUNTIMES),
+                   help=f"comma list of {', '.join(RUNTIMES)}")
+    p.add_argument("--recipes", type=_choices(tuple(RECIPES)), help="comma list of recipes (default: every one found)")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--output-dir", type=Path, help="default: benchmarks/results/<host>/")
 
@@ -39,9 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "concurrency sweep, ensemble overhead, tokenizer speed, SLO check.")
     _common(b)
     b.add_argument("--dtype", choices=tuple(DTYPES), default="float32", help="PyTorch runtime dtype")
-    b.add_argument("--batch", default="1,8,32")
-    b.add_argument("--seq", default="32,128,512,2048")
-    b.add_argument("--concurrency", default="1,8,32")
+    b.add_argument("--batch", type=_positive_ints, default=[1, 8, 32])
+    b.add_argument("--seq", type=_positive_ints, default=[32, 128, 512, 2048])
+    b.add_argument("--concurrency", type=_positive_ints, default=[1, 8, 32])
     b.add_argument("--slo-ms", type=float, default=150.0, help="p95 bound for a one-query request")
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--iters", type=int, default=10)
@@ -51,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _setup(args, dtype="float32"):
     embedder = Embedder.from_model(args.model, args.device, dtype, progress=False)
     name = args.name or Path(args.model).name
-    found, missing = discover(name, embedder, _csv(args.runtimes), _csv(args.recipes) if args.recipes else None)
+    found, missing = discover(name, embedder, args.runtimes, args.recipes)
     return embedder, name, found, missing
 
 
@@ -71,8 +89,8 @@ def run_bench_cli(args: argparse.Namespace) -> int:
     embedder, name, found, missing = _setup(args, args.dtype)
     params = parameter_count(embedder.model.cfg)
     try:
-        report, path = run_bench(args.model, embedder.tokenizer, found, missing, _csv(args.batch, int),
-                                 _csv(args.seq, int), _csv(args.concurrency, int), args.slo_ms, args.warmup,
+        report, path = run_bench(args.model, embedder.tokenizer, found, missing, args.batch,
+                                 args.seq, args.concurrency, args.slo_ms, args.warmup,
                                  args.iters, weight_bytes=2 * params, flops_per_token=2.0 * params,
                                  results_dir=args.output_dir)
     finally:

@@ -15,14 +15,17 @@ NORM_TOLERANCE = 1e-3
 
 def pool_or_check(mode: str, values: np.ndarray, pool_mask: np.ndarray, output_dtype: str) -> np.ndarray:
     if mode == "pool":
-        if (pool_mask.sum(axis=1) == 0).any():
-            raise InputError("a row has no token to pool (pool_mask is all zero)")
+        empty = np.flatnonzero(pool_mask.sum(axis=1) == 0)
+        if empty.size:
+            raise InputError(f"row {int(empty[0])} has no token to pool (its pool_mask is all zero)")
         embeddings = masked_mean_l2_numpy(values, pool_mask)
     else:
         embeddings = values.astype(np.float32)
     norms = np.linalg.norm(embeddings, axis=1)
-    if not np.isfinite(embeddings).all() or np.abs(norms - 1.0).max() > NORM_TOLERANCE:
-        raise InputError(f"encoder output is not finite unit vectors (norms {norms.min():.4f}..{norms.max():.4f})")
+    bad = np.flatnonzero(~np.isfinite(norms) | (np.abs(norms - 1.0) > NORM_TOLERANCE))
+    if bad.size:
+        raise InputError(f"encoder output row {int(bad[0])} is not a finite unit vector (norm {norms[bad[0]]:.4f}, "
+                         f"allowed 1 ± {NORM_TOLERANCE})")
     return embeddings.astype(np.float16 if output_dtype == "float16" else np.float32)
 
 
