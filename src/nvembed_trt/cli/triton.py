@@ -13,7 +13,6 @@ from ..textio import check_output_path, read_texts, save_embeddings
 from ..tokenizer import INPUT_TYPES
 from ..triton import repo_from_encoder
 from ..triton.server import EXIT_TIMEOUT_S
-from ..triton.smoke import serving_check
 from ..tokenizer import TRUNCATE_MODES
 
 PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider")}
@@ -78,8 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(run=run_serve)
 
     k = sub.add_parser("smoke", help="serve a repository on free ports, embed a file, compare with the reference",
-                       description="The serving check `make all` runs: start, embed over HTTP and gRPC, compare "
-                                   "with the PyTorch reference (cosine >= 0.9999), stop, report.")
+                       description="The serving check `make all` runs: start `serve`, embed through the front door "
+                                   "and KServe (HTTP, gRPC), compare with the PyTorch reference against the "
+                                   "recipe's threshold, stop with SIGTERM, report.")
     k.add_argument("--repo", required=True, type=Path)
     k.add_argument("--model", required=True)
     k.add_argument("--input", required=True)
@@ -137,11 +137,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_smoke(args: argparse.Namespace) -> int:
+    from ..serving.smoke import serving_check
+
     report = serving_check(args.repo, args.model, read_texts(args.input).texts)
     if args.report:
         write_json(args.report, sidecar("serving-check", **report))
-    print(f"served {report['texts']} texts through {args.repo}: HTTP min cosine {report['http']['min_cosine']:.6f}, "
-          f"gRPC min cosine {report['grpc']['min_cosine']:.6f} against the PyTorch reference; server stopped")
+    print(f"served {report['texts']} texts through {args.repo} ({report['recipe']}, threshold "
+          f"{report['min_cosine']}): /v1/embeddings min cosine {report['front-door']['min_cosine']:.6f}, KServe "
+          f"HTTP {report['kserve-http']['min_cosine']:.6f}, gRPC {report['kserve-grpc']['min_cosine']:.6f} against "
+          f"the PyTorch reference; stopped cleanly")
     return 0
 
 

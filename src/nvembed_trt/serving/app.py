@@ -9,6 +9,7 @@ limit, 422 schema error naming the field, 429 busy (Retry-After), 500 unexpected
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import time
@@ -136,7 +137,7 @@ def create_app(service: EmbeddingService) -> FastAPI:
         body = embeddings_response(vectors, embed_request.encoding_format, service.model_id, tokens)
         if len(vectors) > BIG_RESPONSE_ROWS:
             content = await asyncio.get_running_loop().run_in_executor(
-                None, orjson.dumps, body, orjson.OPT_SERIALIZE_NUMPY)
+                None, functools.partial(orjson.dumps, body, option=orjson.OPT_SERIALIZE_NUMPY))
             return Response(content, media_type="application/json")
         return json_response(body)
 

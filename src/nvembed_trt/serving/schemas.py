@@ -69,7 +69,7 @@ def validation_error(exc: ValidationError) -> APIError:
                   "dimensions, user)"
     elif first["type"] == "missing":
         message = "field required"
-    elif field.startswith("input"):
+    elif field == "input" or field.startswith("input."):
         field, message = "input", "must be a string or a list of strings"
     more = f" ({len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return APIError(422, f"{field}: {message}{more}", param=field.split(".")[0], code="invalid_value")

@@ -51,7 +51,8 @@ class EmbeddingService:
         self.model_id = settings.model_id or self.meta.get("served_model_id") or self.repo.name
         self.created = int(Path(self.repo / "repo.json").stat().st_mtime)
         self.packer = Packer(self.spec.shape_limits, settings.max_batch_tokens or self.spec.max_batch_tokens)
-        self.backend = TritonEncoder(encoder_url, ENCODER, self.spec.encoder_inputs, self.spec.encoder_output)
+        self.encoder_url = encoder_url
+        self.backend = None        # TritonEncoder, made in start() (its gRPC channel belongs to the running loop)
         self.batcher: Batcher | None = None
         self.health = Health()
         self.on_unready = None     # the supervisor's wake-up: live traffic saw the encoder fail
@@ -63,6 +64,8 @@ class EmbeddingService:
         return self.spec.hidden_size
 
     def start(self) -> None:
+        if self.backend is None:
+            self.backend = TritonEncoder(self.encoder_url, ENCODER, self.spec.encoder_inputs, self.spec.encoder_output)
         self.batcher = Batcher(self.packer, self.tokenizer.pad_id, self.spec.encoder_inputs, self.dim,
                                self.backend.run, self.metrics, self.settings.max_inflight_batches,
                                self.settings.max_queued_inputs)
@@ -71,7 +74,8 @@ class EmbeddingService:
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.stop()
-        await self.backend.close()
+        if self.backend is not None:
+            await self.backend.close()
         self.tokenize_pool.shutdown(wait=False, cancel_futures=True)
 
     def set_health(self, ready: bool, message: str) -> None:

@@ -126,10 +126,14 @@ def served_model_id(source) -> str:
     return source.preset.name if source.preset is not None else Path(str(source.checkpoint)).name
 
 
+EXPORT_RECIPES = {"float32": "fp32", "float16": "fp16"}   # a plain export's dtype, as a recipe name
+
+
 def _recipe(encoder: Path) -> str | None:
     """The precision recipe of the encoder, from the sidecars beside it (engine.json, precision.json, export.json)."""
     for name, key in (("engine.json", "recipe"), ("precision.json", "recipe"), ("export.json", "dtype")):
         if (encoder / name).is_file():
             value = json.loads((encoder / name).read_text()).get(key)
-            return value.get("name") if isinstance(value, dict) else value
+            value = value.get("name") if isinstance(value, dict) else value
+            return EXPORT_RECIPES.get(value, value)
     return None
