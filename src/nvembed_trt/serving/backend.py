@@ -3,6 +3,8 @@ gRPC channel (tritonclient's asyncio client). The KServe `nv_embed` model stays 
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpc_aio
@@ -35,8 +37,14 @@ class TritonEncoder:
         return result.as_numpy(self.output)
 
     async def reload(self, models: list[str]) -> None:
-        """Reload models through Triton's model-control API (needs --model-control-mode=explicit)."""
+        """Unload, then load, each model through Triton's model-control API (needs --model-control-mode=explicit):
+        a load of an unchanged model is a no-op that would leave a dead python stub in place."""
         for name in models:
+            await self.client.unload_model(name)
+            for _ in range(100):
+                if not await self.client.is_model_ready(name):
+                    break
+                await asyncio.sleep(0.05)
             await self.client.load_model(name)
 
     async def close(self) -> None:

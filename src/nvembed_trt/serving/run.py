@@ -116,7 +116,7 @@ async def _serve(repo: Path, settings: ServeSettings, triton: TritonOptions, out
     except (ServerError, asyncio.CancelledError) as exc:
         await supervisor.stop()
         raise ServerError(str(exc)) from None
-    config = uvicorn.Config(create_app(service), host=settings.host, port=settings.port, log_level="warning",
+    config = uvicorn.Config(create_app(service), host=settings.host, port=settings.port, log_level="error",
                             access_log=False, lifespan="off", timeout_keep_alive=5,
                             timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)))
     web = QuietServer(config)
