@@ -7,9 +7,11 @@ import sys
 
 from .. import __version__
 from ..errors import NVEmbedError
-from . import build, calibrate, checkpoint, embed, export, precision, presets, quantize_torch, triton, validate
+from . import (bench_serving, build, calibrate, checkpoint, embed, export, precision, presets, quantize_torch,
+               triton, validate)
 
-SUBCOMMANDS = (embed, export, calibrate, precision, quantize_torch, build, triton, validate, presets, checkpoint)
+SUBCOMMANDS = (embed, export, calibrate, precision, quantize_torch, build, triton, validate, bench_serving, presets,
+               checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
