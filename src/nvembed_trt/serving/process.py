@@ -27,9 +27,11 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
 
 class ServeProcess:
-    def __init__(self, repo: Path | str, args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+    def __init__(self, repo: Path | str, args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 ports: tuple[int, int, int, int] | None = None):
+        """ports: (front door, KServe HTTP, gRPC, metrics); free loopback ports by default."""
         self.repo = Path(repo)
-        self.port, self.http_port, self.grpc_port, self.metrics_port = free_ports(4)
+        self.port, self.http_port, self.grpc_port, self.metrics_port = ports or free_ports(4)
         self.args, self.env = tuple(args), env
         self.process: subprocess.Popen | None = None
         self.stderr = tempfile.NamedTemporaryFile(prefix="nvembed-serve-", suffix=".log", delete=False)
