@@ -60,6 +60,11 @@ class EmbeddingService:
         self.tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenize")
 
     @property
+    def max_inflight(self) -> int:
+        """Batches at the encoder at once: one per encoder instance plus one queued behind them (from the spec)."""
+        return self.settings.max_inflight_batches or self.spec.encoder_instances + 1
+
+    @property
     def dim(self) -> int:
         return self.spec.hidden_size
 
@@ -67,8 +72,7 @@ class EmbeddingService:
         if self.backend is None:
             self.backend = TritonEncoder(self.encoder_url, ENCODER, self.spec.encoder_inputs, self.spec.encoder_output)
         self.batcher = Batcher(self.packer, self.tokenizer.pad_id, self.spec.encoder_inputs, self.dim,
-                               self.backend.run, self.metrics, self.settings.max_inflight_batches,
-                               self.settings.max_queued_inputs)
+                               self.backend.run, self.metrics, self.max_inflight, self.settings.max_queued_inputs)
         self.batcher.start()
 
     async def close(self) -> None:

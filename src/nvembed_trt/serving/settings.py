@@ -25,7 +25,7 @@ class ServeSettings(BaseModel):
     request_timeout_s: float = Field(60.0, gt=0)       # 504 beyond
     drain_timeout_s: float = Field(10.0, ge=0)         # in-flight requests get this long after SIGTERM
     max_batch_tokens: int | None = Field(None, ge=1)   # default: the repository's (from the engine's profiles)
-    max_inflight_batches: int = Field(2, ge=1)         # batches at the encoder at once
+    max_inflight_batches: int | None = Field(None, ge=1)  # batches at the encoder at once (default: its instances + 1)
     probe_interval_s: float = Field(5.0, gt=0)         # readiness round trip
     inline_tokenize_chars: int = Field(16384, ge=0)    # smaller requests are tokenised on the event loop
 

@@ -3,7 +3,7 @@
 Ready means a real embedding round trip works. A probe sends one short input through the front door's own path
 (batcher -> encoder over gRPC) on a timer, and again at once when live traffic sees the encoder fail; it also sends
 one through the KServe model (nv_embed), whose python stub can die while Triton's own /v2/health/ready stays 200.
-Healing, one log line per action: a dead tritonserver is restarted with backoff (1, 2, 4 ... 30 s); a model whose
+Healing, one log line per action: a dead tritonserver is restarted with backoff (at once, then 1, 2, 4 ... 30 s); a model whose
 round trip fails is reloaded through Triton's model-control API, and Triton is restarted if that does not help.
 The front door answers 503 (not ready) meanwhile and is ready again once a probe succeeds."""
 
@@ -25,7 +25,7 @@ from .service import EmbeddingService
 log = logging.getLogger("nvembed_trt.serving")
 PROBE_TEXT = "readiness probe"
 PROBE_TIMEOUT_S = 15.0
-BACKOFF_S = (1, 2, 4, 8, 16, 30)
+BACKOFF_S = (0, 1, 2, 4, 8, 16, 30)   # the first restart is immediate
 STABLE_S = 60.0       # a server up this long resets the backoff
 
 
