@@ -67,11 +67,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             ("drain_timeout_s", float, "seconds in-flight requests get after SIGTERM"),
             ("max_batch_tokens", int, "padded tokens per encoder batch (default: the repository's, from the "
                                       "engine's profiles)"),
-            ("max_inflight_batches", int, "batches at the encoder at once"),
+            ("max_inflight_batches", int, "batches at the encoder at once (default: its instances + 1)"),
             ("probe_interval_s", float, "seconds between readiness round trips")):
         flag = "--" + (name[:-2] if name.endswith("_s") else name).replace("_", "-")
-        s.add_argument(flag, dest=name, type=kind, default=getattr(defaults, name),
-                       help=f"{text} (default {getattr(defaults, name)})")
+        default = getattr(defaults, name)
+        s.add_argument(flag, dest=name, type=kind, default=default,
+                       help=f"{text}" + (f" (default {default})" if default is not None else ""))
     s.add_argument("--triton-exit-timeout", type=int, default=EXIT_TIMEOUT_S,
                    help=f"Triton's exit timeout in seconds (default {EXIT_TIMEOUT_S})")
     s.set_defaults(run=run_serve)
