@@ -259,6 +259,42 @@ async def _one_query_latency(api_url: str, grpc_url: str, model: str, text: str,
     return {"front_door": percentiles(front), "kserve": percentiles(kserve)}
 
 
+AIPERF_TEXTS_PER_REQUEST = 4
+
+
+def aiperf_cross_check(aiperf: Path, api_url: str, model: str, tokenizer_dir: Path, workload: Workload,
+                       concurrency: int, requests: int, workdir: Path) -> dict:
+    """NVIDIA's aiperf (an independent load generator speaking /v1/embeddings) at one point, against our own
+    generator sending the same requests (the workload's passages, 4 per request, truncate END)."""
+    import subprocess
+
+    passages = [t for t, k in zip(workload.texts, workload.kinds) if k == "passage"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    dataset = workdir / "passages.jsonl"
+    dataset.write_text("".join(json.dumps({"text": t}) + "\n" for t in passages))
+    command = [str(aiperf), "profile", "--model", model, "--url", api_url.removesuffix("/v1"), "--endpoint-type",
+               "embeddings", "--concurrency", str(concurrency), "--request-count", str(requests), "--tokenizer",
+               str(tokenizer_dir), "--input-file", str(dataset), "--custom-dataset-type", "single_turn",
+               "--batch-size-text", str(AIPERF_TEXTS_PER_REQUEST), "--extra-inputs", "truncate:END",
+               "--artifact-dir", str(workdir / "aiperf")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    summary_file = workdir / "aiperf" / "profile_export_aiperf.json"
+    if proc.returncode != 0 or not summary_file.is_file():
+        return {"error": f"aiperf exited with {proc.returncode}: {proc.stdout[-500:]} {proc.stderr[-500:]}"}
+    summary = json.loads(summary_file.read_text())
+    index = {t: i for i, t in enumerate(workload.texts)}
+    groups = [[index[passages[(r * AIPERF_TEXTS_PER_REQUEST + j) % len(passages)]] for j in
+               range(AIPERF_TEXTS_PER_REQUEST)] for r in range(requests)]
+    ours = asyncio.run(_front_door_load(api_url, model, workload, concurrency, groups))
+    theirs = summary["request_throughput"]["avg"]
+    mine = ours["requests"] / ours["wall_s"]
+    return {"concurrency": concurrency, "requests": requests, "texts_per_request": AIPERF_TEXTS_PER_REQUEST,
+            "requests_per_s": theirs, "p50_ms": summary["request_latency"]["p50"],
+            "errors": summary.get("error_summary"), "aiperf_version": summary.get("aiperf_version"),
+            "ours_requests_per_s": mine, "ours_p50_ms": ours["p50_ms"],
+            "note": f"aiperf / ours = {theirs / mine:.2f}"}
+
+
 def _metric(text: str, name: str, labels: str = "") -> float:
     match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, flags=re.M)
     return float(match.group(1)) if match else 0.0
@@ -274,7 +310,7 @@ def padding_counters(api_url: str) -> tuple[float, float]:
 
 def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, iters: int = 200, seed: int = 0,
                       kserve_concurrency: list[int] | None = None, serve_args: tuple[str, ...] = (),
-                      results_dir: Path | None = None) -> tuple[dict, Path]:
+                      results_dir: Path | None = None, aiperf: Path | None = None) -> tuple[dict, Path]:
     from ..serving.process import ServeProcess
     from ..serving.service import read_repository
 
@@ -305,6 +341,13 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
             row = asyncio.run(_kserve_load(process.kserve["grpc"], workload, level, workload.requests))
             row["ratio_to_ceiling"] = row["texts_per_s"] / bare["texts_per_s"]
             kserve.append(row)
+        cross = None
+        if aiperf is not None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="nvembed-aiperf-") as work:
+                cross = aiperf_cross_check(Path(aiperf), process.api_url, model, repo / ENSEMBLE / "1" / TOKENIZER_DIR,
+                                           workload, 8, max(100, len(workload.requests)), Path(work))
     overhead = {face: {"p50_ms": one[face]["p50_ms"] - alone["p50_ms"], "p99_ms": one[face]["p99_ms"] - alone["p99_ms"],
                        "served_p50_ms": one[face]["p50_ms"], "served_p99_ms": one[face]["p99_ms"]}
                 for face in ("front_door", "kserve")}
@@ -314,7 +357,7 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
                                list(TEXTS_PER_REQUEST), "query_tokens": list(QUERY_TOKENS),
                                "passage_tokens": [64, spec.max_length], "histogram": workload.histogram(),
                                "queries": workload.kinds.count("query"), "tokens": int(sum(workload.tokens))},
-                     ceiling=bare, served=served, kserve=kserve,
+                     ceiling=bare, served=served, kserve=kserve, aiperf=cross,
                      one_query={"encoder_alone": alone, "tokens": len(query_row.ids), **one}, overhead=overhead,
                      settings={"concurrency": concurrency, "iters": iters, "serve_args": list(serve_args),
                                "max_batch_tokens": spec.max_batch_tokens})
@@ -354,10 +397,14 @@ def serving_markdown(report: dict) -> str:
                   f"{o['front_door']['served_p99_ms']:.2f} ms (overhead {o['front_door']['p99_ms']:.2f} ms); KServe "
                   f"nv_embed p50 {o['kserve']['served_p50_ms']:.2f} ms (overhead {o['kserve']['p50_ms']:.2f} ms), p99 "
                   f"{o['kserve']['served_p99_ms']:.2f} ms (overhead {o['kserve']['p99_ms']:.2f} ms)."]
-    if report.get("aiperf"):
-        a = report["aiperf"]
-        lines.append(f"Cross-check with aiperf at concurrency {a['concurrency']}: {a['requests_per_s']:.1f} requests/s "
-                     f"against our load generator's {a['ours_requests_per_s']:.1f} ({a['note']}).")
+    a = report.get("aiperf")
+    if a and "error" not in a:
+        lines.append(f"Cross-check with NVIDIA's aiperf {a['aiperf_version']} at concurrency {a['concurrency']} "
+                     f"({a['requests']} requests of {a['texts_per_request']} passages): {a['requests_per_s']:.1f} "
+                     f"requests/s, p50 {a['p50_ms']:.1f} ms; our load generator on the same requests: "
+                     f"{a['ours_requests_per_s']:.1f} requests/s, p50 {a['ours_p50_ms']:.1f} ms ({a['note']}).")
+    elif a:
+        lines.append(f"aiperf cross-check failed: {a['error']}")
     return "\n".join(lines) + "\n"
 
 
