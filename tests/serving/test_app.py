@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import MAX_LENGTH, build, call
+from serving_harness import MAX_LENGTH, build, call
 from nvembed_trt.tokenizer import INPUT_TYPES
 from texts import SENTENCES, random_strings
 

@@ -10,7 +10,7 @@ import pytest
 from langchain_nvidia_ai_endpoints import NVIDIAEmbeddings
 from openai import BadRequestError, NotFoundError, OpenAI
 
-from conftest import MAX_LENGTH
+from serving_harness import MAX_LENGTH
 from nvembed_trt.cli.main import main
 from nvembed_trt.client import ClientError, EmbeddingClient
 from nvembed_trt.serving.process import ServeProcess

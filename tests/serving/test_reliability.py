@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import MAX_LENGTH
+from serving_harness import MAX_LENGTH
 from nvembed_trt.client import EmbeddingClient
 from nvembed_trt.serving.fuzz import run_fuzz
 from nvembed_trt.serving.process import ServeProcess, free_ports

@@ -1,6 +1,6 @@
-"""Fixtures for the front door: a tiny repository (fp32 export, pooling in the graph, and a token-states variant),
-the service and app in-process with a real ONNX Runtime encoder (the same graph Triton runs), and a real
-`nvembed-trt serve` child process."""
+"""Harness for the front-door tests (a module, not a conftest: two conftest modules clash by name): the service and
+app in-process with a real ONNX Runtime encoder (the same graph Triton runs). The tiny repositories come from the
+`tiny_repos` fixture in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,24 +8,10 @@ import asyncio
 
 import httpx
 import onnxruntime as ort
-import pytest
 
-from nvembed_trt.export import onnx_from_model
 from nvembed_trt.serving import EmbeddingService, Metrics, ServeSettings, create_app
-from nvembed_trt.triton import repo_from_encoder
 
-MAX_LENGTH = 64
-
-
-@pytest.fixture(scope="session")
-def tiny_repos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serving")
-    repos = {}
-    for pooling in ("engine", "ensemble"):
-        export = onnx_from_model("tiny", root / f"export-{pooling}", pooling=pooling, parity=False)
-        repos[pooling] = repo_from_encoder("tiny", export.directory, root / f"repo-{pooling}", max_batch_size=8,
-                                           max_length=MAX_LENGTH, max_request_rows=64).directory
-    return repos
+from conftest import SERVING_MAX_LENGTH as MAX_LENGTH  # noqa: F401 (re-exported)
 
 
 class OnnxEncoder:
