@@ -10,6 +10,7 @@ from pathlib import Path
 
 import onnx
 
+from ..deploy.images import default_image, engine_facts, triton_image_for_engine
 from ..errors import InputError
 from ..provenance import sha256_file, sidecar, write_json
 from ..source import resolve_model
@@ -36,15 +37,18 @@ class RepoResult:
 def _encoder_facts(encoder: Path) -> dict:
     if (encoder / "engine.json").is_file():
         meta = json.loads((encoder / "engine.json").read_text())
+        image = triton_image_for_engine(meta, encoder / "engine.json")  # refuses TensorRT-RTX plans; NGC image by TRT
         return {"kind": "tensorrt_plan", "file": encoder / "model.plan", "inputs": meta["inputs"],
                 "outputs": meta["outputs"], "max_batch_size": meta["serving"]["max_batch_size"],
                 "max_length": meta["serving"]["max_sequence_length"],
-                "profiles": tuple(str(i) for i in range(len(meta["profiles"])))}
+                "profiles": tuple(str(i) for i in range(len(meta["profiles"]))),
+                "engine": engine_facts(meta), "triton_image": image}
     if (encoder / "model.onnx").is_file():
         graph = onnx.load(str(encoder / "model.onnx"), load_external_data=False).graph
         return {"kind": "onnxruntime", "file": encoder / "model.onnx", "inputs": [i.name for i in graph.input],
                 "outputs": [o.name for o in graph.output], "max_batch_size": None, "max_length": None,
-                "profiles": ()}
+                "profiles": (), "engine": None,
+                "triton_image": {"image": default_image(), "how": "newest NGC release (ONNX Runtime encoder)"}}
     raise InputError(f"{encoder}: neither an engine folder (engine.json + model.plan) nor an export folder "
                      f"(model.onnx)")
 
@@ -103,6 +107,6 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
                 shutil.copyfile(data, version_dir / "model.onnx.data")
         meta = sidecar("triton-repository", model=source.describe(), encoder=str(encoder),
                        encoder_sha256=sha256_file(facts["file"]), spec=spec.__dict__, models=list(configs),
-                       ensemble=ENSEMBLE)
+                       ensemble=ENSEMBLE, engine=facts["engine"], triton_image=facts["triton_image"])
         write_json(staging / "repo.json", meta)
     return RepoResult(output, spec, meta)
