@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_data import GPU, TRT_VERSION
+from .deploy_data import GPU, TRT_VERSION
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.triton import repo_from_encoder
 

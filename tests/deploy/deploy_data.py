@@ -7,3 +7,4 @@ GPU = "rtx-6000-ada"           # a card both flavors target (TensorRT-RTX builds
 HERE = Path(__file__).resolve().parent
 SCHEMAS = HERE / "data" / "schemas"
 GOLDEN = HERE / "golden"
+REPO = HERE.parents[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from deploy_data import TRT_VERSION
+from .deploy_data import TRT_VERSION
 
 from nvembed_trt.deploy.images import (OVERRIDE_ENV, ImageError, builder_image, image_table, ngc_commands,
                                        normalise_version, triton_image_for_engine)
