@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import NVEmbedError
-from . import build, calibrate, checkpoint, embed, export, precision, presets, quantize_torch, triton, validate
+from . import build, calibrate, checkpoint, deploy, embed, export, precision, presets, quantize_torch, triton, validate
 
-SUBCOMMANDS = (embed, export, calibrate, precision, quantize_torch, build, triton, validate, presets, checkpoint)
+SUBCOMMANDS = (embed, export, calibrate, precision, quantize_torch, build, triton, validate, presets, checkpoint, deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:
