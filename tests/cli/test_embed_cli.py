@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nvembed_trt.cli.main import SUBCOMMANDS, main
+from nvembed_trt.cli.main import COMMANDS, build_parser, main
 from nvembed_trt.tokenizer import INPUT_TYPES
 from texts import SENTENCES
 
@@ -69,8 +69,15 @@ def test_stdin_through_console_script(tmp_path, tiny):
 def test_help_lists_every_subcommand():
     proc = subprocess.run([str(BIN / "nvembed-trt"), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
-    for module in SUBCOMMANDS:
-        assert module.__name__.rsplit(".", 1)[-1].replace("_", "-") in proc.stdout
+    for command in COMMANDS:
+        assert command in proc.stdout
+
+
+def test_the_lazy_command_map_matches_what_the_modules_register():
+    registered = build_parser()._subparsers._group_actions[0].choices
+    assert sorted(registered) == sorted(COMMANDS)
+    for command in COMMANDS:   # each command line builds only its own module's parser, and it has the command
+        assert command in build_parser(command)._subparsers._group_actions[0].choices
 
 
 @pytest.mark.parametrize("content, message", [

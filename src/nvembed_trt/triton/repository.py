@@ -10,6 +10,7 @@ from pathlib import Path
 
 import onnx
 
+from ..deploy.images import default_image, engine_facts, triton_image_for_engine
 from ..errors import InputError
 from ..provenance import sha256_file, sidecar, write_json
 from ..source import resolve_model
@@ -37,16 +38,19 @@ class RepoResult:
 def _encoder_facts(encoder: Path) -> dict:
     if (encoder / "engine.json").is_file():
         meta = json.loads((encoder / "engine.json").read_text())
+        image = triton_image_for_engine(meta, encoder / "engine.json")  # refuses TensorRT-RTX plans; NGC image by TRT
         return {"kind": "tensorrt_plan", "file": encoder / "model.plan", "inputs": meta["inputs"],
                 "outputs": meta["outputs"], "max_batch_size": meta["serving"]["max_batch_size"],
                 "max_length": meta["serving"]["max_sequence_length"],
                 "limits": tuple(ShapeLimit.from_profile(p) for p in meta["profiles"]),
-                "profiles": tuple(str(i) for i in range(len(meta["profiles"])))}
+                "profiles": tuple(str(i) for i in range(len(meta["profiles"]))),
+                "engine": engine_facts(meta), "triton_image": image}
     if (encoder / "model.onnx").is_file():
         graph = onnx.load(str(encoder / "model.onnx"), load_external_data=False).graph
         return {"kind": "onnxruntime", "file": encoder / "model.onnx", "inputs": [i.name for i in graph.input],
                 "outputs": [o.name for o in graph.output], "max_batch_size": None, "max_length": None,
-                "limits": None, "profiles": ()}
+                "limits": None, "profiles": (), "engine": None,
+                "triton_image": {"image": default_image(), "how": "newest NGC release (ONNX Runtime encoder)"}}
     raise InputError(f"{encoder}: neither an engine folder (engine.json + model.plan) nor an export folder "
                      f"(model.onnx)")
 
@@ -116,7 +120,8 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
                 shutil.copyfile(data, version_dir / "model.onnx.data")
         meta = sidecar("triton-repository", model=source.describe(), served_model_id=served_model_id(source),
                        encoder=str(encoder), encoder_sha256=sha256_file(facts["file"]), recipe=_recipe(encoder),
-                       spec=spec.to_json(), models=list(configs), kserve_model=ENSEMBLE)
+                       spec=spec.to_json(), models=list(configs), kserve_model=ENSEMBLE, engine=facts["engine"],
+                       triton_image=facts["triton_image"])
         write_json(staging / "repo.json", meta)
     return RepoResult(output, spec, meta)
 
