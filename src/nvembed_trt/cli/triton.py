@@ -116,6 +116,12 @@ def run_repo(args: argparse.Namespace) -> int:
     print(f"wrote {result.directory} ({spec.encoder_kind} encoder, pooling in the {spec.pooling}, encoder batch "
           f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length}); "
           f"serve it with: nvembed-trt serve --repo {result.directory}")
+    if spec.encoder_kind == "tensorrt_plan":
+        from ..deploy.images import ngc_commands
+
+        lines = ngc_commands(result.directory, result.meta["triton_image"]["image"])
+        print("on the GPU host, in NVIDIA's Triton image (" + result.meta["triton_image"]["image"] + "):\n  "
+              + "\n  ".join(lines))
     return 0
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import InputError
+from ..triton.spec import RepoSpec
 from .images import builder_image
 
 GIB = 1 << 30
@@ -139,9 +140,9 @@ def resolve(repo: Path, options: DeployOptions) -> DeploySpec:
     encoder_bytes = _dir_bytes(encoder_dir) if encoder_dir.is_dir() else int((engine or {}).get("engine_bytes") or 0)
     repo_bytes = _dir_bytes(repo)
     memory_request = math.ceil(1.5 * encoder_bytes / GIB + 2)
-    hidden, batch, length = spec["hidden_size"], spec["max_batch_size"], spec["max_length"]
-    rows = max((p.batch.max * p.sequence.max for p in gpu.profiles), default=batch * length) if gpu \
-        else batch * length
+    shapes = RepoSpec.from_json(spec).shape_limits       # what the encoder accepts: one source, the repository
+    hidden, batch = spec["hidden_size"], max(s.max_batch for s in shapes)
+    rows = max(s.max_batch * s.max_sequence for s in shapes)
     tensor_bytes = 3 * rows * 4 + (rows * hidden * 4 if spec["pooling"] == "ensemble" else batch * hidden * 4)
     shm_mib = max(256, math.ceil((2 * tensor_bytes + 64 * MIB) / MIB))
 
@@ -161,5 +162,5 @@ def resolve(repo: Path, options: DeployOptions) -> DeploySpec:
         fetch_image=options.fetch_image or DEFAULT_FETCH_IMAGES.get(options.storage),
         drain_timeout_s=options.drain_timeout_s, startup_timeout_s=options.startup_timeout_s,
         queue_target_ms=options.queue_target_ms, api_key_secret=options.api_key_secret,
-        cpu_request=spec["tokenizer_instances"] + 2, memory_request_gib=memory_request,
+        cpu_request=spec["nv_embed_instances"] + 2, memory_request_gib=memory_request,
         memory_limit_gib=2 * memory_request, shm_mib=shm_mib)

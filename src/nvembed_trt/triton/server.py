@@ -27,7 +27,6 @@ from pathlib import Path
 
 from ..errors import NVEmbedError
 
-NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 STACK_LIMIT = 1 << 30        # bytes of stack per thread (see the module docstring)
 EXIT_TIMEOUT_S = 3           # Triton's --exit-timeout-secs; the wrapper waits this + KILL_GRACE_S, then SIGKILLs
 KILL_GRACE_S = 5
@@ -96,7 +95,8 @@ def repository_needs(repo: Path) -> dict:
         raise ServerError(f"{repo}: not a model repository (no repo.json); make one with nvembed-trt triton-repo")
     meta = json.loads(meta_file.read_text())
     return {"encoder_kind": meta.get("spec", {}).get("encoder_kind"),
-            "backend_config": meta.get("server", {}).get("backend_config", [])}
+            "backend_config": meta.get("server", {}).get("backend_config", []),
+            "triton_image": (meta.get("triton_image") or {}).get("image", "nvcr.io/nvidia/tritonserver")}
 
 
 class TritonServer:
@@ -132,8 +132,9 @@ class TritonServer:
             if needs["encoder_kind"] == "tensorrt_plan":
                 raise ServerError(f"{self.repo} serves a TensorRT engine, and the tritonserver bundled with "
                                   f"nvidia-pytriton has no TensorRT backend: pass --tritonserver "
-                                  f"/opt/tritonserver/bin/tritonserver (NVIDIA's Triton image, {NGC_IMAGE} or the "
-                                  f"release matching the engine's TensorRT), or serve an ONNX encoder here")
+                                  f"/opt/tritonserver/bin/tritonserver in NVIDIA's Triton image "
+                                  f"({needs['triton_image']}, the release carrying the engine's TensorRT; see "
+                                  f"deploy/Dockerfile), or serve an ONNX encoder here")
             return prepare_backends(workdir / "backends")
         own = self.binary.resolve().parent.parent / "backends"
         return own if own.is_dir() else None
@@ -228,8 +229,3 @@ def _package_path() -> dict[str, str]:
     """PYTHONPATH so another server's python backend finds this package (NVIDIA's image runs its own Python)."""
     package_parent = str(Path(__file__).resolve().parents[2])
     return {"PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-
-
-def ngc_command(repo: Path) -> str:
-    return (f"docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v {Path(repo).resolve()}:/models "
-            f"{NGC_IMAGE} bash -c 'pip install nvembed-trt && tritonserver --model-repository=/models'")
