@@ -61,6 +61,11 @@ class ActivationRanges:
         if not Path(path).is_file():
             raise InputError(f"activation ranges file not found: {path}")
         data = np.load(path)
+        sidecar = Path(path).with_suffix(".json")
+        if meta is None and sidecar.is_file():
+            import json
+
+            meta = {k: v for k, v in json.loads(sidecar.read_text()).items() if k != "versions"}
         act = {k.removeprefix("act/"): data[k] for k in data.files if k.startswith("act/")}
         weight = {k.removeprefix("w/"): data[k] for k in data.files if k.startswith("w/")}
         return cls(act, weight, meta or {})

@@ -8,6 +8,7 @@ a time. Peak memory is about one decoder layer (calibration) or one weight tenso
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,16 @@ from .smoothing import Smoothing
 
 PROTOBUF_LIMIT = 2 * 1024**3
 RANGES_FILE = "activation-ranges.npz"
+
+
+@lru_cache(maxsize=2)
+def _traced(cfg, pooling: str, opset: int) -> ir.Model:
+    return trace_onnx(cfg, torch.float16, pooling, opset)
+
+
+def traced_fp16(cfg, pooling: str, opset: int) -> ir.Model:
+    """The fp16 export's graph (weights not bound), traced once per process and cloned for each use."""
+    return _traced(cfg, pooling, opset).clone()
 
 
 def source_loader(source: ModelSource):
@@ -67,7 +78,7 @@ def write_streamed_recipe(source: ModelSource, recipe: Recipe, dest: Path, *, po
     smoothing = (Smoothing.from_ranges(cfg, ranges, recipe.smoothquant_alpha)
                  if recipe.smoothquant_alpha is not None else None)
     start = time.perf_counter()
-    model = trace_onnx(cfg, torch.float16, pooling, opset)
+    model = traced_fp16(cfg, pooling, opset)
     bind_weights(model, smoothing.loader(load) if smoothing else load, shapes, torch.float16)
     with quiet_logger("onnxscript"):
         optimize_ir(model)  # before quantising: constant folding must never see a DequantizeLinear
@@ -107,5 +118,5 @@ def _initializer_bytes(model: ir.Model) -> int:
         if tensor is None:
             continue
         count = int(np.prod([int(d) for d in tensor.shape], dtype=np.int64))
-        total += (count + 1) // 2 if tensor.dtype == ir.DataType.INT4 else count * tensor.dtype.itemsize
+        total += (count + 1) // 2 if tensor.dtype == ir.DataType.INT4 else count * int(tensor.dtype.itemsize)
     return total

@@ -148,6 +148,23 @@ def gate_report(recipe: Recipe, ref: np.ndarray, got: np.ndarray, heldout: Slice
     return report, problems
 
 
+_REFERENCE_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _reference_embeddings(reference, tokenizer: EmbeddingTokenizer, heldout: SlicedHeldOut) -> np.ndarray:
+    """The fp32 graph's held-out embeddings, computed once per graph file (several recipes gate against it)."""
+    if not isinstance(reference, (str, Path)):
+        return embed_heldout(reference, tokenizer, heldout)
+    path = Path(reference)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, heldout.max_length,
+           tuple(s["sha256"] for s in heldout.provenance["slices"].values()))
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE.clear()  # one reference at a time: a full-width one is large
+        _REFERENCE_CACHE[key] = embed_heldout(GraphRunner(path, "onnxruntime"), tokenizer, heldout)
+    return _REFERENCE_CACHE[key]
+
+
 def verify_recipe(recipe: Recipe, candidate: Path, reference, tokenizer: EmbeddingTokenizer,
                   heldout: SlicedHeldOut | None = None,
                   reference_embeddings: np.ndarray | None = None) -> tuple[dict, list[str]]:
@@ -155,7 +172,6 @@ def verify_recipe(recipe: Recipe, candidate: Path, reference, tokenizer: Embeddi
     set (default: sliced_heldout(512))."""
     heldout = heldout or sliced_heldout()
     if reference_embeddings is None:
-        runner = GraphRunner(reference, "onnxruntime") if isinstance(reference, (str, Path)) else reference
-        reference_embeddings = embed_heldout(runner, tokenizer, heldout)
+        reference_embeddings = _reference_embeddings(reference, tokenizer, heldout)
     got = embed_heldout(GraphRunner(candidate, recipe.verify_runtime), tokenizer, heldout)
     return gate_report(recipe, reference_embeddings, got, heldout, recipe.verify_runtime)
