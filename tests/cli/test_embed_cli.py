@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nvembed_trt.presets import PRESETS
 from nvembed_trt.cli.main import COMMANDS, build_parser, main
 from nvembed_trt.tokenizer import INPUT_TYPES
 from texts import SENTENCES
@@ -108,7 +109,7 @@ def test_bad_options(tmp_path, jsonl, capsys, args, message):
 
 
 @pytest.mark.parametrize("model, message", [
-    ("tiniest", "unknown model 'tiniest': not a preset (tiny, nv-embed-v2) and no such directory"),
+    ("tiniest", f"unknown model 'tiniest': not a preset ({', '.join(PRESETS)}) and no such directory"),
     ("./no/such/checkpoint", "checkpoint directory not found: ./no/such/checkpoint"),
 ])
 def test_unknown_model(tmp_path, jsonl, capsys, model, message):
