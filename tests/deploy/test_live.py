@@ -22,7 +22,7 @@ parser = pytest.importorskip("prometheus_client.parser", reason="prometheus-clie
 from nvembed_trt.deploy import contract as c  # noqa: E402
 from nvembed_trt.deploy import k8s  # noqa: E402
 from nvembed_trt.deploy.spec import DeployOptions, resolve  # noqa: E402
-from nvembed_trt.triton.smoke import free_ports  # noqa: E402
+from nvembed_trt.serving.process import free_ports  # noqa: E402
 
 
 def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
