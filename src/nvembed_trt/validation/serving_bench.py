@@ -308,7 +308,7 @@ def aiperf_cross_check(aiperf: Path, api_url: str, model: str, tokenizer_dir: Pa
     dataset.write_text("".join(json.dumps({"text": t}) + "\n" for t in passages))
     command = [str(aiperf), "profile", "--model", model, "--url", api_url.removesuffix("/v1"), "--endpoint-type",
                "embeddings", "--concurrency", str(concurrency), "--request-count", str(requests), "--tokenizer",
-               str(tokenizer_dir), "--input-file", str(dataset), "--custom-dataset-type", "single_turn",
+               str(tokenizer_dir), "--input-file", str(dataset), "--custom-dataset-type", "random_pool",
                "--batch-size-text", str(AIPERF_TEXTS_PER_REQUEST), "--extra-inputs", "truncate:END",
                "--artifact-dir", str(workdir / "aiperf")]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
