@@ -50,6 +50,9 @@ def test_short_run_reports_ratios_from_its_own_measurements(tmp_path, capsys):
     assert overhead["front_door"]["p50_ms"] == pytest.approx(one["front_door"]["p50_ms"] -
                                                              one["encoder_alone"]["p50_ms"])
     assert overhead["kserve"]["p99_ms"] == pytest.approx(one["kserve"]["p99_ms"] - one["encoder_alone"]["p99_ms"])
+    parts = overhead["breakdown_p50_ms"]
+    assert sum(parts.values()) == pytest.approx(one["front_door"]["p50_ms"])
+    assert parts["triton_hop"] == pytest.approx(one["triton_encoder_grpc"]["p50_ms"] - one["encoder_alone"]["p50_ms"])
     assert sum(report["workload"]["histogram"].values()) == 60
     assert "served / ceiling" in capsys.readouterr().out
     assert list((tmp_path / "out").glob("serving-*-serving.png"))

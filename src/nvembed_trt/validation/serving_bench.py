@@ -182,6 +182,8 @@ class KeepAliveClient:
         self.port, self.path = int(port), "/" + api_url.removeprefix("http://").split("/", 1)[1]
         self.reader = self.writer = None
 
+    last_app_ms: float | None = None   # the server's own time for the last answer (its Server-Timing header)
+
     async def post(self, route: str, payload: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -190,6 +192,8 @@ class KeepAliveClient:
                                                           len(payload)) + payload)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
+        timing = re.search(rb"(?i)server-timing: *app;dur=([\d.]+)", head)
+        self.last_app_ms = float(timing.group(1)) if timing else None
         length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
         return status, await self.reader.readexactly(length)
 
@@ -264,11 +268,16 @@ async def _kserve_load(grpc_url: str, workload: Workload, concurrency: int, requ
             **percentiles(latencies)}
 
 
-async def _one_query_latency(api_url: str, grpc_url: str, model: str, text: str, iters: int) -> dict:
+async def _one_query_latency(api_url: str, grpc_url: str, model: str, text: str, iters: int,
+                             encoder_arrays: dict[str, np.ndarray], spec: RepoSpec) -> dict:
+    """One query, request after request: through the front door (with its own time from Server-Timing), through
+    KServe's nv_embed, and straight to Triton's encoder model over gRPC with the same tokens (the Triton hop)."""
     import tritonclient.grpc as grpcclient
     import tritonclient.grpc.aio as grpc_aio
 
-    front, kserve = [], []
+    from ..serving.backend import TritonEncoder
+
+    front, app, kserve, direct = [], [], [], []
     client = KeepAliveClient(api_url)
     body = json.dumps({"model": model, "input": [text], "input_type": "query", "encoding_format": "base64"}).encode()
     for i in range(iters + 5):
@@ -276,8 +285,16 @@ async def _one_query_latency(api_url: str, grpc_url: str, model: str, text: str,
         status, reply = await client.post("/embeddings", body)
         if i >= 5:
             front.append((time.perf_counter() - start) * 1000)
+            app.append(client.last_app_ms)
         assert status == 200, reply
     await client.close()
+    encoder = TritonEncoder(grpc_url, ENCODER, spec.encoder_inputs, spec.encoder_output)
+    for i in range(iters + 5):
+        start = time.perf_counter()
+        await encoder.run(encoder_arrays)
+        if i >= 5:
+            direct.append((time.perf_counter() - start) * 1000)
+    await encoder.close()
     triton = grpc_aio.InferenceServerClient(grpc_url)
     for i in range(iters + 5):
         inputs = []
@@ -290,7 +307,8 @@ async def _one_query_latency(api_url: str, grpc_url: str, model: str, text: str,
         if i >= 5:
             kserve.append((time.perf_counter() - start) * 1000)
     await triton.close()
-    return {"front_door": percentiles(front), "kserve": percentiles(kserve)}
+    return {"front_door": percentiles(front), "front_door_app": percentiles(app), "kserve": percentiles(kserve),
+            "triton_encoder_grpc": percentiles(direct)}
 
 
 AIPERF_TEXTS_PER_REQUEST = 4
@@ -361,7 +379,9 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
     served, kserve = [], []
     with ServeProcess(repo, serve_args) as process:
         model = meta.get("served_model_id") or repo.name
-        one = asyncio.run(_one_query_latency(process.api_url, process.kserve["grpc"], model, query, iters))
+        query_arrays = pack([query_row], spec.packer(), tokenizer.pad_id, spec.encoder_inputs)[0].arrays
+        one = asyncio.run(_one_query_latency(process.api_url, process.kserve["grpc"], model, query, iters,
+                                             query_arrays, spec))
         for level in concurrency:
             before = padding_counters(process.api_url)
             row = asyncio.run(_front_door_load(process.api_url, model, workload, level, workload.requests))
@@ -392,6 +412,13 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
     overhead = {face: {"p50_ms": one[face]["p50_ms"] - alone["p50_ms"], "p99_ms": one[face]["p99_ms"] - alone["p99_ms"],
                        "served_p50_ms": one[face]["p50_ms"], "served_p99_ms": one[face]["p99_ms"]}
                 for face in ("front_door", "kserve")}
+    # where the front door's one-query time goes (p50s): Triton's hop to the encoder (gRPC + the python backend on
+    # CPU), the front door's own work around it (Server-Timing minus that hop), and HTTP + the client
+    overhead["breakdown_p50_ms"] = {
+        "encoder_alone": alone["p50_ms"],
+        "triton_hop": one["triton_encoder_grpc"]["p50_ms"] - alone["p50_ms"],
+        "front_door_own": one["front_door_app"]["p50_ms"] - one["triton_encoder_grpc"]["p50_ms"],
+        "http_and_client": one["front_door"]["p50_ms"] - one["front_door_app"]["p50_ms"]}
     report = sidecar("serving-benchmark", repo=str(repo), host=platform.node(), model=meta.get("served_model_id"),
                      encoder_kind=spec.encoder_kind, recipe=meta.get("recipe"),
                      workload={**workload.source, "requests": len(workload.requests), "texts_per_request":
@@ -438,7 +465,9 @@ def serving_markdown(report: dict) -> str:
                   f"{o['front_door']['served_p50_ms']:.2f} ms (overhead {o['front_door']['p50_ms']:.2f} ms), p99 "
                   f"{o['front_door']['served_p99_ms']:.2f} ms (overhead {o['front_door']['p99_ms']:.2f} ms); KServe "
                   f"nv_embed p50 {o['kserve']['served_p50_ms']:.2f} ms (overhead {o['kserve']['p50_ms']:.2f} ms), p99 "
-                  f"{o['kserve']['served_p99_ms']:.2f} ms (overhead {o['kserve']['p99_ms']:.2f} ms)."]
+                  f"{o['kserve']['served_p99_ms']:.2f} ms (overhead {o['kserve']['p99_ms']:.2f} ms).",
+              "Where the front door's one-query p50 goes: " + ", ".join(
+                  f"{k.replace('_', ' ')} {v:.2f} ms" for k, v in o["breakdown_p50_ms"].items()) + "."]
     a = report.get("aiperf")
     if a and "error" not in a:
         lines.append(f"Cross-check with NVIDIA's aiperf {a['aiperf_version']} at concurrency {a['concurrency']} "
