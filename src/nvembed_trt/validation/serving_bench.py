@@ -366,7 +366,10 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
     from ..serving.process import ServeProcess
     from ..serving.service import read_repository
 
+    import os
+
     repo = Path(repo)
+    load_before = os.getloadavg()[0]
     meta, spec = read_repository(repo)
     tokenizer = EmbeddingTokenizer.from_dir(repo / ENSEMBLE / "1" / TOKENIZER_DIR)
     workload = mixed_workload(tokenizer, spec.max_length, texts, seed)
@@ -428,7 +431,9 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
                      ceiling=bare, served=served, kserve=kserve, aiperf=cross,
                      one_query={"encoder_alone": alone, "tokens": len(query_row.ids), **one}, overhead=overhead,
                      settings={"concurrency": concurrency, "iters": iters, "serve_args": list(serve_args),
-                               "max_batch_tokens": spec.max_batch_tokens})
+                               "max_batch_tokens": spec.max_batch_tokens},
+                     machine={"cpus": os.cpu_count(), "load_average_before": round(load_before, 2),
+                              "load_average_after": round(os.getloadavg()[0], 2)})
     out_dir = results_dir or RESULTS / platform.node()
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"serving-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -444,7 +449,9 @@ def serving_markdown(report: dict) -> str:
              f"{report['host']}: {w['texts']} texts ({w['queries']} queries of {w['query_tokens'][0]}-"
              f"{w['query_tokens'][1]} tokens + the query instruction, passages of {w['passage_tokens'][0]}-"
              f"{w['passage_tokens'][1]} tokens) from {w['source']}, seed {w['seed']}, in {w['requests']} requests of "
-             f"{w['texts_per_request'][0]}-{w['texts_per_request'][1]} texts",
+             f"{w['texts_per_request'][0]}-{w['texts_per_request'][1]} texts; {report['machine']['cpus']} CPUs shared "
+             f"with the load generator (1-minute load average {report['machine']['load_average_before']} before, "
+             f"{report['machine']['load_average_after']} after)",
              "", "Tokens per text: " + ", ".join(f"{k}: {v}" for k, v in w["histogram"].items()), "",
              "| path | concurrency | texts/s | tokens/s | p50 ms | p99 ms | served / ceiling | padding efficiency |",
              "|---|---|---|---|---|---|---|---|",
