@@ -8,8 +8,10 @@ import sys
 from .. import __version__
 from ..errors import NVEmbedError
 from . import build, calibrate, checkpoint, embed, export, precision, presets, quantize_torch, triton, validate
+from . import corpus
 
 SUBCOMMANDS = (embed, export, calibrate, precision, quantize_torch, build, triton, validate, presets, checkpoint)
+SUBCOMMANDS += (corpus,)
 
 
 def build_parser() -> argparse.ArgumentParser:
