@@ -8,10 +8,14 @@ import json
 from collections.abc import Iterator
 
 import numpy as np
+import pyarrow as pa
 
 from .scan import normalise_id
 
 BLOCK_ROWS = 1024
+
+BLOCK_SCHEMA = pa.schema([("file", pa.int32()), ("row", pa.int64()), ("id", pa.string()), ("text", pa.large_string()),
+                          ("kind", pa.string()), ("error", pa.string())])
 
 
 def _text(value, text_column: str) -> tuple[str | None, str | None, str | None]:
@@ -49,7 +53,6 @@ def _jsonl_rows(path: str, seek: int, first: int, count: int, rows: list[int], t
 
 def _parquet_rows(path: str, group: int, first: int, rows: list[int], text_column: str,
                   id_column: str) -> Iterator[tuple]:
-    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -63,15 +66,16 @@ def _parquet_rows(path: str, group: int, first: int, rows: list[int], text_colum
         yield (index, id_, *_text(text, text_column))
 
 
-def _block(file: int, buffer: list) -> dict[str, np.ndarray]:
+def _block(file: int, buffer: list):
+    """An Arrow table with explicit types: a column of only nulls would otherwise reach the worker as NaN floats."""
     index, ids, texts, kinds, errors = zip(*buffer)
-    return {"file": np.full(len(buffer), file, dtype=np.int32), "row": np.asarray(index, dtype=np.int64),
-            "id": np.asarray(ids, dtype=object), "text": np.asarray(texts, dtype=object),
-            "kind": np.asarray(kinds, dtype=object), "error": np.asarray(errors, dtype=object)}
+    return pa.Table.from_arrays([pa.array(np.full(len(buffer), file, dtype=np.int32)), pa.array(index, pa.int64()),
+                                 pa.array(ids, pa.string()), pa.array(texts, pa.large_string()),
+                                 pa.array(kinds, pa.string()), pa.array(errors, pa.string())], schema=BLOCK_SCHEMA)
 
 
 def read_chunks(batch: dict[str, np.ndarray], text_column: str, id_column: str,
-                block_rows: int = BLOCK_ROWS) -> Iterator[dict[str, np.ndarray]]:
+                block_rows: int = BLOCK_ROWS) -> Iterator:
     """map_batches generator over chunk descriptors (see plan.Chunk)."""
     for i in range(len(batch["file"])):
         file, path, fmt = int(batch["file"][i]), str(batch["path"][i]), str(batch["format"][i])
