@@ -14,7 +14,7 @@ from nvembed_trt.corpus.inputs import resolve_inputs
 from nvembed_trt.corpus.job import prepare_output, resolve
 from nvembed_trt.corpus.packing import check_budget, pack, padded_tokens
 from nvembed_trt.corpus.plan import first_occurrences, make_plan
-from nvembed_trt.corpus.read import read_chunks
+from nvembed_trt.corpus.read import read_chunk
 from nvembed_trt.corpus.scan import scan_file
 from nvembed_trt.errors import InputError
 
@@ -80,8 +80,7 @@ def test_plan_skips_done_rows_and_rejects_later_duplicates(tmp_path):
     [dup] = plan.duplicates
     assert dup["id"] == "r1" and dup["kind"] == "duplicate_id" and dup["reason"].endswith("a.jsonl line 2")
     assert [(c.file, c.rows) for c in plan.chunks] == [(0, [1, 2, 3]), (0, [5]), (1, [0, 1, 2])]
-    rows = [block for chunk in plan.chunks for block in read_chunks(
-        {k: np.asarray([v], dtype=object) for k, v in chunk.__dict__.items()}, "text", "id")]
+    rows = [block for chunk in plan.chunks for block in read_chunk(chunk, "text", "id")]
     ids = [i for block in rows for i in block.column("id").to_pylist()]
     assert ids == ["r1", "r2", "r3", "r5", "5", "6", "7"]
     assert [k for block in rows for k in block.column("kind").to_pylist()] == [None] * 5 + ["empty", None]
@@ -162,7 +161,7 @@ def test_worker_rejects_over_long_rows_under_none_and_embeds_the_rest(tmp_path, 
     summary = CorpusWorker(spec.model_dump())({k: block.column(k).to_numpy(zero_copy_only=False)
                                               for k in block.column_names})
     assert summary["rows"][0] == 3 and summary["rejected"][0] == 2
-    table = pq.read_table(tmp_path / "part-t-00000-0000000000.parquet")
+    table = pq.read_table(tmp_path / "embeddings" / "part-t-00000-0000000000.parquet")
     assert table.column("id").to_pylist() == ["r0", "r2", "r4"] and not any(table.column("truncated").to_pylist())
     got = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
     assert cosine(got, tiny.encode([texts[0], texts[2], texts[4]], max_length=16)).min().item() >= 0.99999

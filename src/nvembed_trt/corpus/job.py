@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..console import note, quiet_logger
 from ..errors import InputError, NVEmbedError
@@ -35,6 +36,7 @@ from .shards import (REJECT_PARTS, SCAN_REJECTS, SIDECAR, done_ids, merge_reject
 from .worker import CorpusWorker, start_unsupported
 
 CHUNK_ROWS = 1024     # rows per read chunk (JSON Lines seek points); Parquet reads by row group
+READ_CPUS = 1.0
 IDENTITY_KEYS = ("model", "runtime", "recipe", "instruction", "max_length", "truncate", "text_column", "id_column")
 
 
@@ -207,15 +209,13 @@ def _dataset(plan, spec: WorkerSpec, settings: CorpusSettings, workers: int, gpu
     import ray
     import ray.data
 
-    from .read import read_chunks
+    from .read import planned_datasource
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False          # the driver shows rows/s and ETA itself
     context.print_on_execution_start = False
-    items = [dataclasses.asdict(c) for c in plan.chunks]
-    return (ray.data.from_items(items, override_num_blocks=len(items))
-            .map_batches(read_chunks, batch_size=1, num_cpus=1,
-                         fn_kwargs={"text_column": settings.text_column, "id_column": settings.id_column})
+    source = planned_datasource(plan.chunks, settings.text_column, settings.id_column)
+    return (ray.data.read_datasource(source, override_num_blocks=len(plan.chunks), num_cpus=READ_CPUS)
             .map_batches(CorpusWorker, batch_size=settings.shard_rows, batch_format="numpy",
                          compute=ray.data.ActorPoolStrategy(size=workers),
                          fn_constructor_kwargs={"spec": spec.model_dump()},
@@ -240,14 +240,88 @@ def _worker_error(exc: Exception) -> Exception:
 
 
 # ------------------------------------------------------------------------------------------------------ run
+@dataclasses.dataclass
+class RunRecord:
+    """What one run did, for the sidecar's `runs` list. Times: the job's (scan, plan, embed), the workers' busy
+    time (tokenise, encode, write), and the span from the first worker call's start to the last one's end, which
+    splits the job's overhead into startup (before the first call), pipeline gaps (workers idle inside the span)
+    and the tail (after the last call)."""
+
+    run: str
+    started_utc: str
+    started: float = dataclasses.field(default_factory=time.time)
+    scan_seconds: float = 0.0
+    seconds: float = 0.0
+    workers: int = 0
+    totals: Counter = dataclasses.field(default_factory=Counter)
+    first_call: float | None = None
+    last_call: float | None = None
+
+    def add(self, summary: dict) -> None:
+        start, end = float(summary.pop("call_start")), float(summary.pop("call_end"))
+        self.first_call = start if self.first_call is None else min(self.first_call, start)
+        self.last_call = end if self.last_call is None else max(self.last_call, end)
+        self.totals.update(summary)
+
+    def as_dict(self, plan) -> dict:
+        embedded, t = int(self.totals["rows"]), self.totals
+        busy = {k: round(float(t[f"seconds_{k}"]), 3) for k in ("init", "tokenize", "encode", "write")}
+        timing = {}
+        if self.first_call is not None:
+            span = self.last_call - self.first_call
+            working = busy["tokenize"] + busy["encode"] + busy["write"]
+            timing = {"startup_s": round(self.first_call - self.started, 3), "span_s": round(span, 3),
+                      "tail_s": round(self.started + self.seconds - self.last_call, 3),
+                      "span_rows_per_s": round(embedded / span, 2) if span > 0 else None,
+                      "idle_in_span_ms_per_row": round(1000 * max(0.0, span * self.workers - working)
+                                                       / max(embedded, 1), 3)}
+        return {"run": self.run, "started_utc": self.started_utc, "seconds": round(self.seconds, 3),
+                "scan_seconds": round(self.scan_seconds, 3), "planned": plan.todo, "skipped_done": plan.done,
+                "embedded": embedded, "rejected_by_workers": int(t["rejected"]), "workers": self.workers,
+                "rows_per_s": round(embedded / self.seconds, 2) if self.seconds > 0 else None,
+                "tokens": int(t["tokens"]), "padded_tokens": int(t["padded_tokens"]), "worker_seconds": busy,
+                **timing}
+
+
+def _worker_spec(settings: CorpusSettings, resolved: Resolved, output: Path, run: str) -> WorkerSpec:
+    return WorkerSpec(model=_model_spec(settings.model), runtime=settings.runtime,
+                      encoder_path=resolved.facts.get("path"), url=settings.url, protocol=settings.protocol,
+                      input_type=settings.input_type, instruction=resolved.instruction,
+                      explicit_instruction=settings.instruction is not None, truncate=settings.truncate,
+                      max_length=resolved.max_length, batch_tokens=settings.batch_tokens,
+                      batch_rows=min(settings.batch_rows, resolved.facts.get("max_rows") or settings.batch_rows),
+                      threads=max(1, int(settings.cpus_per_worker)), device=settings.device, dtype=settings.dtype,
+                      output=str(output), run=run, files=[(f.path, f.format) for f in resolved.files])
+
+
+def _execute(plan, spec: WorkerSpec, settings: CorpusSettings, record: RunRecord, progress: bool) -> None:
+    """Stream the plan through the read tasks and the actor pool; progress from each shard's summary."""
+    import ray
+
+    gpus = 1 if settings.runtime == "engine" or settings.device == "cuda" else 0
+    record.workers = _workers(settings, gpus)
+    bar = CorpusProgress(plan.todo, live=None if progress else False)
+    try:
+        with quiet_logger("ray.data", logging.WARNING):
+            for summary in _dataset(plan, spec, settings, record.workers, gpus).iter_rows():
+                record.add(dict(summary))
+                if progress:
+                    bar.update(int(summary["rows"]), int(summary["rejected"]))
+    except (ray.exceptions.RayError, NVEmbedError) as exc:
+        raise _worker_error(exc) from exc
+    finally:
+        if progress:
+            bar.close()
+
+
 def embed_corpus(settings: CorpusSettings, progress: bool = True) -> dict:
     """Run (or resume) the job; returns the sidecar it wrote."""
     resolved = resolve(settings)
     output = Path(settings.output).resolve()     # workers may run elsewhere: every path they get is absolute
     previous = prepare_output(output, resolved.identity, settings.overwrite)
     stale = remove_temporaries(output)
-    run = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + secrets.token_hex(2)
-    started_utc = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    now = _dt.datetime.now(_dt.timezone.utc)
+    record = RunRecord(now.strftime("%Y%m%dT%H%M%S") + secrets.token_hex(2), now.isoformat(timespec="seconds"))
     runs = (previous or {}).get("runs", [])
     base = {"identity": resolved.identity, "model": resolved.source.describe(), "runtime": settings.runtime,
             "recipe": resolved.facts.get("recipe"), "encoder": resolved.facts, "url": settings.url,
@@ -255,69 +329,34 @@ def embed_corpus(settings: CorpusSettings, progress: bool = True) -> dict:
     write_json(output / SIDECAR, sidecar("corpus-embeddings", status="running", **base, runs=runs))
     started = connect(settings.ray_address)
     try:
-        import ray
-
-        clock = time.perf_counter()
+        record.started = time.time()
         scans = _scan(resolved.files, settings.id_column)
         plan = make_plan(scans, done_ids(output))
         write_jsonl(output / REJECT_PARTS / SCAN_REJECTS, [r for s in scans for r in s.rejects] + plan.duplicates)
-        scanned = time.perf_counter()
+        record.scan_seconds = time.time() - record.started
         if progress:
             note(f"{len(resolved.files)} input file(s), {plan.input_rows:,} rows with an id: {plan.done:,} already "
                  f"done, {plan.todo:,} to embed" + (f" ({stale} temporary file(s) of an interrupted run removed)"
                                                     if stale else ""))
-        gpus = 1 if settings.runtime == "engine" or settings.device == "cuda" else 0
-        totals = Counter()
-        workers = 0
         if plan.todo:
-            workers = _workers(settings, gpus)
-            threads = max(1, int(settings.cpus_per_worker))
-            spec = WorkerSpec(model=_model_spec(settings.model), runtime=settings.runtime, encoder_path=resolved.facts.get("path"),
-                              url=settings.url, protocol=settings.protocol, input_type=settings.input_type,
-                              instruction=resolved.instruction, explicit_instruction=settings.instruction is not None,
-                              truncate=settings.truncate, max_length=resolved.max_length,
-                              batch_tokens=settings.batch_tokens,
-                              batch_rows=min(settings.batch_rows, resolved.facts.get("max_rows") or settings.batch_rows),
-                              threads=threads, device=settings.device, dtype=settings.dtype, output=str(output),
-                              run=run, files=[(f.path, f.format) for f in resolved.files])
-            bar = CorpusProgress(plan.todo, live=None if progress else False)
-            try:
-                with quiet_logger("ray.data", logging.WARNING):
-                    for summary in _dataset(plan, spec, settings, workers, gpus).iter_rows():
-                        totals.update(summary)
-                        if progress:
-                            bar.update(int(summary["rows"]), int(summary["rejected"]))
-            except (ray.exceptions.RayError, NVEmbedError) as exc:
-                raise _worker_error(exc) from exc
-            finally:
-                if progress:
-                    bar.close()
-        seconds = time.perf_counter() - clock
+            _execute(plan, _worker_spec(settings, resolved, output, record.run), settings, record, progress)
+        record.seconds = time.time() - record.started
     finally:
         if started:
             import ray
 
             ray.shutdown()
-    return finish(output, resolved, base, runs, run, started_utc, scans, plan, totals, workers, seconds,
-                  scanned - clock)
+    return finish(output, base, runs, record, scans, plan)
 
 
-def finish(output: Path, resolved: Resolved, base: dict, runs: list, run: str, started_utc: str,
-           scans: list[FileScan], plan, totals: Counter, workers: int, seconds: float, scan_seconds: float) -> dict:
+def finish(output: Path, base: dict, runs: list, record: RunRecord, scans: list[FileScan], plan) -> dict:
+    """Merge the rejects, check every id is in one row only, and write the complete sidecar."""
     rejects = merge_rejects(output)
     ids = shard_ids(output)
-    unique = pa.compute.count_distinct(ids).as_py() if len(ids) else 0
+    unique = pc.count_distinct(ids).as_py() if len(ids) else 0
     if unique != len(ids):
         raise CorpusError(f"{output}: {len(ids) - unique} id(s) appear in more than one row; this should never "
                           f"happen: report it with the folder's {SIDECAR}")
-    embedded = int(totals["rows"])
-    this_run = {"run": run, "started_utc": started_utc, "seconds": round(seconds, 3),
-                "scan_seconds": round(scan_seconds, 3), "planned": plan.todo, "skipped_done": plan.done,
-                "embedded": embedded, "rejected_by_workers": int(totals["rejected"]), "workers": workers,
-                "rows_per_s": round(embedded / seconds, 2) if seconds > 0 else None,
-                "tokens": int(totals["tokens"]), "padded_tokens": int(totals["padded_tokens"]),
-                "worker_seconds": {k.removeprefix("seconds_"): round(float(totals[k]), 3)
-                                   for k in ("seconds_tokenize", "seconds_encode", "seconds_write")}}
     meta = sidecar("corpus-embeddings", status="complete", **base,
                    inputs=[{"path": s.file.path, "format": s.file.format, "sha256": s.sha256, "bytes": s.bytes,
                             "rows": s.rows} for s in scans],
@@ -326,7 +365,7 @@ def finish(output: Path, resolved: Resolved, base: dict, runs: list, run: str, s
                            "rejected_by_kind": dict(sorted(Counter(r["kind"] for r in rejects).items()))},
                    output={"shards": len(shard_paths(output)), "rows": len(ids), "unique_ids": True,
                            "dim": _dim(output), "rejects": str(output / "rejects.jsonl")},
-                   runs=[*runs, this_run])
+                   runs=[*runs, record.as_dict(plan)])
     write_json(output / SIDECAR, meta)
     return meta
 

@@ -1,15 +1,21 @@
-"""The read stage (Ray tasks): a planned chunk in, its rows out as blocks of (file, row, id, text, kind, error). A
-row whose text cannot be embedded (missing, not a string, empty, not UTF-8) keeps its id and carries the reject
-kind and reason; the worker writes it to the rejects."""
+"""The read stage: a Ray Data datasource over the planned chunks, one read task per chunk, each yielding Arrow blocks
+of (file, row, id, text, kind, error). A row whose text cannot be embedded (missing, not a string, empty, not
+UTF-8) keeps its id and carries the reject kind and reason; the worker writes it to the rejects.
+
+A read operator is not fused into the worker's actor pool (Ray Data fuses a map into a following actor map, and
+then bundles whole chunks into one actor call), so reads run as their own tasks and feed the pool block by block,
+and a Parquet row group is streamed in blocks rather than loaded whole."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
 
+from .plan import Chunk
 from .scan import normalise_id
 
 BLOCK_ROWS = 1024
@@ -26,7 +32,8 @@ def _text(value, text_column: str) -> tuple[str | None, str | None, str | None]:
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return None, "not_utf8", f"text is not valid UTF-8 at byte {exc.start} ({value[exc.start:exc.start + 4]!r})"
+            return None, "not_utf8", (f"text is not valid UTF-8 at byte {exc.start} "
+                                      f"({value[exc.start:exc.start + 4]!r})")
     if not isinstance(value, str):
         return None, "bad_text", f"text must be a string, got {type(value).__name__}"
     if not value:
@@ -34,12 +41,11 @@ def _text(value, text_column: str) -> tuple[str | None, str | None, str | None]:
     return value, None, None
 
 
-def _jsonl_rows(path: str, seek: int, first: int, count: int, rows: list[int], text_column: str,
-                id_column: str) -> Iterator[tuple]:
-    wanted = set(rows)
-    with open(path, "rb") as fh:
-        fh.seek(seek)
-        for index in range(first, first + count):
+def _jsonl_rows(chunk: Chunk, text_column: str, id_column: str) -> Iterator[tuple]:
+    wanted = set(chunk.rows)
+    with open(chunk.path, "rb") as fh:
+        fh.seek(chunk.seek)
+        for index in range(chunk.first, chunk.first + chunk.count):
             raw = fh.readline()
             if index not in wanted:
                 continue
@@ -51,22 +57,27 @@ def _jsonl_rows(path: str, seek: int, first: int, count: int, rows: list[int], t
             yield (index, id_, *_text(record.get(text_column), text_column))
 
 
-def _parquet_rows(path: str, group: int, first: int, rows: list[int], text_column: str,
-                  id_column: str) -> Iterator[tuple]:
+def _parquet_rows(chunk: Chunk, text_column: str, id_column: str) -> Iterator[tuple]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(path).read_row_group(group, columns=[id_column, text_column])
-    table = table.take(pa.array(np.asarray(rows, dtype=np.int64) - first))
-    ids = table.column(id_column)
-    ids = pc.cast(ids, pa.string()).to_pylist()
-    texts = table.column(text_column)
-    texts = pc.cast(texts, pa.large_binary()).to_pylist()  # decoded per row: a bad row is a reject, not a crash
-    for index, id_, text in zip(rows, ids, texts):
-        yield (index, id_, *_text(text, text_column))
+    wanted = np.asarray(chunk.rows, dtype=np.int64)
+    start = chunk.first
+    batches = pq.ParquetFile(chunk.path).iter_batches(batch_size=BLOCK_ROWS, row_groups=[chunk.seek],
+                                                     columns=[id_column, text_column])
+    for batch in batches:
+        end = start + batch.num_rows
+        take = wanted[(wanted >= start) & (wanted < end)]
+        if take.size:
+            part = batch.take(pa.array(take - start))
+            ids = pc.cast(part.column(id_column), pa.string()).to_pylist()
+            texts = pc.cast(part.column(text_column), pa.large_binary()).to_pylist()  # decoded per row below
+            for index, id_, text in zip(take.tolist(), ids, texts):
+                yield (index, id_, *_text(text, text_column))
+        start = end
 
 
-def _block(file: int, buffer: list):
+def _block(file: int, buffer: list) -> pa.Table:
     """An Arrow table with explicit types: a column of only nulls would otherwise reach the worker as NaN floats."""
     index, ids, texts, kinds, errors = zip(*buffer)
     return pa.Table.from_arrays([pa.array(np.full(len(buffer), file, dtype=np.int32)), pa.array(index, pa.int64()),
@@ -74,20 +85,45 @@ def _block(file: int, buffer: list):
                                  pa.array(kinds, pa.string()), pa.array(errors, pa.string())], schema=BLOCK_SCHEMA)
 
 
-def read_chunks(batch: dict[str, np.ndarray], text_column: str, id_column: str,
-                block_rows: int = BLOCK_ROWS) -> Iterator:
-    """map_batches generator over chunk descriptors (see plan.Chunk)."""
-    for i in range(len(batch["file"])):
-        file, path, fmt = int(batch["file"][i]), str(batch["path"][i]), str(batch["format"][i])
-        first, count, seek = int(batch["first"][i]), int(batch["count"][i]), int(batch["seek"][i])
-        rows = [int(r) for r in batch["rows"][i]]
-        source = (_jsonl_rows(path, seek, first, count, rows, text_column, id_column) if fmt == "jsonl"
-                  else _parquet_rows(path, seek, first, rows, text_column, id_column))
-        buffer = []
-        for row in source:
-            buffer.append(row)
-            if len(buffer) == block_rows:
-                yield _block(file, buffer)
-                buffer = []
-        if buffer:
-            yield _block(file, buffer)
+def read_chunk(chunk: Chunk, text_column: str, id_column: str, block_rows: int = BLOCK_ROWS) -> Iterator[pa.Table]:
+    rows = (_jsonl_rows if chunk.format == "jsonl" else _parquet_rows)(chunk, text_column, id_column)
+    buffer = []
+    for row in rows:
+        buffer.append(row)
+        if len(buffer) == block_rows:
+            yield _block(chunk.file, buffer)
+            buffer = []
+    if buffer:
+        yield _block(chunk.file, buffer)
+
+
+def _read_chunks(chunks: list[Chunk], text_column: str, id_column: str) -> Iterable[pa.Table]:
+    for chunk in chunks:
+        yield from read_chunk(chunk, text_column, id_column)
+
+
+def planned_datasource(chunks: list[Chunk], text_column: str, id_column: str):
+    """A ray.data Datasource over the chunks (built here so this module imports without Ray)."""
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
+
+    class PlannedChunks(Datasource):
+        def estimate_inmemory_data_size(self) -> int | None:
+            return None
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                           data_context=None) -> list[ReadTask]:
+            groups = np.array_split(np.arange(len(chunks)), max(1, min(parallelism, len(chunks))))
+            tasks = []
+            for group in groups:
+                members = [chunks[i] for i in group]
+                meta = BlockMetadata(num_rows=sum(len(c.rows) for c in members), size_bytes=None, exec_stats=None,
+                                     input_files=sorted({c.path for c in members}))
+                tasks.append(ReadTask(functools.partial(_read_chunks, members, text_column, id_column), meta,
+                                      schema=BLOCK_SCHEMA, per_task_row_limit=per_task_row_limit))
+            return tasks
+
+        def get_name(self) -> str:
+            return "ReadCorpus"
+
+    return PlannedChunks()

@@ -1,6 +1,7 @@
 """The output folder of embed-corpus and how it is written so that a killed job can be resumed:
 
-    OUTPUT/part-<run>-<file>-<row>.parquet   id, embedding (fixed-size list of float32), n_tokens, truncated
+    OUTPUT/embeddings/part-<run>-<file>-<row>.parquet   id, embedding (fixed-size list of float32), n_tokens,
+                                             truncated; the folder reads as one table (pyarrow, pandas, Ray)
     OUTPUT/rejects/part-<...>.jsonl          rows a worker rejected (empty text, over-long under NONE, ...)
     OUTPUT/rejects/scan.jsonl                rows without a usable id or with a duplicate id (redone each run)
     OUTPUT/rejects.jsonl                     all rejects with their reason, merged at the end of a run
@@ -25,6 +26,7 @@ SIDECAR = "corpus.json"
 REJECTS = "rejects.jsonl"
 REJECT_PARTS = "rejects"
 SCAN_REJECTS = "scan.jsonl"
+SHARDS = "embeddings"
 SHARD_GLOB = "part-*.parquet"
 
 
@@ -40,7 +42,8 @@ def write_shard(output: Path, name: str, ids: list[str], embeddings: np.ndarray,
     table = pa.Table.from_arrays([pa.array(ids, pa.string()), pa.FixedSizeListArray.from_arrays(flat, dim),
                                   pa.array(n_tokens, pa.int32()), pa.array(truncated, pa.bool_())],
                                  schema=shard_schema(dim))
-    dest = output / f"{name}.parquet"
+    dest = output / SHARDS / f"{name}.parquet"
+    dest.parent.mkdir(exist_ok=True)
     with atomic_path(dest) as tmp:
         pq.write_table(table, tmp)
     return dest
@@ -57,7 +60,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def shard_paths(output: Path) -> list[Path]:
-    return sorted(output.glob(SHARD_GLOB))
+    return sorted((output / SHARDS).glob(SHARD_GLOB))
 
 
 def worker_reject_paths(output: Path) -> list[Path]:
@@ -66,7 +69,7 @@ def worker_reject_paths(output: Path) -> list[Path]:
 
 def remove_temporaries(output: Path) -> int:
     """Temporary files a killed run left behind (never renamed into place, so never counted)."""
-    stale = [p for folder in (output, output / REJECT_PARTS) if folder.is_dir()
+    stale = [p for folder in (output, output / SHARDS, output / REJECT_PARTS) if folder.is_dir()
              for p in folder.glob(".*.tmp")]
     for path in stale:
         path.unlink(missing_ok=True)

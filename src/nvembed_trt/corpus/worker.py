@@ -18,9 +18,6 @@ from .scan import reject
 from .settings import WorkerSpec
 from .shards import REJECT_PARTS, write_jsonl, write_shard
 
-SUMMARY_FIELDS = ("rows", "rejected", "tokens", "padded_tokens", "seconds_tokenize", "seconds_encode",
-                  "seconds_write")
-
 
 def start_unsupported(where: str) -> InputError:
     return InputError(f"truncate START (keep the end of the text) needs the tokenizer's START support, which "
@@ -53,14 +50,16 @@ class CorpusWorker:
     def __init__(self, spec: dict):
         from ..source import resolve_model, tokenizer_for
 
+        started = time.perf_counter()
         self.spec = WorkerSpec(**spec)
         self.tokenizer = tokenizer_for(resolve_model(self.spec.model, progress=False))
         self.encoder = make_encoder(self.spec)
         self.output = Path(self.spec.output)
         self.files = [InputFile(i, path, fmt) for i, (path, fmt) in enumerate(self.spec.files)]
+        self.init_seconds = time.perf_counter() - started   # reported once, with the first summary
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        spec, started = self.spec, time.perf_counter()
+        spec, started, wall_start = self.spec, time.perf_counter(), time.time()
         order = np.lexsort((batch["row"], batch["file"]))            # input order within the window
         files, rows = batch["file"][order], batch["row"][order]
         ids, texts, kinds, errors = (list(batch[k][order]) for k in ("id", "text", "kind", "error"))
@@ -97,6 +96,8 @@ class CorpusWorker:
                          for i, kind, reason in rejects])
         done = time.perf_counter()
         summary = {"rows": len(ok), "rejected": len(rejects), "tokens": int(sum(lengths)), "padded_tokens": padded,
-                   "seconds_tokenize": tokenized - started, "seconds_encode": encoded_at - tokenized,
-                   "seconds_write": done - encoded_at}
+                   "seconds_init": self.init_seconds, "seconds_tokenize": tokenized - started,
+                   "seconds_encode": encoded_at - tokenized, "seconds_write": done - encoded_at,
+                   "call_start": wall_start, "call_end": time.time()}
+        self.init_seconds = 0.0
         return {key: np.asarray([value]) for key, value in summary.items()}
