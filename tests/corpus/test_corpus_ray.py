@@ -78,13 +78,13 @@ def read_output(out: Path) -> pa.Table:
     return pq.read_table(out / "embeddings")      # the shard folder reads as one table
 
 
-def check_against_reference(table: pa.Table, reference: dict, cosine) -> None:
+def check_against_reference(table: pa.Table, reference: dict, cosine, min_cosine: float = 0.99999) -> None:
     """Every id exactly once, each row's embedding equal to Embedder.encode of its text, token counts right."""
     ids = table.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == len(reference) and set(ids) == set(reference)
     got = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(len(ids), -1)
     want = np.stack([reference[i][0] for i in ids])
-    assert cosine(got, want).min().item() >= 0.99999
+    assert cosine(got, want).min().item() >= min_cosine
     full = [reference[i][1] for i in ids]
     assert table.column("n_tokens").to_pylist() == [min(n, MAX_LENGTH) for n in full]
     assert table.column("truncated").to_pylist() == [n > MAX_LENGTH for n in full]
@@ -161,3 +161,23 @@ def test_triton_runtime_equals_encode(cluster, export, corpus, reference, tmp_pa
                                      max_length=None, cpus_per_worker=0.5), progress=False)
     check_against_reference(read_output(tmp_path / "out"), reference, cosine)
     assert meta["identity"]["max_length"] == MAX_LENGTH and meta["url"] == server.endpoints["http"]
+
+
+@pytest.mark.gpu
+def test_engine_runtime_equals_encode(cluster, export, corpus, reference, tmp_path, cosine):
+    """On a GPU host: an engine built for the present card (TensorRT where installed, else TensorRT-RTX), one GPU
+    per actor, on the same rows. fp32 graph; TensorRT may use TF32 matmuls, hence 0.9999."""
+    from nvembed_trt.engines.builder import engine_from_onnx
+    from nvembed_trt.engines.flavors import cuda_gpu
+    from nvembed_trt.engines.gpus import gpu_registry
+
+    name, cc = cuda_gpu()
+    matching = [g.name for g in gpu_registry().values() if g.compute_capability == cc]
+    if not matching:
+        pytest.skip(f"no GPU profile for {name} (compute capability {cc})")
+    engine = engine_from_onnx(export / "model.onnx", matching[0], tmp_path / "engine").directory
+    source, _ = corpus
+    meta = embed_corpus(settings(source, tmp_path / "out", runtime="engine", encoder=str(engine), workers=1),
+                        progress=False)       # one GPU actor: the test cluster has 2 CPUs, one kept for reads
+    check_against_reference(read_output(tmp_path / "out"), reference, cosine, min_cosine=0.9999)
+    assert meta["runs"][-1]["workers"] == 1 and meta["encoder"]["path"].endswith("model.plan")

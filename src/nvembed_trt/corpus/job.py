@@ -10,6 +10,7 @@ import datetime as _dt
 import logging
 import math
 import os
+import re
 import secrets
 import shutil
 import time
@@ -229,14 +230,18 @@ def _model_spec(model: str) -> str:
 
 
 def _worker_error(exc: Exception) -> Exception:
-    """The user-facing error inside a Ray task failure (our own errors keep their message)."""
+    """The user-facing error inside a Ray failure: our own errors keep their type and message; anything else is
+    named by the last exception line of the worker's traceback."""
     cause = exc
     while cause is not None:
         if isinstance(cause, NVEmbedError):
             return type(cause)(str(cause))
         cause = getattr(cause, "cause", None) or cause.__cause__
-    return CorpusError(f"the job failed in a worker: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                       f"; what was written so far is kept, rerun the same command to resume")
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in str(exc).splitlines()]
+    root = next((line for line in reversed(lines) if re.match(r"^[\w.]+(Error|Exception|Protobuf)\b.*:", line)
+                 and not line.startswith("ray.exceptions.")), lines[0] if lines else type(exc).__name__)
+    return CorpusError(f"the job failed in a worker: {root.strip()}; what was written so far is kept: fix the cause "
+                       f"and rerun the same command to resume")
 
 
 # ------------------------------------------------------------------------------------------------------ run
@@ -310,8 +315,9 @@ def _execute(plan, spec: WorkerSpec, settings: CorpusSettings, record: RunRecord
     except (ray.exceptions.RayError, NVEmbedError) as exc:
         raise _worker_error(exc) from exc
     finally:
-        if progress:
-            bar.close()
+        bar.stop()
+    if progress:
+        bar.close()
 
 
 def embed_corpus(settings: CorpusSettings, progress: bool = True) -> dict:

@@ -52,8 +52,13 @@ class CorpusProgress:
             console.print(f"embedded {done:,}/{self.total:,} rows ({100 * done / max(self.total, 1):.1f}%), "
                           f"{self.status()}", markup=False)
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """End the live bar (also on failure)."""
         if self._progress is not None:
             self._progress.stop()
+            self._progress = None
+
+    def close(self) -> None:
+        self.stop()
         console.print(f"embedded {self.rows:,} rows in {_duration(time.perf_counter() - self.started)} "
                       f"({self.rate():,.1f} rows/s), {self.rejected} rejected by workers", markup=False)
