@@ -20,6 +20,8 @@ GPU         ?= rtx-6000-ada
 FLAVOR      ?= auto
 ENGINE_DIR  := engines/$(GPU)/$(NAME)/$(RECIPE)
 REPO_DIR    := triton_repo/$(NAME)
+PORT        ?= 8080
+SERVE_ARGS  ?=
 # the Triton encoder: the recipe's ONNX graph run by ONNX Runtime here; ENCODER=$(ENGINE_DIR) on a TensorRT host
 ENCODER     ?= $(EXPORT_DIR)/$(RECIPE)
 ENCODER_FILE = $(if $(findstring engines/,$(ENCODER)),$(ENCODER)/model.plan,$(ENCODER)/model.onnx)
@@ -37,8 +39,8 @@ help:
 	@echo "make engines  TensorRT engine for GPU=$(GPU) RECIPE=$(RECIPE) FLAVOR=auto|tensorrt|tensorrt-rtx"
 	@echo "make gpus     list the GPU profiles"
 	@echo "make triton-repo  Triton repository in triton_repo/NAME/ (ENCODER=export/... or engines/...)"
-	@echo "make serve    serve it with the real Triton server until Ctrl-C"
-	@echo "make smoke    serve on free ports, embed examples/sample.jsonl, compare with the reference, stop"
+	@echo "make serve    serve it: /v1/embeddings on 127.0.0.1:$(PORT) over a supervised Triton, until Ctrl-C"
+	@echo "make smoke    serve on free ports, embed examples/sample.jsonl through /v1/embeddings and KServe, compare"
 	@echo "make validate every runtime and recipe found for NAME against the fp32 reference (exit 1 on failure)"
 	@echo "make bench    latency/throughput of every runtime (BENCH_ARGS='--batch 1,8 --seq 32,512 ...')"
 	@echo "make install  create $(VENV) with torch==$(TORCH_VERSION) and this package"
@@ -50,7 +52,7 @@ all: embed export precision engines triton-repo smoke
 	@echo "  ONNX export           $(EXPORT_DIR)/model.onnx (export.json: parity)"
 	@echo "  $(RECIPE) graph            $(EXPORT_DIR)/$(RECIPE)/model.onnx (precision.json: accuracy gate)"
 	@echo "  TensorRT engine       $(ENGINE_DIR)/model.plan (engine.json)"
-	@echo "  Triton repository     $(REPO_DIR)/ (served, checked: $(BUILD)/$(NAME)/serving-check.json)"
+	@echo "  Triton repository     $(REPO_DIR)/ (served through /v1/embeddings and KServe, checked: $(BUILD)/$(NAME)/serving-check.json)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -99,7 +101,7 @@ $(REPO_DIR)/repo.json: $(ENCODER_FILE)
 	$(BIN)/nvembed-trt triton-repo --model $(MODEL) --encoder $(ENCODER) --output $(REPO_DIR) --overwrite
 
 serve: $(REPO_DIR)/repo.json
-	$(BIN)/nvembed-trt serve --repo $(REPO_DIR)
+	$(BIN)/nvembed-trt serve --repo $(REPO_DIR) --port $(PORT) $(SERVE_ARGS)
 
 smoke: $(REPO_DIR)/repo.json
 	@mkdir -p $(BUILD)/$(NAME)

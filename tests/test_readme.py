@@ -20,10 +20,33 @@ BASH = re.findall(r"^```bash\n(.*?)^```", README, flags=re.S | re.M)
 PYTHON = re.findall(r"^```python\n(.*?)^```", README, flags=re.S | re.M)
 
 
+SERVED = "127.0.0.1:8080"   # blocks that call the API the README's `make serve` starts
+
+
 @pytest.fixture
 def scratch(tmp_path) -> Path:
     shutil.copytree(REPO / "examples", tmp_path / "examples")
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def readme_server(tmp_path_factory):
+    """`nvembed-trt serve` of a tiny repository on the README's ports (API 8080, KServe 8000-8002), as `make serve`."""
+    from nvembed_trt.export import onnx_from_model
+    from nvembed_trt.serving.process import ServeProcess
+    from nvembed_trt.triton import repo_from_encoder
+
+    root = tmp_path_factory.mktemp("readme-serve")
+    export = onnx_from_model("tiny", root / "export", parity=False)
+    repo = repo_from_encoder("tiny", export.directory, root / "triton_repo" / "tiny")
+    with ServeProcess(repo.directory, ports=(8080, 8000, 8001, 8002)) as served:
+        yield served
+
+
+@pytest.fixture
+def server_if_needed(request):
+    block = request.node.callspec.params.get("block", "")
+    return request.getfixturevalue("readme_server") if SERVED in block else None
 
 
 def _env() -> dict[str, str]:
@@ -37,7 +60,7 @@ def test_readme_has_runnable_examples():
 
 
 @pytest.mark.parametrize("block", BASH, ids=[b.splitlines()[0][:50] for b in BASH])
-def test_bash_block_runs(scratch, block):
+def test_bash_block_runs(scratch, server_if_needed, block):
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=scratch, env=_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"README block failed:\n{block}\n--- stderr ---\n{proc.stderr}"
@@ -46,7 +69,7 @@ def test_bash_block_runs(scratch, block):
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[f"python-{i}" for i in range(len(PYTHON))])
-def test_python_block_runs(scratch, block):
+def test_python_block_runs(scratch, server_if_needed, block):
     proc = subprocess.run([sys.executable, "-c", block], cwd=scratch, env=_env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,5 @@
-"""EmbeddingClient: texts -> float32 [N, D] through the nv_embed ensemble, over HTTP or gRPC (tritonclient)."""
+"""EmbeddingClient: texts -> float32 [N, D] through a deployment: the front door's /v1/embeddings (a URL such as
+http://host:8080/v1), or Triton's nv_embed model over KServe HTTP or gRPC (host:port, tritonclient)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,73 @@ class ClientError(NVEmbedError):
     """The server refused a request or could not be reached; the message is the server's."""
 
 
+def is_front_door(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+class FrontDoorClient:
+    """The OpenAI/NIM-style API of `nvembed-trt serve`: POST {url}/embeddings, base64 float32 rows."""
+
+    def __init__(self, url: str, model: str | None = None, timeout_s: float = 120.0, api_key: str | None = None):
+        import httpx
+
+        self.url = url.rstrip("/")
+        if not self.url.endswith("/v1"):
+            self.url += "/v1"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(timeout=timeout_s, headers=headers)
+        self.model = model or self._first_model()
+
+    def _call(self, method: str, path: str, **kw) -> dict:
+        import httpx
+
+        try:
+            reply = self.http.request(method, self.url + path, **kw)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"{self.url}{path}: {exc}") from exc
+        try:
+            body = reply.json()
+        except ValueError:
+            body = {}
+        if reply.status_code != 200:
+            message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+            raise ClientError(f"[{reply.status_code}] {message or reply.text[:300]}")
+        return body
+
+    def _first_model(self) -> str:
+        return self._call("GET", "/models")["data"][0]["id"]
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._call("GET", "/health/ready").get("ready"))
+        except ClientError:
+            return False
+
+    def embed(self, texts: list[str], input_type: str | None, instruction: str | None, truncate: str | None,
+              batch_size: int) -> np.ndarray:
+        import base64
+
+        out = []
+        for start in range(0, len(texts), batch_size):
+            payload = {"model": self.model, "input": list(texts[start:start + batch_size]),
+                       "encoding_format": "base64", "input_type": input_type or "passage"}
+            if instruction is not None:
+                payload["instruction"] = instruction
+            if truncate is not None:
+                payload["truncate"] = truncate
+            data = self._call("POST", "/embeddings", json=payload)["data"]
+            out += [np.frombuffer(base64.b64decode(row["embedding"]), dtype="<f4") for row in data]
+        return np.stack(out).astype(np.float32)
+
+
 class EmbeddingClient:
-    def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", model: str = ENSEMBLE,
-                 timeout_s: float = 120.0):
+    def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", model: str | None = None,
+                 timeout_s: float = 120.0, api_key: str | None = None):
+        self.front_door = FrontDoorClient(url, model, timeout_s, api_key) if is_front_door(url) else None
+        if self.front_door is not None:
+            self.protocol, self.model = "front-door", self.front_door.model
+            return
+        model = model or ENSEMBLE
         if protocol == "http":
             import tritonclient.http as module
             self.client = module.InferenceServerClient(url, connection_timeout=timeout_s, network_timeout=timeout_s)
@@ -28,6 +93,8 @@ class EmbeddingClient:
         self.module, self.model, self.protocol = module, model, protocol
 
     def ready(self) -> bool:
+        if self.front_door is not None:
+            return self.front_door.ready()
         return bool(self.client.is_server_ready())
 
     def _bytes_input(self, name: str, values: Sequence) -> object:
@@ -53,9 +120,14 @@ class EmbeddingClient:
         return result.as_numpy(OUTPUT)
 
     def embed(self, texts: Sequence[str], input_type: str | None = None, instruction: str | None = None,
-              truncate: str | None = None, batch_size: int = 8) -> np.ndarray:
+              truncate: str | None = None, batch_size: int | None = None) -> np.ndarray:
+        """float32 (N, D) in input order; requests of `batch_size` texts (default 256 to the front door, 8 to
+        KServe, whose nv_embed model also packs larger requests)."""
         if len(texts) == 0:
             raise InputError("no texts to embed (got an empty list)")
+        if self.front_door is not None:
+            return self.front_door.embed(list(texts), input_type, instruction, truncate, batch_size or 256)
+        batch_size = batch_size or 8
         out = []
         for start in range(0, len(texts), batch_size):
             chunk = list(texts[start:start + batch_size])

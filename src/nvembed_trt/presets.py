@@ -5,6 +5,11 @@
   read back through the same loader as real checkpoints; the real NV-Embed-v2 tokenizer.
 - nv-embed-v2: the full-size config (7.85B parameters) with random weights generated in memory, for shape,
   memory and latency work. Real weights come as a directory: --model /path/to/NV-Embed-v2.
+- full-width-2l: every width of nv-embed-v2 (hidden 4096, 32/8 heads, MLP 14336, 512 latents, latent inner 32768,
+  GEGLU 32768) but 2 decoder layers (1.31B parameters): the full-width graph (int32 index limits, the 32,768-wide
+  latent projections, external data) exported and built on every commit. Its random weights are generated on
+  demand, tensor by tensor, never cached: CI starts from an empty cache, and a 2.6 GB checkpoint written per run
+  would cost more time and disk than generating the weights where they are streamed.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(name="nv-embed-v2", weights="random-in-memory", seed=0,
            description="full-size NV-Embed-v2 config (7.85B) with random weights, for shape/memory/latency work",
            body=BodyConfig(), latent=LatentAttentionConfig()),
+    Preset(name="full-width-2l", weights="random-in-memory", seed=0,
+           description="every width of nv-embed-v2 with 2 decoder layers (1.31B), random weights generated on "
+                       "demand: full-width export and engine builds in CI",
+           body=BodyConfig(num_layers=2), latent=LatentAttentionConfig()),
 )}
 
 

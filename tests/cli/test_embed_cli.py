@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nvembed_trt.cli.main import SUBCOMMANDS, main
+from nvembed_trt.presets import PRESETS
+from nvembed_trt.cli.main import COMMANDS, build_parser, main
 from nvembed_trt.tokenizer import INPUT_TYPES
 from texts import SENTENCES
 
@@ -69,8 +70,15 @@ def test_stdin_through_console_script(tmp_path, tiny):
 def test_help_lists_every_subcommand():
     proc = subprocess.run([str(BIN / "nvembed-trt"), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
-    for module in SUBCOMMANDS:
-        assert module.__name__.rsplit(".", 1)[-1].replace("_", "-") in proc.stdout
+    for command in COMMANDS:
+        assert command in proc.stdout
+
+
+def test_the_lazy_command_map_matches_what_the_modules_register():
+    registered = build_parser()._subparsers._group_actions[0].choices
+    assert sorted(registered) == sorted(COMMANDS)
+    for command in COMMANDS:   # each command line builds only its own module's parser, and it has the command
+        assert command in build_parser(command)._subparsers._group_actions[0].choices
 
 
 @pytest.mark.parametrize("content, message", [
@@ -101,7 +109,7 @@ def test_bad_options(tmp_path, jsonl, capsys, args, message):
 
 
 @pytest.mark.parametrize("model, message", [
-    ("tiniest", "unknown model 'tiniest': not a preset (tiny, nv-embed-v2) and no such directory"),
+    ("tiniest", f"unknown model 'tiniest': not a preset ({', '.join(PRESETS)}) and no such directory"),
     ("./no/such/checkpoint", "checkpoint directory not found: ./no/such/checkpoint"),
 ])
 def test_unknown_model(tmp_path, jsonl, capsys, model, message):

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from nvembed_trt.calibration.corpus import python_reference_corpus
+from test_corpus_units import start_reference
 from nvembed_trt.corpus import CorpusSettings, embed_corpus
 from nvembed_trt.export import onnx_from_model
 
@@ -145,22 +146,38 @@ def test_killed_job_resumes_and_gives_every_id_once(cluster, export, corpus, ref
     assert not list(out.rglob(".*.tmp"))
 
 
-def test_triton_runtime_equals_encode(cluster, export, corpus, reference, tmp_path, cosine):
-    from nvembed_trt.triton import TritonServer, repo_from_encoder
+def test_triton_runtime_through_kserve_and_the_front_door_equals_encode(cluster, export, corpus, reference, tiny,
+                                                                        tmp_path, cosine):
+    """One `nvembed-trt serve` (Triton + the front door): the JSON Lines rows through Triton's KServe endpoint, the
+    Parquet rows through the front door's /v1 with truncate START, each against the reference."""
+    from nvembed_trt.serving.process import ServeProcess
+    from nvembed_trt.triton import repo_from_encoder
     from nvembed_trt.triton.server import pytriton_root
-    from nvembed_trt.triton.smoke import free_ports
 
     try:
         pytriton_root()
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"nvidia-pytriton is not installed ({exc})")
     source, texts = corpus
-    repo = repo_from_encoder("tiny", export, tmp_path / "repo", max_batch_size=64, max_length=MAX_LENGTH)
-    with TritonServer(repo.directory, *free_ports(3)) as server:
-        meta = embed_corpus(settings(source, tmp_path / "out", runtime="triton", url=server.endpoints["http"],
-                                     max_length=None, cpus_per_worker=0.5), progress=False)
-    check_against_reference(read_output(tmp_path / "out"), reference, cosine)
-    assert meta["identity"]["max_length"] == MAX_LENGTH and meta["url"] == server.endpoints["http"]
+    repo = repo_from_encoder("tiny", export, tmp_path / "repo", max_length=MAX_LENGTH)
+    jsonl = {k: v for k, v in reference.items() if k.startswith("doc-")}
+    parquet_ids = [k for k in reference if not k.startswith("doc-")]
+    with ServeProcess(repo.directory) as served:
+        kserve = embed_corpus(settings(source / "part-a.jsonl", tmp_path / "kserve", runtime="triton",
+                                       url=served.kserve["http"], max_length=None, cpus_per_worker=0.5),
+                              progress=False)
+        front = embed_corpus(settings(source / "part-b.parquet", tmp_path / "front", runtime="triton",
+                                      url=served.api_url, max_length=None, truncate="START", cpus_per_worker=0.5),
+                             progress=False)
+    check_against_reference(read_output(tmp_path / "kserve"), jsonl, cosine)
+    assert kserve["identity"]["max_length"] == MAX_LENGTH and kserve["counts"]["rejected"] == 4
+    table = read_output(tmp_path / "front")
+    ids = table.column("id").to_pylist()
+    assert sorted(ids) == sorted(parquet_ids) and front["identity"]["truncate"] == "START"
+    got = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(len(ids), -1)
+    want = start_reference(tiny, [texts[i] for i in ids], MAX_LENGTH)
+    assert cosine(got, want).min().item() >= 0.99999
+    assert table.column("truncated").to_pylist() == [reference[i][1] > MAX_LENGTH for i in ids]
 
 
 @pytest.mark.gpu

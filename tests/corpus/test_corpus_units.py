@@ -12,38 +12,10 @@ import pytest
 from nvembed_trt.corpus import CorpusSettings
 from nvembed_trt.corpus.inputs import resolve_inputs
 from nvembed_trt.corpus.job import prepare_output, resolve
-from nvembed_trt.corpus.packing import check_budget, pack, padded_tokens
 from nvembed_trt.corpus.plan import first_occurrences, make_plan
 from nvembed_trt.corpus.read import read_chunk
 from nvembed_trt.corpus.scan import scan_file
 from nvembed_trt.errors import InputError
-
-
-# ------------------------------------------------------------------------------------------------- packing
-def test_pack_respects_the_budget_and_is_a_permutation():
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 200, size=1000)
-    batches = pack(lengths, batch_tokens=1024, max_rows=64)
-    order = np.concatenate(batches)
-    assert sorted(order.tolist()) == list(range(1000))
-    for batch in batches:
-        width = lengths[batch].max()
-        assert len(batch) <= 64 and (len(batch) * width <= 1024 or len(batch) == 1)
-        assert width == lengths[batch[0]]                       # the first row is the batch's longest
-    assert (np.diff(lengths[order]) <= 0).all()                 # longest first, so similar lengths travel together
-    assert padded_tokens(lengths, batches) <= 1.1 * lengths.sum()  # sorted packing wastes little on padding
-
-
-def test_pack_honours_the_encoder_shapes_and_keeps_single_long_rows():
-    assert [b.tolist() for b in pack([5, 300, 5, 5], batch_tokens=100, max_rows=8)] == [[1], [0, 2, 3]]
-    batches = pack([10] * 10, batch_tokens=1000, max_rows=100, fits=lambda rows, width: rows <= 4)
-    assert [len(b) for b in batches] == [4, 4, 2]
-
-
-def test_budget_must_hold_the_longest_row():
-    check_budget(512, 512)
-    with pytest.raises(InputError, match=r"--batch-tokens must be an integer >= --max-length \(512\).*got 100"):
-        check_budget(100, 512)
 
 
 # ------------------------------------------------------------------------------------------- scan and plan
@@ -69,8 +41,8 @@ def test_scan_jsonl_finds_ids_chunks_and_rejects(tmp_path):
 
 
 def test_plan_skips_done_rows_and_rejects_later_duplicates(tmp_path):
-    a = _jsonl(tmp_path / "a.jsonl", [{"id": f"r{i}", "text": "t"} for i in range(6)])
-    b = pq.write_table(pa.table({"id": [5, 6, 7], "text": ["x", "", "z"]}), tmp_path / "b.parquet")  # noqa: F841
+    _jsonl(tmp_path / "a.jsonl", [{"id": f"r{i}", "text": "t"} for i in range(6)])
+    pq.write_table(pa.table({"id": [5, 6, 7], "text": ["x", "", "z"]}), tmp_path / "b.parquet")
     tmp_path.joinpath("b2.jsonl").write_text(json.dumps({"id": "r1", "text": "again"}) + "\n")
     files = resolve_inputs([str(tmp_path)], "text", "id")
     assert [f.path.rsplit("/", 1)[1] for f in files] == ["a.jsonl", "b.parquet", "b2.jsonl"]
@@ -79,7 +51,7 @@ def test_plan_skips_done_rows_and_rejects_later_duplicates(tmp_path):
     assert plan.input_rows == 10 and plan.done == 2 and plan.todo == 7
     [dup] = plan.duplicates
     assert dup["id"] == "r1" and dup["kind"] == "duplicate_id" and dup["reason"].endswith("a.jsonl line 2")
-    assert [(c.file, c.rows) for c in plan.chunks] == [(0, [1, 2, 3]), (0, [5]), (1, [0, 1, 2])]
+    assert [(c.file, c.rows.tolist()) for c in plan.chunks] == [(0, [1, 2, 3]), (0, [5]), (1, [0, 1, 2])]
     rows = [block for chunk in plan.chunks for block in read_chunk(chunk, "text", "id")]
     ids = [i for block in rows for i in block.column("id").to_pylist()]
     assert ids == ["r1", "r2", "r3", "r5", "5", "6", "7"]
@@ -116,10 +88,8 @@ def _settings(tmp_path, **over) -> CorpusSettings:
 
 
 @pytest.mark.parametrize("over, message", [
-    ({"truncate": "start"}, "truncate START .* needs the tokenizer's START support"),
     ({"runtime": "triton"}, "--runtime triton needs --url"),
     ({"runtime": "onnx"}, "--runtime onnx needs --encoder DIR"),
-    ({"batch_tokens": 32}, r"--batch-tokens must be an integer >= --max-length \(64\)"),
     ({"max_length": 1}, "max_length must be an integer >= 2"),
     ({"input_type": "query", "max_length": 16}, "--max-length 16 leaves no token to pool after the instruction"),
     ({"url": "127.0.0.1:8000"}, "--url is for --runtime triton"),
@@ -127,6 +97,16 @@ def _settings(tmp_path, **over) -> CorpusSettings:
 def test_settings_errors_come_before_any_work(tmp_path, over, message):
     with pytest.raises(InputError, match=message):
         resolve(_settings(tmp_path, **over))
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_bad_settings_in_one_line(tmp_path, capsys):
+    from nvembed_trt.cli.main import main
+
+    source = _jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "x"}])
+    assert main(["embed-corpus", "--input", str(source), "--output", str(tmp_path / "out"), "--model", "tiny",
+                 "--runtime", "torch", "--batch-tokens", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --batch-tokens: Value error, batch_tokens must be >= 1, got 0"
     assert not (tmp_path / "out").exists()
 
 
@@ -145,21 +125,36 @@ def test_an_output_of_other_settings_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- one worker, no Ray
-def test_worker_rejects_over_long_rows_under_none_and_embeds_the_rest(tmp_path, tiny, cosine):
+def run_worker(tmp_path, texts: list[str], truncate: str, max_length: int = 16) -> dict:
+    """One CorpusWorker (torch runtime) called as Ray Data would call it, on rows r0, r1, ... of one JSONL file."""
     from nvembed_trt.corpus.read import BLOCK_SCHEMA
     from nvembed_trt.corpus.settings import WorkerSpec
     from nvembed_trt.corpus.worker import CorpusWorker
 
-    texts = ["short one", "word " * 40, "another short text", "", "the last row"]
     block = pa.Table.from_pylist([{"file": 0, "row": i, "id": f"r{i}", "text": t or None,
                                    "kind": None if t else "empty", "error": None if t else "empty text"}
                                   for i, t in enumerate(texts)], schema=BLOCK_SCHEMA)
     spec = WorkerSpec(model="tiny", runtime="torch", encoder_path=None, url=None, protocol="http", input_type=None,
-                      instruction="", explicit_instruction=False, truncate="NONE", max_length=16, batch_tokens=32,
-                      batch_rows=2, threads=1, device="cpu", dtype="float32", output=str(tmp_path), run="t",
-                      files=[(str(tmp_path / "in.jsonl"), "jsonl")])
-    summary = CorpusWorker(spec.model_dump())({k: block.column(k).to_numpy(zero_copy_only=False)
-                                              for k in block.column_names})
+                      instruction="", explicit_instruction=False, truncate=truncate, max_length=max_length,
+                      batch_tokens=32, batch_rows=2, threads=1, device="cpu", dtype="float32", output=str(tmp_path),
+                      run="t", files=[(str(tmp_path / "in.jsonl"), "jsonl")])
+    return CorpusWorker(spec.model_dump())({k: block.column(k).to_numpy(zero_copy_only=False)
+                                           for k in block.column_names})
+
+
+def start_reference(tiny, texts: list[str], max_length: int) -> np.ndarray:
+    """The reference model on START-truncated ids (keep the end; BOS stays)."""
+    from nvembed_trt.tokenizer import TokenizedBatch
+    from nvembed_trt.tokenizer.embedding import pad_rows
+
+    rows = [enc.ids for enc in tiny.tokenizer.encode(texts, "", max_length, "START")]
+    ids, attention, pool = pad_rows(rows, [0] * len(rows), tiny.tokenizer.pad_id, dtype=np.int64)
+    return tiny._forward(TokenizedBatch(ids, attention, pool))
+
+
+def test_worker_rejects_over_long_rows_under_none_and_embeds_the_rest(tmp_path, tiny, cosine):
+    texts = ["short one", "word " * 40, "another short text", "", "the last row"]
+    summary = run_worker(tmp_path, texts, "NONE")
     assert summary["rows"][0] == 3 and summary["rejected"][0] == 2
     table = pq.read_table(tmp_path / "embeddings" / "part-t-00000-0000000000.parquet")
     assert table.column("id").to_pylist() == ["r0", "r2", "r4"] and not any(table.column("truncated").to_pylist())
@@ -169,3 +164,18 @@ def test_worker_rejects_over_long_rows_under_none_and_embeds_the_rest(tmp_path, 
     assert [(r["id"], r["kind"], r["line"]) for r in rejects] == [("r3", "empty", 4), ("r1", "too_long", 2)]
     tokens = len(tiny.tokenizer.encode_untruncated([texts[1]], "")[0])
     assert rejects[1]["reason"] == f"Input length {tokens} exceeds maximum allowed token size 16 (truncate NONE)"
+
+
+@pytest.mark.parametrize("truncate", ["END", "START"])
+def test_worker_truncates_end_or_start_like_the_reference(tmp_path, tiny, cosine, truncate):
+    texts = ["alpha beta gamma " * 12, "short", "one two three four five six seven eight nine ten eleven twelve "
+             "thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty"]
+    assert run_worker(tmp_path, texts, truncate)["rows"][0] == 3
+    table = pq.read_table(tmp_path / "embeddings")
+    assert table.column("truncated").to_pylist() == [True, False, True]
+    assert table.column("n_tokens").to_pylist()[::2] == [16, 16]
+    got = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+    want = (tiny.encode(texts, max_length=16) if truncate == "END" else start_reference(tiny, texts, 16))
+    assert cosine(got, want).min().item() >= 0.99999
+    other = tiny.encode(texts, max_length=16) if truncate == "START" else start_reference(tiny, texts, 16)
+    assert cosine(got[[0, 2]], other[[0, 2]]).max().item() < 0.9999     # the two modes keep different tokens

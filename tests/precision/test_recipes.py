@@ -24,20 +24,27 @@ def workspace(tmp_path_factory, tiny):
     return export, calibration.directory
 
 
+PASSING = [n for n, r in RECIPES.items() if r.tiny_limitation is None]
+
+
 @pytest.fixture(scope="module")
 def built(workspace):
     export, calibration = workspace
-    return {name: onnx_with_recipe(export.onnx_path, name, calibration) for name in RECIPES}
+    return {name: onnx_with_recipe(export.onnx_path, name, calibration) for name in PASSING}
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
+@pytest.mark.parametrize("name", PASSING)
 def test_recipe_passes_its_gate_and_records_how(built, name):
     result = built[name]
     recipe = RECIPES[name]
     meta = json.loads((result.directory / "precision.json").read_text())
     assert result.directory.name == name and result.onnx_path.is_file()
     parity = meta["parity"]
-    assert parity["passed"] and parity["cosine_min"] >= recipe.min_cosine and parity["rows"] >= 100
+    assert parity["passed"] and parity["cosine_min"] >= recipe.min_cosine and parity["rows"] >= 1000
+    assert set(parity["slices"]) == {"queries", "instructed", "short", "long", "code", "non-english", "unicode"}
+    for figures in parity["slices"].values():
+        assert figures["cosine_min"] >= recipe.min_cosine and figures["rows"] >= 100
+        assert recipe.min_top10 is None or figures["top10_agreement"] >= recipe.min_top10
     assert parity["cosine_p1"] >= parity["cosine_min"] and parity["cosine_mean"] >= parity["cosine_p1"]
     if recipe.min_top10 is not None:
         assert parity["top10_agreement"] >= recipe.min_top10
@@ -46,15 +53,16 @@ def test_recipe_passes_its_gate_and_records_how(built, name):
         assert meta["calibration"]["samples"] >= 1000 and len(meta["calibration"]["corpus_sha256"]) == 64
 
 
-@pytest.mark.parametrize("name", [n for n, r in RECIPES.items() if r.method == "quantize"])
+@pytest.mark.parametrize("name", [n for n in PASSING if RECIPES[n].method in ("quantize", "w8a8")])
 def test_quantised_recipes_quantise_weight_gemms_only(built, name):
     counts = built[name].meta["quantized_nodes"]
     assert counts.get("MatMul", 0) >= 18 and set(counts) <= {"MatMul", "Gemm"}
     graph = onnx.load(str(built[name].onnx_path), load_external_data=False).graph
-    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) >= 19
+    # one activation Q/DQ per GEMM input (q/k/v and gate/up share theirs): 2 layers x 4 + 5 latent GEMM inputs
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) >= 13
 
 
-@pytest.mark.parametrize("name", [n for n, r in RECIPES.items() if r.method != "copy"])
+@pytest.mark.parametrize("name", [n for n in PASSING if RECIPES[n].method != "copy"])
 def test_low_precision_keeps_fp32_islands(built, name):
     """Norms, softmax and pooling stay fp32 under AutoCast and under ModelOpt's fp16 high-precision default."""
     precision = built[name].meta["op_precisions"]
@@ -65,7 +73,7 @@ def test_low_precision_keeps_fp32_islands(built, name):
         assert set(precision[op]) == {"FLOAT"}, (op, precision[op])
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
+@pytest.mark.parametrize("name", PASSING)
 def test_tensorrt_rtx_builds_every_recipe(built, name):
     from trt_rtx import build  # dynamic profile batch 1..8, seq 1..256
 
@@ -104,8 +112,10 @@ def test_recipe_schema_is_strict():
 
 def test_cli_recipes_lists_the_registry(capsys):
     assert main(["recipes"]) == 0
-    listed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    out = capsys.readouterr().out
+    listed = [line.split(":")[0] for line in out.splitlines() if not line.startswith(" ")]
     assert listed == list(RECIPES)
+    assert out.count("cannot pass on tiny:") == sum(r.tiny_limitation is not None for r in RECIPES.values())
 
 
 def test_ensemble_export_takes_a_recipe(tmp_path, workspace):

@@ -1,15 +1,11 @@
-"""End to end with a real Triton server (the one in nvidia-pytriton) on free loopback ports: HTTP and gRPC against
-the reference, concurrency, bad requests that leave the server serving, and a clean stop."""
+"""The KServe face end to end with a real Triton server (the one in nvidia-pytriton) on free loopback ports: nv_embed
+over HTTP and gRPC against the reference, requests larger than the encoder's batch, concurrency, bad requests that
+leave the server serving. The front door (`nvembed-trt serve`) is tested in tests/serving."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,10 +13,11 @@ import pytest
 from nvembed_trt.cli.main import main
 from nvembed_trt.client import ClientError, EmbeddingClient
 from nvembed_trt.errors import InputError
+from nvembed_trt.tokenizer import INPUT_TYPES
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.triton import TritonServer, repo_from_encoder
-from nvembed_trt.triton.server import pytriton_root
-from nvembed_trt.triton.smoke import free_ports
+from nvembed_trt.serving.process import free_ports
+from nvembed_trt.triton.server import ServerError, pytriton_root
 from texts import SENTENCES
 
 try:
@@ -28,14 +25,16 @@ try:
 except Exception as exc:  # noqa: BLE001
     pytest.skip(f"nvidia-pytriton is not installed ({exc})", allow_module_level=True)
 
-MAX_BATCH = 8
+MAX_BATCH = 8        # the encoder's; a KServe request may carry more rows (nv_embed packs them)
+MAX_ROWS = 32        # rows per KServe request
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("triton")
     export = onnx_from_model("tiny", root / "export", pooling="ensemble")
-    return repo_from_encoder("tiny", export.directory, root / "repo", max_batch_size=MAX_BATCH, max_length=64)
+    return repo_from_encoder("tiny", export.directory, root / "repo", max_batch_size=MAX_BATCH, max_length=64,
+                             max_request_rows=MAX_ROWS)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +59,9 @@ def assert_free(port: int) -> None:
 @pytest.mark.parametrize("input_type", ["query", "passage"])
 def test_served_embeddings_match_reference(server, tiny, protocol, input_type, cosine):
     client = EmbeddingClient(server.endpoints[protocol], protocol)
-    got = client.embed(SENTENCES, input_type=input_type, batch_size=3)
-    want = tiny.encode(SENTENCES, input_type=input_type, max_length=64)
+    texts = SENTENCES * 4                     # 28 rows in one request: more than the encoder's batch of 8
+    got = client.embed(texts, input_type=input_type, batch_size=len(texts))
+    want = tiny.encode(texts, input_type=input_type, max_length=64)
     assert got.shape == want.shape and cosine(got, want).min().item() >= 0.9999
 
 
@@ -79,10 +79,11 @@ def test_32_concurrent_clients_get_serial_results(server):
 @pytest.mark.parametrize("inputs, message", [
     ({"TEXT": [""]}, "TEXT[0] is empty"),
     ({"TEXT": [b"\xff\xfe"]}, "TEXT[0] is not valid UTF-8"),
-    ({"TEXT": ["word " * 100], "TRUNCATE": ["NONE"]}, "has 103 tokens, above the limit of 64"),
+    ({"TEXT": ["word " * 100], "TRUNCATE": ["NONE"]}, "Input length 103 exceeds maximum allowed token size 64"),
     ({"TEXT": ["ok"], "INPUT_TYPE": ["document"]}, "INPUT_TYPE[0] is 'document'"),
-    ({"TEXT": ["ok"] * (MAX_BATCH + 1)}, "batch-size must be <= 8"),
+    ({"TEXT": ["ok"] * (MAX_ROWS + 1)}, "batch-size must be <= 32"),
     ({"TEXT": np.ones((1, 1), dtype=np.float32)}, "TEXT"),
+    ({"INPUT_TYPE": ["query"]}, "TEXT"),
 ])
 def test_bad_requests_fail_and_the_server_keeps_serving(server, inputs, message):
     client = EmbeddingClient(server.endpoints["http"])
@@ -92,9 +93,14 @@ def test_bad_requests_fail_and_the_server_keeps_serving(server, inputs, message)
     assert client.ready() and client.embed(["still serving"]).shape == (1, 64)
 
 
-def test_truncate_end_accepts_long_text(server):
-    vector = EmbeddingClient(server.endpoints["grpc"], "grpc").embed(["word " * 100], truncate="END")
-    assert np.isclose(np.linalg.norm(vector), 1.0, atol=1e-4)
+@pytest.mark.parametrize("truncate", ["END", "START"])
+def test_truncation_modes_match_the_reference(server, tiny, truncate, cosine):
+    text = "alpha " * 60 + "the very end of a long passage"
+    got = EmbeddingClient(server.endpoints["grpc"], "grpc").embed([text], input_type="query", truncate=truncate)
+    rows = tiny.tokenizer.encode([text], INPUT_TYPES["query"], 64, truncate)
+    batch = tiny.tokenizer.batch_from_ids([rows[0].ids], INPUT_TYPES["query"])
+    want = tiny._forward(batch)
+    assert cosine(got, want).item() >= 0.9999
 
 
 def test_client_cli(server, tmp_path, tiny, capsys):
@@ -105,22 +111,21 @@ def test_client_cli(server, tmp_path, tiny, capsys):
     np.testing.assert_allclose(np.load(out), tiny.encode(SENTENCES[:3], input_type="query", max_length=64), atol=1e-4)
 
 
-def test_serve_command_stops_cleanly_on_sigterm(repo, tmp_path):
-    http, grpc, metrics = free_ports(3)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "nvembed-trt"), "serve", "--repo", str(repo.directory),
-                             "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    try:
-        first = proc.stdout.readline()
-        assert first.startswith(f"ready: HTTP 127.0.0.1:{http}"), first
-        assert EmbeddingClient(f"127.0.0.1:{http}").embed(["hello"]).shape == (1, 64)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0 and "stopped" in proc.stdout.read()
-    finally:
-        proc.kill()
-    assert_free(http)
-
-
-def test_repository_errors(tmp_path):
+def test_repository_errors(tmp_path, repo):
     with pytest.raises(InputError, match="neither an engine folder"):
         repo_from_encoder("tiny", tmp_path, tmp_path / "r")
+    with pytest.raises(InputError, match="max_request_rows must be an integer >= 1, got 0"):
+        repo_from_encoder("tiny", repo.meta["encoder"], tmp_path / "r", max_request_rows=0)
+
+
+def test_bundled_server_refuses_a_tensorrt_repository(repo, tmp_path):
+    import json
+    import shutil
+
+    plan_repo = tmp_path / "plan-repo"
+    shutil.copytree(repo.directory, plan_repo)
+    meta = json.loads((plan_repo / "repo.json").read_text())
+    meta["spec"]["encoder_kind"] = "tensorrt_plan"
+    (plan_repo / "repo.json").write_text(json.dumps(meta))
+    with pytest.raises(ServerError, match="has no TensorRT backend: pass --tritonserver"):
+        TritonServer(plan_repo, *free_ports(3)).start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from ..tokenizer import INPUT_TYPES
+from ..tokenizer import INPUT_TYPES, TRUNCATE_MODES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,17 +25,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="onnx: ONNX Runtime on --encoder; engine: TensorRT plan in --encoder (one GPU per worker); "
                         "torch: the PyTorch reference; triton: a running server at --url")
     p.add_argument("--encoder", help="export/recipe folder (model.onnx) or engine folder (model.plan)")
-    p.add_argument("--url", help="triton: host:port (Triton KServe) or http://host:port/v1 (front door)")
+    p.add_argument("--url", help="triton: host:port (Triton KServe) or http://host:port/v1 (the front door of "
+                                 "`nvembed-trt serve`; its API key from $NVEMBED_TRT_API_KEY)")
     p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="triton: KServe protocol")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--input-type", choices=tuple(INPUT_TYPES), help="query: the standard instruction")
     group.add_argument("--instruction", help="instruction prefix for every row")
-    p.add_argument("--truncate", default="END", type=str.upper, choices=("END", "START", "NONE"),
-                   help="END keeps the start (default); START keeps the end; NONE rejects over-long rows")
+    p.add_argument("--truncate", default="END", type=str.upper, choices=TRUNCATE_MODES,
+                   help="END keeps the start (default); START keeps the end (BOS and the instruction stay); NONE "
+                        "rejects over-long rows")
     p.add_argument("--max-length", type=int,
                    help=f"tokens per row (default {DEFAULT_MAX_LENGTH}, or the engine's / server's limit)")
-    p.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
-                   help="padded tokens per encoder call (rows x longest row)")
+    p.add_argument("--batch-tokens", type=int,
+                   help=f"padded tokens per encoder call, rows x longest row (default: the engine's smallest "
+                        f"profile capacity, else {DEFAULT_BATCH_TOKENS})")
     p.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per encoder call at most")
     p.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS,
                    help="rows per worker call, sorted and packed together and written as one shard")

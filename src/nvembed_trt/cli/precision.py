@@ -1,32 +1,61 @@
-"""nvembed-trt precision / recipes: apply a named precision recipe to an fp32 export, gated on held-out text."""
+"""nvembed-trt precision / recipes: apply a named precision recipe, gated on held-out text."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..precision import RECIPES, onnx_with_recipe
+from ..errors import InputError
+from ..precision import RECIPES, onnx_with_recipe, recipe_from_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("precision", help="apply a precision recipe to an fp32 ONNX export",
-                       description="Writes export/<name>/<recipe>/model.onnx + precision.json only if the "
-                                   "recipe's graph keeps its accuracy on held-out text.")
-    p.add_argument("--onnx", required=True, type=Path, help="the fp32 export, e.g. export/tiny/model.onnx")
+    p = sub.add_parser("precision", help="apply a precision recipe to an fp32 export or a checkpoint",
+                       description="Writes <output>/model.onnx + precision.json only if the recipe's graph keeps "
+                                   "its accuracy on every slice of the held-out set. --onnx starts from an fp32 "
+                                   "export (every recipe); --model streams a checkpoint or preset tensor by "
+                                   "tensor (the streamed recipes int8-wo, int4-wo, int8, fp8: any size).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--onnx", type=Path, help="the fp32 export, e.g. export/tiny/model.onnx")
+    src.add_argument("--model", help="preset name or checkpoint directory (streamed recipes)")
     p.add_argument("--recipe", required=True, choices=tuple(RECIPES))
-    p.add_argument("--calibration", type=Path, help="calibration set folder (recipes other than fp32)")
-    p.add_argument("--output", type=Path, help="default: <export folder>/<recipe>/")
+    p.add_argument("--calibration", type=Path, help="calibration set folder (recipes that calibrate)")
+    p.add_argument("--output", type=Path, help="default with --onnx: <export folder>/<recipe>/")
+    p.add_argument("--max-length", type=int, default=512, help="the longest sequence the gate feeds (default 512)")
     p.add_argument("--overwrite", action="store_true")
+    m = p.add_argument_group("with --model")
+    m.add_argument("--reference-onnx", type=Path, help="fp32 export to gate against (default: the fp32 PyTorch model)")
+    m.add_argument("--no-gate", action="store_true", help="write without gating (models too large to run here); "
+                                                          "precision.json says so")
+    m.add_argument("--gate-rows-per-slice", type=int, help="cut every held-out slice to N rows (large models)")
+    m.add_argument("--ranges", type=Path, help="activation ranges from `nvembed-trt activation-ranges` (W8A8)")
+    m.add_argument("--calibration-samples", type=int, help="calibration samples (default: the recipe's, 256)")
+    m.add_argument("--calibration-dtype", default="float32", choices=("float32", "bfloat16"))
+    m.add_argument("--pooling", default="engine", choices=("engine", "ensemble"))
+    m.add_argument("--opset", type=int, default=18, help="the graph's opset (raised to 19/21 where Q/DQ needs)")
     p.set_defaults(run=run)
     r = sub.add_parser("recipes", help="list precision recipes", description="List the precision recipes.")
     r.set_defaults(run=list_recipes)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = onnx_with_recipe(args.onnx, args.recipe, args.calibration, args.output, args.overwrite)
+    if args.onnx is not None:
+        result = onnx_with_recipe(args.onnx, args.recipe, args.calibration, args.output, args.overwrite,
+                                  args.max_length)
+    else:
+        if args.output is None:
+            raise InputError("--model needs --output (e.g. export/<name>/<recipe>)")
+        result = recipe_from_model(args.model, args.recipe, args.calibration, args.output, overwrite=args.overwrite,
+                                   reference_onnx=args.reference_onnx, gate=not args.no_gate,
+                                   max_length=args.max_length, gate_rows_per_slice=args.gate_rows_per_slice,
+                                   pooling=args.pooling, opset=args.opset, ranges=args.ranges,
+                                   calibration_samples=args.calibration_samples,
+                                   calibration_dtype=args.calibration_dtype)
     p = result.meta["parity"]
-    print(f"wrote {result.onnx_path}: min cosine {p['cosine_min']:.6f}, top-10 agreement "
-          f"{p['top10_agreement']:.3f}, quantised nodes {result.meta['quantized_nodes'] or 'none'}; "
+    gate = (f"min cosine {p['cosine_min']:.6f}, top-10 agreement {p['top10_agreement']:.3f} (worst slice "
+            f"{min(p['slices'], key=lambda s: p['slices'][s]['cosine_min'])})" if p.get("gated", True) else
+            "not gated")
+    print(f"wrote {result.onnx_path}: {gate}, quantised nodes {result.meta['quantized_nodes'] or 'none'}; "
           f"report: {result.directory / 'precision.json'}")
     return 0
 
@@ -35,5 +64,9 @@ def list_recipes(args: argparse.Namespace) -> int:
     for recipe in RECIPES.values():
         gate = f"min cosine >= {recipe.min_cosine}" + (
             f", top-10 agreement >= {recipe.min_top10}" if recipe.min_top10 is not None else "")
-        print(f"{recipe.name}: {recipe.description}\n    gate: {gate}; verified with {recipe.verify_runtime}")
+        made = "streamed from the checkpoint (any size)" if recipe.streamed else "from the fp32 export"
+        print(f"{recipe.name}: {recipe.description}\n    gate on every held-out slice: {gate}; verified with "
+              f"{recipe.verify_runtime}; made {made}")
+        if recipe.tiny_limitation:
+            print(f"    cannot pass on tiny: {recipe.tiny_limitation}")
     return 0

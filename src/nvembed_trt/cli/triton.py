@@ -3,52 +3,84 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from pathlib import Path
 
 from ..client import EmbeddingClient
+from ..errors import InputError
+from ..serving.settings import API_KEY_ENV, ServeSettings
 from ..provenance import sha256_file, sidecar, write_json
 from ..textio import check_output_path, read_texts, save_embeddings
 from ..tokenizer import INPUT_TYPES
-from ..triton import TritonServer, repo_from_encoder
-from ..triton.server import ngc_command
-from ..triton.smoke import serving_check
-from ..triton.spec import TRUNCATE_MODES
+from ..triton import repo_from_encoder
+from ..triton.server import EXIT_TIMEOUT_S
+from ..tokenizer import TRUNCATE_MODES
 
 PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider")}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("triton-repo", help="generate a Triton model repository (tokenizer -> encoder -> pooling)",
-                       description="Generate tokenizer, encoder and pooling models and the nv_embed ensemble; the "
-                                   "encoder is a TensorRT plan (engines/...) or the ONNX export run by ONNX Runtime.")
+    r = sub.add_parser("triton-repo", help="generate a Triton model repository (encoder + nv_embed)",
+                       description="Generate the encoder model (a TensorRT plan from engines/..., or the ONNX export "
+                                   "run by ONNX Runtime) and nv_embed, the KServe model that tokenises, packs rows "
+                                   "into batches the encoder's shapes cover, calls it and pools.")
     r.add_argument("--model", required=True, help="preset name or checkpoint directory (tokenizer, dims)")
     r.add_argument("--encoder", required=True, type=Path, help="engines/<gpu>/<name>/<recipe>/ or export/<name>/")
     r.add_argument("--output", required=True, type=Path, help="e.g. triton_repo/<name>/")
-    r.add_argument("--max-batch-size", type=int, help="default: the engine's serving maximum, else 8")
+    r.add_argument("--max-batch-size", type=int, help="encoder rows per batch; default: the engine's serving "
+                                                      "maximum, else 8")
     r.add_argument("--max-length", type=int, help="default: the engine's longest profile sequence, else 512")
-    r.add_argument("--tokenizer-instances", type=int, default=1)
+    r.add_argument("--max-batch-tokens", type=int, help="padded tokens per packed batch; default: the smallest "
+                                                        "shape's capacity (rows x width)")
+    r.add_argument("--max-request-rows", type=int, default=256, help="TEXT rows per KServe request (default 256)")
+    r.add_argument("--nv-embed-instances", type=int, default=1)
     r.add_argument("--encoder-instances", type=int, default=1)
     r.add_argument("--output-dtype", choices=("float32", "float16"), default="float32")
     r.add_argument("--providers", choices=tuple(PROVIDERS), default="cpu", help="ONNX Runtime encoder: cpu|cuda")
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(run=run_repo)
 
-    s = sub.add_parser("serve", help="serve a repository with a real Triton server until Ctrl-C",
-                       description="Start tritonserver (by default the one in nvidia-pytriton), wait until it is "
-                                   "ready, print the endpoints, stop cleanly on Ctrl-C or SIGTERM.")
+    s = sub.add_parser("serve", help="serve a repository: the /v1/embeddings front door over a supervised Triton",
+                       description="Start tritonserver (by default the one in nvidia-pytriton; supervised: restarted "
+                                   "or its models reloaded when a real round trip fails) and the OpenAI/NIM-compatible "
+                                   "front door; print both; drain and stop cleanly on SIGTERM or Ctrl-C.")
     s.add_argument("--repo", required=True, type=Path)
-    s.add_argument("--host", default="127.0.0.1", help="listen address (default loopback only)")
-    s.add_argument("--http-port", type=int, default=8000)
-    s.add_argument("--grpc-port", type=int, default=8001)
-    s.add_argument("--metrics-port", type=int, default=8002)
-    s.add_argument("--tritonserver", type=Path, help="another tritonserver binary")
+    s.add_argument("--host", default="127.0.0.1", help="front door listen address (default loopback only)")
+    s.add_argument("--port", type=int, default=8080, help="front door port (default 8080)")
+    s.add_argument("--model-id", help="the id clients send as `model` (default: the repository's, e.g. the preset "
+                                      "name or checkpoint folder)")
+    s.add_argument("--api-key", help=f"require Authorization: Bearer KEY on every /v1 route but health (or set "
+                                     f"{API_KEY_ENV})")
+    s.add_argument("--triton-host", default="127.0.0.1",
+                   help="Triton's KServe listen address (default loopback: its HTTP parser is not hardened)")
+    s.add_argument("--http-port", type=int, default=8000, help="Triton's KServe HTTP port")
+    s.add_argument("--grpc-port", type=int, default=8001, help="Triton's KServe gRPC port")
+    s.add_argument("--metrics-port", type=int, default=8002, help="Triton's metrics port")
+    s.add_argument("--tritonserver", type=Path, help="another tritonserver binary, e.g. "
+                                                     "/opt/tritonserver/bin/tritonserver in NVIDIA's image")
+    defaults = ServeSettings()
+    for name, kind, text in (
+            ("max_inputs", int, "inputs per request"), ("max_request_bytes", int, "request body bytes"),
+            ("max_input_bytes", int, "UTF-8 bytes per input"),
+            ("max_concurrent_requests", int, "embeddings requests in progress (429 beyond)"),
+            ("max_queued_inputs", int, "inputs waiting for the encoder (429 beyond)"),
+            ("request_timeout_s", float, "seconds before a request answers 504"),
+            ("drain_timeout_s", float, "seconds in-flight requests get after SIGTERM"),
+            ("max_batch_tokens", int, "padded tokens per encoder batch (default: the repository's, from the "
+                                      "engine's profiles)"),
+            ("max_inflight_batches", int, "batches at the encoder at once (default: its instances + 1)"),
+            ("probe_interval_s", float, "seconds between readiness round trips")):
+        flag = "--" + (name[:-2] if name.endswith("_s") else name).replace("_", "-")
+        default = getattr(defaults, name)
+        s.add_argument(flag, dest=name, type=kind, default=default,
+                       help=f"{text}" + (f" (default {default})" if default is not None else ""))
+    s.add_argument("--triton-exit-timeout", type=int, default=EXIT_TIMEOUT_S,
+                   help=f"Triton's exit timeout in seconds (default {EXIT_TIMEOUT_S})")
     s.set_defaults(run=run_serve)
 
     k = sub.add_parser("smoke", help="serve a repository on free ports, embed a file, compare with the reference",
-                       description="The serving check `make all` runs: start, embed over HTTP and gRPC, compare "
-                                   "with the PyTorch reference (cosine >= 0.9999), stop, report.")
+                       description="The serving check `make all` runs: start `serve`, embed through the front door "
+                                   "and KServe (HTTP, gRPC), compare with the PyTorch reference against the "
+                                   "recipe's threshold, stop with SIGTERM, report.")
     k.add_argument("--repo", required=True, type=Path)
     k.add_argument("--model", required=True)
     k.add_argument("--input", required=True)
@@ -58,68 +90,82 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("client", help="call a running server", description="Client commands.")
     csub = c.add_subparsers(dest="client_command", metavar="COMMAND", required=True)
     e = csub.add_parser("embed", help="embed a file through the server (same files as `embed`)")
-    e.add_argument("--url", default="127.0.0.1:8000", help="host:port of the HTTP or gRPC endpoint")
-    e.add_argument("--protocol", choices=("http", "grpc"), default="http")
+    e.add_argument("--url", default="http://127.0.0.1:8080/v1",
+                   help="the front door (http://host:port/v1, default) or Triton's KServe host:port")
+    e.add_argument("--protocol", choices=("http", "grpc"), default="http", help="KServe protocol (host:port URLs)")
+    e.add_argument("--api-key", help=f"the front door's API key (default: ${API_KEY_ENV})")
     e.add_argument("--input", required=True, help="JSON Lines, plain text, or '-' for stdin")
     e.add_argument("--output", required=True, type=Path)
     group = e.add_mutually_exclusive_group()
     group.add_argument("--instruction")
     group.add_argument("--input-type", choices=tuple(INPUT_TYPES))
-    e.add_argument("--truncate", choices=TRUNCATE_MODES)
-    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--truncate", choices=TRUNCATE_MODES,
+                   help="NONE refuses over-long inputs; START keeps their end; END their start (the front door's "
+                        "default is NONE, KServe's END)")
+    e.add_argument("--batch-size", type=int, help="texts per request (default 256 to the front door, 8 to KServe)")
     e.set_defaults(run=run_client_embed)
 
 
 def run_repo(args: argparse.Namespace) -> int:
     result = repo_from_encoder(args.model, args.encoder, args.output, max_batch_size=args.max_batch_size,
-                               max_length=args.max_length, tokenizer_instances=args.tokenizer_instances,
+                               max_length=args.max_length, max_batch_tokens=args.max_batch_tokens,
+                               max_request_rows=args.max_request_rows, nv_embed_instances=args.nv_embed_instances,
                                encoder_instances=args.encoder_instances, output_dtype=args.output_dtype,
                                providers=PROVIDERS[args.providers], overwrite=args.overwrite)
     spec = result.spec
-    print(f"wrote {result.directory} ({spec.encoder_kind} encoder, pooling in the {spec.pooling}, max batch "
-          f"{spec.max_batch_size}, max length {spec.max_length}); serve it with: nvembed-trt serve --repo "
-          f"{result.directory}")
+    print(f"wrote {result.directory} ({spec.encoder_kind} encoder, pooling in the {spec.pooling}, encoder batch "
+          f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length}); "
+          f"serve it with: nvembed-trt serve --repo {result.directory}")
+    if spec.encoder_kind == "tensorrt_plan":
+        from ..deploy.images import ngc_commands
+
+        lines = ngc_commands(result.directory, result.meta["triton_image"]["image"])
+        print("on the GPU host, in NVIDIA's Triton image (" + result.meta["triton_image"]["image"] + "):\n  "
+              + "\n  ".join(lines))
     return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    server = TritonServer(args.repo, args.http_port, args.grpc_port, args.metrics_port, args.host, args.tritonserver)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
+    from pydantic import ValidationError
+
+    from ..serving.run import TritonOptions, serve
+
+    names = [n for n in ServeSettings.model_fields if hasattr(args, n) and n not in ("host", "port", "model_id", "api_key")]
     try:
-        ep = server.endpoints
-        print(f"ready: HTTP {ep['http']}, gRPC {ep['grpc']}, metrics {ep['metrics']}; model nv_embed\n"
-              f"try: nvembed-trt client embed --url {ep['http']} --input examples/sample.jsonl --output out.npy\n"
-              f"production (NGC, GPU): {ngc_command(args.repo)}\nCtrl-C stops the server.", flush=True)
-        while not stop.wait(1.0):
-            if server.process.poll() is not None:
-                print(f"tritonserver exited with {server.process.returncode}:\n{server.log_tail()}")
-                return 1
-    finally:
-        server.stop()
-    print("stopped")
-    return 0
+        settings = ServeSettings.with_env(host=args.host, port=args.port, model_id=args.model_id,
+                                          api_key=args.api_key, **{n: getattr(args, n) for n in names})
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']} (got {e['input']!r})"
+                             for e in exc.errors())
+        raise InputError(problems) from None
+    triton = TritonOptions(args.triton_host, args.http_port, args.grpc_port, args.metrics_port, args.tritonserver,
+                           args.triton_exit_timeout)
+    return serve(args.repo, settings, triton)
 
 
 def run_smoke(args: argparse.Namespace) -> int:
+    from ..serving.smoke import serving_check
+
     report = serving_check(args.repo, args.model, read_texts(args.input).texts)
     if args.report:
         write_json(args.report, sidecar("serving-check", **report))
-    print(f"served {report['texts']} texts through {args.repo}: HTTP min cosine {report['http']['min_cosine']:.6f}, "
-          f"gRPC min cosine {report['grpc']['min_cosine']:.6f} against the PyTorch reference; server stopped")
+    print(f"served {report['texts']} texts through {args.repo} ({report['recipe']}, threshold "
+          f"{report['min_cosine']}): /v1/embeddings min cosine {report['front-door']['min_cosine']:.6f}, KServe "
+          f"HTTP {report['kserve-http']['min_cosine']:.6f}, gRPC {report['kserve-grpc']['min_cosine']:.6f} against "
+          f"the PyTorch reference; stopped cleanly")
     return 0
 
 
 def run_client_embed(args: argparse.Namespace) -> int:
     check_output_path(args.output)
     inputs = read_texts(args.input)
-    client = EmbeddingClient(args.url, args.protocol)
+    import os
+
+    client = EmbeddingClient(args.url, args.protocol, api_key=args.api_key or os.environ.get(API_KEY_ENV))
     vectors = client.embed(inputs.texts, args.input_type, args.instruction, args.truncate, args.batch_size)
     save_embeddings(args.output, vectors)
     meta = args.output.with_name(args.output.name + ".json")
-    write_json(meta, sidecar("embeddings", server=args.url, protocol=args.protocol,
+    write_json(meta, sidecar("embeddings", server=args.url, protocol=client.protocol, model=client.model,
                              input={"source": inputs.name, "sha256": inputs.sha256, "count": len(inputs.texts)},
                              settings={"input_type": args.input_type, "instruction": args.instruction,
                                        "truncate": args.truncate},

@@ -4,25 +4,31 @@ rows and their texts) and returns float32 [rows, D] embeddings, and states the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from ..encoding import INPUT_NAMES as TOKEN_INPUTS
+from ..encoding import PackedBatch
 from ..errors import InputError
+from ..packing import ShapeLimit
+from ..pooling import pool_or_check
 from ..tokenizer import TokenizedBatch
 
 RUNTIMES = ("onnx", "engine", "torch", "triton")
+API_KEY_ENV = "NVEMBED_TRT_API_KEY"   # the front door's key, read by the driver and every worker
 
 
 class Encoder(Protocol):
-    max_rows: int | None         # the most rows one call takes (None: no limit of its own)
-    max_length: int | None       # the most tokens a row may have (None: no limit of its own)
+    inputs: tuple[str, ...]           # the arrays each packed batch carries
+    shape_limits: list[ShapeLimit]    # the (rows, width) shapes one call accepts
 
-    def fits(self, rows: int, width: int) -> bool: ...
-
-    def embed(self, batch: TokenizedBatch, texts: list[str]) -> np.ndarray: ...
+    def embed(self, batch: PackedBatch, texts: list[str]) -> np.ndarray:
+        """float32 (rows, D) unit vectors for one packed batch (texts: the same rows, for a remote server)."""
 
 
 # ---------------------------------------------------------------------------------------------------- facts
@@ -63,8 +69,8 @@ def encoder_facts(runtime: str, encoder: Path | None) -> dict:
                              f"nvembed-trt build)")
         onnx = Path(meta.get("onnx", ""))
         export = _json(onnx.parent / "export.json") or _json(onnx.parent.parent / "export.json")
-        return {"path": str(encoder / "model.plan"), "recipe": meta.get("recipe"), "sidecar": str(encoder / "engine.json"),
-                "gpu": meta.get("gpu", {}).get("profile"),
+        return {"path": str(encoder / "model.plan"), "recipe": meta.get("recipe"),
+                "sidecar": str(encoder / "engine.json"), "gpu": meta.get("gpu", {}).get("profile"),
                 "config_fingerprint": ((export or {}).get("model") or {}).get("config_fingerprint")}
     raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
 
@@ -73,36 +79,26 @@ def encoder_facts(runtime: str, encoder: Path | None) -> dict:
 class OnnxEncoder:
     """ONNX Runtime (CPU) on a graph of either pooling mode, with the worker's CPU share as its thread count."""
 
-    max_rows = None
-
-    def __init__(self, path: str, threads: int):
+    def __init__(self, path: str, threads: int, batch_rows: int, max_length: int):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.pooled = self.session.get_outputs()[0].name == "embeddings"
-        self.max_length = None
+        self.inputs = tuple(i.name for i in self.session.get_inputs())
+        self.shape_limits = [ShapeLimit("onnx", batch_rows, max_length)]
 
-    def fits(self, rows: int, width: int) -> bool:
-        return True
-
-    def embed(self, batch: TokenizedBatch, texts: list[str]) -> np.ndarray:
-        from ..pooling import masked_mean_l2_numpy
-
-        out = self.session.run(None, {name: getattr(batch, name).astype(np.int32) for name in self.inputs})[0]
-        return (out if self.pooled else masked_mean_l2_numpy(out, batch.pool_mask)).astype(np.float32)
+    def embed(self, batch: PackedBatch, texts: list[str]) -> np.ndarray:
+        return pool_or_check(self.session.run(None, batch.arrays)[0], batch.pool_mask)
 
 
 class TorchEncoder:
     """The PyTorch reference (the model Embedder.encode runs)."""
 
-    max_rows = None
-    max_length = None
+    inputs = TOKEN_INPUTS
 
-    def __init__(self, model: str, device: str, dtype: str, threads: int):
+    def __init__(self, model: str, device: str, dtype: str, threads: int, batch_rows: int, max_length: int):
         import torch
 
         from ..embedder import Embedder
@@ -110,71 +106,77 @@ class TorchEncoder:
         torch.set_num_threads(threads)
         self.torch = torch
         self.embedder = Embedder.from_model(model, device, dtype, progress=False)
+        self.shape_limits = [ShapeLimit("torch", batch_rows, max_length)]
 
-    def fits(self, rows: int, width: int) -> bool:
-        return True
+    def embed(self, batch: PackedBatch, texts: list[str]) -> np.ndarray:
+        model, torch = self.embedder.model, self.torch
+        feeds = {k: torch.from_numpy(v.astype(np.int64)).to(model.device) for k, v in batch.arrays.items()}
+        with torch.inference_mode():
+            return pool_or_check(model(**feeds).float().cpu().numpy(), batch.pool_mask)
 
-    def embed(self, batch: TokenizedBatch, texts: list[str]) -> np.ndarray:
-        model = self.embedder.model
-        with self.torch.inference_mode():
-            return model(**batch.to_torch(model.device)).float().cpu().numpy()
+
+def engine_limits(meta: dict, batch_rows: int) -> list[ShapeLimit]:
+    """The engine's optimisation profiles (from engine.json), each capped at batch_rows."""
+    limits = [ShapeLimit.from_profile(p) for p in meta["profiles"]]
+    return [dataclasses.replace(s, max_batch=min(s.max_batch, batch_rows)) for s in limits
+            if s.min_batch <= batch_rows] or limits
 
 
 class EngineEncoder:
-    """A TensorRT engine on this worker's GPU; batches must fit one of its optimisation profiles."""
+    """A TensorRT engine on this worker's GPU; every packed batch fits one of its optimisation profiles."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, batch_rows: int):
         from ..engines.runner import EngineRunner
 
         self.runner = EngineRunner(directory)
-        profiles = self.runner.meta["profiles"]
-        self.max_rows = max(p["batch"]["max"] for p in profiles)
-        self.max_length = max(p["sequence"]["max"] for p in profiles)
+        self.inputs = tuple(self.runner.meta["inputs"])
+        self.shape_limits = engine_limits(self.runner.meta, batch_rows)
 
-    def fits(self, rows: int, width: int) -> bool:
-        return any(p["batch"]["min"] <= rows <= p["batch"]["max"] and p["sequence"]["min"] <= width
-                   <= p["sequence"]["max"] for p in self.runner.meta["profiles"])
+    def embed(self, batch: PackedBatch, texts: list[str]) -> np.ndarray:
+        arrays = batch.arrays
+        tokens = TokenizedBatch(arrays["input_ids"], arrays["attention_mask"], batch.pool_mask)
+        return pool_or_check(self.runner.run(tokens), batch.pool_mask)
 
-    def embed(self, batch: TokenizedBatch, texts: list[str]) -> np.ndarray:
-        return self.runner.run(batch)
+
+def front_door_models(client) -> dict:
+    """GET {url}/models of the front door (the description it serves: id, max_input_tokens, dimensions)."""
+    return client.front_door._call("GET", "/models")["data"][0]  # noqa: SLF001  (no public accessor yet)
 
 
 def triton_limits(url: str, protocol: str) -> tuple[int | None, int | None]:
-    """(max rows per request, max tokens per row) of a Triton repository (KServe), from its model configs;
-    (None, None) for an OpenAI-style front door (http://host:port/v1), which batches on its own."""
-    if "/v1" in url:
-        return None, None
-    from ..triton.spec import ENSEMBLE, TOKENIZER
+    """(max rows per request, max tokens per row) of a deployment: a Triton repository's nv_embed model config
+    (KServe), or the front door's /v1/models (its row limit is its own business: None)."""
+    from ..client import EmbeddingClient, is_front_door
+    from ..triton.spec import ENSEMBLE
 
+    client = EmbeddingClient(url, protocol, api_key=os.environ.get(API_KEY_ENV))
+    if is_front_door(url):
+        return None, int(front_door_models(client)["max_input_tokens"])
     if protocol == "grpc":
-        import tritonclient.grpc as module
-
-        client = module.InferenceServerClient(url)
-        configs = [client.get_model_config(name, as_json=True)["config"] for name in (ENSEMBLE, TOKENIZER)]
+        config = client.client.get_model_config(ENSEMBLE, as_json=True)["config"]
     else:
-        import tritonclient.http as module
-
-        client = module.InferenceServerClient(url)
-        configs = [client.get_model_config(name) for name in (ENSEMBLE, TOKENIZER)]
-    max_rows = int(configs[0].get("max_batch_size") or 0) or None
-    max_length = configs[1].get("parameters", {}).get("max_length", {}).get("string_value")
+        config = client.client.get_model_config(ENSEMBLE)
+    max_rows = int(config.get("max_batch_size") or 0) or None
+    max_length = config.get("parameters", {}).get("max_length", {}).get("string_value")
     return max_rows, int(max_length) if max_length else None
 
 
 class TritonEncoder:
-    """A client of a running Triton repository (host:port, KServe) or front door (http://host:port/v1): the server
-    tokenises and embeds; this worker tokenises too, only to sort, pack and count tokens."""
+    """A client of a running deployment: Triton's nv_embed model (host:port, KServe) or the front door
+    (http://host:port/v1). The server tokenises and embeds; this worker tokenises too, only to sort, pack and count
+    tokens, so each request carries rows of similar length."""
 
-    def __init__(self, url: str, protocol: str, input_type: str | None, instruction: str | None, truncate: str):
+    inputs = TOKEN_INPUTS
+
+    def __init__(self, url: str, protocol: str, input_type: str | None, instruction: str | None, truncate: str,
+                 batch_rows: int, max_length: int):
         from ..client import EmbeddingClient
 
-        self.client = EmbeddingClient(url, protocol)
-        self.max_rows, self.max_length = triton_limits(url, protocol)
+        self.client = EmbeddingClient(url, protocol, api_key=os.environ.get(API_KEY_ENV))
+        max_rows, _ = triton_limits(url, protocol)
+        self.shape_limits = [ShapeLimit("server", min(batch_rows, max_rows or batch_rows), max_length)]
         self.input_type, self.instruction, self.truncate = input_type, instruction, truncate
 
-    def fits(self, rows: int, width: int) -> bool:
-        return True
-
-    def embed(self, batch: TokenizedBatch, texts: list[str]) -> np.ndarray:
+    def embed(self, batch: PackedBatch, texts: list[str]) -> np.ndarray:
         return self.client.embed(texts, input_type=self.input_type, instruction=self.instruction,
-                                 truncate=self.truncate, batch_size=self.max_rows or len(texts))
+                                 truncate=self.truncate, batch_size=len(texts))

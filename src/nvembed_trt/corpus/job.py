@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..console import note, quiet_logger
@@ -25,16 +24,16 @@ from ..errors import InputError, NVEmbedError
 from ..provenance import sidecar, write_json
 from ..tokenizer import resolve_instruction
 from ..tokenizer.embedding import check_max_length
-from .encoders import encoder_facts, triton_limits
+from .encoders import encoder_facts, engine_limits, triton_limits
 from .inputs import InputFile, resolve_inputs
-from .packing import check_budget
+from ..packing import Packer
 from .plan import make_plan
 from .progress import CorpusProgress
 from .scan import FileScan, scan_file
-from .settings import DEFAULT_MAX_LENGTH, CorpusSettings, WorkerSpec
+from .settings import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH, CorpusSettings, WorkerSpec
 from .shards import (REJECT_PARTS, SCAN_REJECTS, SIDECAR, done_ids, merge_rejects, remove_temporaries,
                      shard_ids, shard_paths, write_jsonl)
-from .worker import CorpusWorker, start_unsupported
+from .worker import CorpusWorker
 
 CHUNK_ROWS = 1024     # rows per read chunk (JSON Lines seek points); Parquet reads by row group
 READ_CPUS = 1.0
@@ -59,6 +58,7 @@ class Resolved:
     instruction: str
     facts: dict
     max_length: int
+    batch_tokens: int
     identity: dict
 
 
@@ -86,12 +86,26 @@ def _max_length(settings: CorpusSettings, facts: dict, source) -> int:
     return length
 
 
+def _batch_tokens(settings: CorpusSettings, facts: dict, max_length: int) -> int:
+    """--batch-tokens, else the engine's smallest profile capacity (what it was sized for), else 16,384. An engine
+    must take a single row of every length up to max_length in some profile."""
+    if settings.runtime != "engine":
+        return settings.batch_tokens or DEFAULT_BATCH_TOKENS
+    import json
+
+    limits = engine_limits(json.loads(Path(facts["sidecar"]).read_text()), settings.batch_rows)
+    packer = Packer(limits, settings.batch_tokens)
+    uncovered = packer.uncovered_widths(max_length)
+    if uncovered:
+        raise InputError(f"--encoder {settings.encoder}: no optimisation profile takes a row of {uncovered[0]} "
+                         f"tokens ({'; '.join(s.describe() for s in limits)}); lower --max-length or rebuild")
+    return packer.max_batch_tokens
+
+
 def resolve(settings: CorpusSettings) -> Resolved:
     """Every check that needs no Ray: fails fast, before anything is written."""
     from ..source import resolve_model, tokenizer_for
 
-    if settings.truncate == "START":
-        raise start_unsupported("this package's EmbeddingTokenizer")
     if settings.runtime == "triton" and not settings.url:
         raise InputError("--runtime triton needs --url (host:port of Triton's KServe endpoint, or "
                          "http://host:port/v1 of the front door)")
@@ -122,12 +136,12 @@ def resolve(settings: CorpusSettings) -> Resolved:
     if masked >= max_length:
         raise InputError(f"--max-length {max_length} leaves no token to pool after the instruction "
                          f"({masked} masked positions)")
-    check_budget(settings.batch_tokens, max_length)
+    batch_tokens = _batch_tokens(settings, facts, max_length)
     identity = {"model": {k: v for k, v in source.describe().items() if k not in ("spec", "checkpoint")},
                 "runtime": settings.runtime, "recipe": facts.get("recipe"), "instruction": instruction,
                 "max_length": max_length, "truncate": settings.truncate, "text_column": settings.text_column,
                 "id_column": settings.id_column}
-    return Resolved(settings, files, source, instruction, facts, max_length, identity)
+    return Resolved(settings, files, source, instruction, facts, max_length, batch_tokens, identity)
 
 
 # --------------------------------------------------------------------------------------------------- output
@@ -293,7 +307,7 @@ def _worker_spec(settings: CorpusSettings, resolved: Resolved, output: Path, run
                       encoder_path=resolved.facts.get("path"), url=settings.url, protocol=settings.protocol,
                       input_type=settings.input_type, instruction=resolved.instruction,
                       explicit_instruction=settings.instruction is not None, truncate=settings.truncate,
-                      max_length=resolved.max_length, batch_tokens=settings.batch_tokens,
+                      max_length=resolved.max_length, batch_tokens=resolved.batch_tokens,
                       batch_rows=min(settings.batch_rows, resolved.facts.get("max_rows") or settings.batch_rows),
                       threads=max(1, int(settings.cpus_per_worker)), device=settings.device, dtype=settings.dtype,
                       output=str(output), run=run, files=[(f.path, f.format) for f in resolved.files])

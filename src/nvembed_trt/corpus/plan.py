@@ -22,7 +22,7 @@ class Chunk:
     first: int        # first row of the chunk (line index or Parquet row)
     count: int        # rows in the chunk
     seek: int         # JSON Lines: byte offset of `first`; Parquet: the row group
-    rows: list[int]   # the rows of this chunk to embed (absolute positions, ascending)
+    rows: np.ndarray  # int64: the rows of this chunk to embed (absolute positions, ascending; compact at scale)
 
 
 @dataclass
@@ -66,11 +66,11 @@ def make_plan(scans: list[FileScan], done: pa.Array) -> Plan:
             value = scan.ids[pos].as_py()
             first_at = owner[value]
             where = f"line {first_at['line']}" if "line" in first_at else f"row {first_at['row']}"
-            duplicates.append(reject(scan.file, pos, "duplicate_id", f"duplicate id: first seen in {first_at['source']} {where}",
-                                     value))
+            duplicates.append(reject(scan.file, pos, "duplicate_id",
+                                     f"duplicate id: first seen in {first_at['source']} {where}", value))
         for first_row, count, seek in scan.chunks:
-            rows = (np.flatnonzero(local_todo[first_row:first_row + count]) + first_row).tolist()
-            if rows:
+            rows = np.flatnonzero(local_todo[first_row:first_row + count]).astype(np.int64) + first_row
+            if rows.size:
                 chunks.append(Chunk(scan.file.index, scan.file.path, scan.file.format, first_row, count, seek, rows))
         base += scan.rows
     return Plan(chunks, int(todo.sum()), int((first & already).sum()), duplicates, int(valid.sum()))

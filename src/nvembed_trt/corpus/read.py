@@ -42,7 +42,7 @@ def _text(value, text_column: str) -> tuple[str | None, str | None, str | None]:
 
 
 def _jsonl_rows(chunk: Chunk, text_column: str, id_column: str) -> Iterator[tuple]:
-    wanted = set(chunk.rows)
+    wanted = set(chunk.rows.tolist())
     with open(chunk.path, "rb") as fh:
         fh.seek(chunk.seek)
         for index in range(chunk.first, chunk.first + chunk.count):

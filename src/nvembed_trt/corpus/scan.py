@@ -68,7 +68,8 @@ def scan_jsonl(file: InputFile, id_column: str, chunk_rows: int) -> FileScan:
                 rejects.append(reject(file, index, "not_json", f"not valid JSON ({exc.msg})"))
                 continue
             if not isinstance(record, dict):
-                rejects.append(reject(file, index, "not_object", f"a JSON line must be an object, got {type(record).__name__}"))
+                rejects.append(reject(file, index, "not_object",
+                                      f"a JSON line must be an object, got {type(record).__name__}"))
                 continue
             if id_column not in record:
                 rejects.append(reject(file, index, "no_id", f"no id field {id_column!r}"))
@@ -102,8 +103,8 @@ def scan_parquet(file: InputFile, id_column: str) -> FileScan:
         count = handle.metadata.row_group(group).num_rows
         chunks.append((first, count, group))
         first += count
-    size = handle.metadata.num_rows
-    return FileScan(file, sha256_file(file.path), os.path.getsize(file.path), size, ids.cast(pa.string()), chunks, rejects)
+    return FileScan(file, sha256_file(file.path), os.path.getsize(file.path), handle.metadata.num_rows,
+                    ids.cast(pa.string()), chunks, rejects)
 
 
 def scan_file(file: InputFile, id_column: str, chunk_rows: int) -> FileScan:

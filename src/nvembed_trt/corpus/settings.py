@@ -28,7 +28,7 @@ class CorpusSettings(BaseModel):
     instruction: str | None = None
     truncate: Truncate = "END"
     max_length: int | None = None        # None: 4096, or the encoder's own limit when lower
-    batch_tokens: int = DEFAULT_BATCH_TOKENS
+    batch_tokens: int | None = None      # None: the engine's smallest profile capacity, else 16,384
     batch_rows: int = DEFAULT_BATCH_ROWS
     shard_rows: int = DEFAULT_SHARD_ROWS
     workers: int | None = None           # None: one per GPU (engine), else the cluster's CPUs less one
@@ -48,7 +48,7 @@ class CorpusSettings(BaseModel):
     @field_validator("batch_tokens", "batch_rows", "shard_rows")
     @classmethod
     def _positive(cls, value, info):
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError(f"{info.field_name} must be >= 1, got {value}")
         return value
 

@@ -1,7 +1,8 @@
 """The worker actor: one encoder per actor. Each call gets a window of rows (one future shard): it tokenises them
-once, rejects what cannot be embedded, sorts by length and packs token-budget batches (each clipped to its
-longest row), embeds, puts the rows back in input order and writes the shard, then its rejects. It returns one
-summary row for the driver's progress and sidecar."""
+once (truncating END or START, or rejecting over-long rows under NONE), rejects what cannot be embedded, packs
+length-sorted token-budget batches that the encoder's shapes cover (nvembed_trt.packing, as the serving path does),
+embeds, puts the rows back in input order and writes the shard, then its rejects. It returns one summary row for
+the driver's progress and sidecar."""
 
 from __future__ import annotations
 
@@ -10,40 +11,30 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..encoding import Row, pack
+from ..packing import Packer
 from .encoders import EngineEncoder, OnnxEncoder, TorchEncoder, TritonEncoder
 from .inputs import InputFile
-from .packing import pack, padded_tokens
 from .scan import reject
 from .settings import WorkerSpec
 from .shards import REJECT_PARTS, write_jsonl, write_shard
 
 
-def start_unsupported(where: str) -> InputError:
-    return InputError(f"truncate START (keep the end of the text) needs the tokenizer's START support, which "
-                      f"{where} does not have yet; use --truncate END or NONE")
-
-
-def tokenize(tokenizer, texts: list[str], instruction: str, max_length: int,
-             truncate: str) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
-    """(ids per row as embedded, untruncated token count per row, truncated per row). Under NONE rows are not cut
-    (the caller rejects those above max_length)."""
-    if truncate == "START":
-        raise start_unsupported("this package's EmbeddingTokenizer")
-    full = tokenizer.encode_untruncated(texts, instruction)
-    counts = np.fromiter((len(ids) for ids in full), dtype=np.int64, count=len(full))
-    return [ids[:max_length] for ids in full], counts, counts > max_length
+def too_long(enc, max_length: int) -> str:
+    length = f"{enc.tokens}" if enc.exact else f"at least {enc.tokens}"
+    return f"Input length {length} exceeds maximum allowed token size {max_length} (truncate NONE)"
 
 
 def make_encoder(spec: WorkerSpec):
     if spec.runtime == "onnx":
-        return OnnxEncoder(spec.encoder_path, spec.threads)
+        return OnnxEncoder(spec.encoder_path, spec.threads, spec.batch_rows, spec.max_length)
     if spec.runtime == "torch":
-        return TorchEncoder(spec.model, spec.device, spec.dtype, spec.threads)
+        return TorchEncoder(spec.model, spec.device, spec.dtype, spec.threads, spec.batch_rows, spec.max_length)
     if spec.runtime == "engine":
-        return EngineEncoder(str(Path(spec.encoder_path).parent))
+        return EngineEncoder(str(Path(spec.encoder_path).parent), spec.batch_rows)
     return TritonEncoder(spec.url, spec.protocol, None if spec.explicit_instruction else spec.input_type,
-                         spec.instruction if spec.explicit_instruction else None, spec.truncate)
+                         spec.instruction if spec.explicit_instruction else None, spec.truncate, spec.batch_rows,
+                         spec.max_length)
 
 
 class CorpusWorker:
@@ -54,6 +45,8 @@ class CorpusWorker:
         self.spec = WorkerSpec(**spec)
         self.tokenizer = tokenizer_for(resolve_model(self.spec.model, progress=False))
         self.encoder = make_encoder(self.spec)
+        self.packer = Packer(self.encoder.shape_limits, self.spec.batch_tokens)
+        self.masked = self.tokenizer.instruction_length(self.spec.instruction)
         self.output = Path(self.spec.output)
         self.files = [InputFile(i, path, fmt) for i, (path, fmt) in enumerate(self.spec.files)]
         self.init_seconds = time.perf_counter() - started   # reported once, with the first summary
@@ -66,30 +59,28 @@ class CorpusWorker:
         name = f"part-{spec.run}-{int(files[0]):05d}-{int(rows[0]):010d}"
         rejects = [(i, kinds[i], errors[i]) for i in range(len(ids)) if errors[i] is not None]
         ok = [i for i in range(len(ids)) if errors[i] is None]
-        encoded, counts, cut = tokenize(self.tokenizer, [texts[i] for i in ok], spec.instruction, spec.max_length,
-                                        spec.truncate)
+        mode = "END" if spec.truncate == "NONE" else spec.truncate    # NONE: cut nothing, reject what is cut
+        encoded = (self.tokenizer.encode([texts[i] for i in ok], spec.instruction, spec.max_length, mode)
+                   if ok else [])
         if spec.truncate == "NONE":
-            rejects += [(i, "too_long", f"Input length {int(n)} exceeds maximum allowed token size {spec.max_length} (truncate "
-                            f"NONE)") for i, n, c in zip(ok, counts, cut) if c]
-            keep = [k for k in range(len(ok)) if not cut[k]]
-            ok, encoded, cut = [ok[k] for k in keep], [encoded[k] for k in keep], cut[keep]
+            rejects += [(i, "too_long", too_long(enc, spec.max_length)) for i, enc in zip(ok, encoded)
+                        if enc.truncated]
+            keep = [k for k, enc in enumerate(encoded) if not enc.truncated]
+            ok, encoded = [ok[k] for k in keep], [encoded[k] for k in keep]
         tokenized = time.perf_counter()
-        lengths = [len(e) for e in encoded]
         vectors, padded = None, 0
-        if ok:
-            batches = pack(lengths, spec.batch_tokens, spec.batch_rows, self.encoder.fits)
-            padded = padded_tokens(lengths, batches)
-            for members in batches:
-                tokens = self.tokenizer.batch_from_ids([encoded[k] for k in members], spec.instruction,
-                                                       max_length=spec.max_length)
-                out = self.encoder.embed(tokens, [texts[ok[k]] for k in members])
-                if vectors is None:
-                    vectors = np.empty((len(ok), out.shape[1]), dtype=np.float32)
-                vectors[members] = out                                   # back to input order
+        for batch in pack([Row(enc.ids, self.masked) for enc in encoded], self.packer, self.tokenizer.pad_id,
+                          self.encoder.inputs):
+            out = self.encoder.embed(batch, [texts[ok[k]] for k in batch.index])
+            if vectors is None:
+                vectors = np.empty((len(ok), out.shape[1]), dtype=np.float32)
+            vectors[batch.index] = out                                   # back to input order
+            padded += batch.padded_tokens
         encoded_at = time.perf_counter()
+        lengths = [len(enc.ids) for enc in encoded]
         if ok:
             write_shard(self.output, name, [ids[i] for i in ok], vectors, np.asarray(lengths, dtype=np.int32),
-                        cut.astype(bool))
+                        np.asarray([enc.truncated for enc in encoded], dtype=bool))
         if rejects:  # after the shard: a rerun then redoes (and re-rejects) these rows rather than skipping any
             write_jsonl(self.output / REJECT_PARTS / f"{name}.jsonl",
                         [reject(self.files[int(files[i])], int(rows[i]), kind, reason, ids[i])

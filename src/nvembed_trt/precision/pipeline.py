@@ -15,8 +15,10 @@ from ..provenance import sha256_file, sidecar, write_json
 from ..source import resolve_model, tokenizer_for
 from ..staging import check_output_dir, staged_directory
 from .apply import apply_recipe, quantized_node_counts
-from .recipes import get_recipe
-from .verify import heldout_set, verify_recipe
+from .recipes import RECIPES, get_recipe
+from .heldout import sliced_heldout
+from .streamed import RANGES_FILE, calibration_arrays, collect_ranges, write_streamed_recipe
+from .verify import TorchRunner, verify_recipe
 
 PRECISION_JSON = "precision.json"
 
@@ -24,7 +26,7 @@ PRECISION_JSON = "precision.json"
 class PrecisionGateError(NVEmbedError):
     def __init__(self, recipe: str, report: dict, problems: list[str]):
         self.report = report
-        figures = (f"min cosine {report['cosine_min']:.6f}, p1 {report['cosine_p1']:.6f}, mean "
+        figures = (f"overall min cosine {report['cosine_min']:.6f}, p1 {report['cosine_p1']:.6f}, mean "
                    f"{report['cosine_mean']:.6f}, max abs {report['max_abs']:.3g}, top-10 agreement "
                    f"{report['top10_agreement']:.3f} over {report['rows']} held-out rows")
         super().__init__(f"recipe {recipe} failed its accuracy gate ({'; '.join(problems)}); {figures}; "
@@ -50,7 +52,7 @@ def _export_meta(onnx_path: Path) -> dict:
 
 def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path | str | None = None,
                      output: Path | str | None = None, overwrite: bool = False,
-                     heldout_pairs: int = 160) -> PrecisionResult:
+                     max_length: int = 512) -> PrecisionResult:
     recipe = get_recipe(recipe_name)
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -63,6 +65,10 @@ def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path 
     check_output_dir(output, overwrite)
     model = export_meta["model"]
     tokenizer = tokenizer_for(resolve_model(model["checkpoint"] or model["spec"], progress=False))
+    if recipe.streamed:  # made from the export's checkpoint tensor by tensor, gated against this fp32 export
+        return recipe_from_model(model["checkpoint"] or model["spec"], recipe.name, calibration, output,
+                                 overwrite=overwrite, reference_onnx=onnx_path, max_length=max_length,
+                                 pooling=export_meta["signature"]["pooling"], opset=export_meta["opset"])
     inputs = tuple(export_meta["signature"]["inputs"])
     calib = (load_calibration(Path(calibration), recipe.calibration_length, recipe.calibration_samples, inputs,
                               tokenizer.pad_id) if recipe.needs_calibration else None)
@@ -70,7 +76,7 @@ def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path 
         candidate = staging / "model.onnx"
         note(f"{recipe.name}: {recipe.description}")
         apply_recipe(recipe, onnx_path, candidate, calib)
-        report, problems = verify_recipe(recipe, candidate, onnx_path, tokenizer, heldout_set(heldout_pairs))
+        report, problems = verify_recipe(recipe, candidate, onnx_path, tokenizer, sliced_heldout(max_length))
         precisions = candidate_precisions(candidate)
         problems += fp32_island_problems(precisions)
         if problems:
@@ -83,6 +89,87 @@ def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path 
         write_json(staging / PRECISION_JSON, meta)
     note(f"{recipe.name}: min cosine {report['cosine_min']:.6f}, top-10 agreement {report['top10_agreement']:.3f} "
          f"on {report['rows']} held-out rows; wrote {output / 'model.onnx'}")
+    return PrecisionResult(output, output / "model.onnx", meta)
+
+
+def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | None = None,
+                      output: Path | str | None = None, *, overwrite: bool = False,
+                      reference_onnx: Path | str | None = None, gate: bool = True, max_length: int = 512,
+                      gate_rows_per_slice: int | None = None, pooling: str = "engine", opset: int = 18,
+                      ranges: Path | str | None = None, calibration_samples: int | None = None,
+                      calibration_dtype: str = "float32", progress: bool = True) -> PrecisionResult:
+    """A streamed recipe (weight-only or W8A8) straight from a checkpoint or preset, at any size.
+
+    The gate compares against `reference_onnx` (an fp32 export) when given, else the fp32 PyTorch model.
+    `gate=False` is for models too large to run here (the full 7.85B on a 24 GiB machine): precision.json then
+    says the graph was not gated. `ranges` reuses activation ranges collected before (W8A8)."""
+    import torch
+
+    from ..calibration.streamed import ActivationRanges
+    from ..export.signature import check_opset, check_pooling
+
+    recipe = get_recipe(recipe_name)
+    if not recipe.streamed:
+        raise InputError(f"recipe {recipe.name} is made from an fp32 export: nvembed-trt precision --onnx "
+                         f"<export>/model.onnx --recipe {recipe.name}; streamed recipes: "
+                         f"{', '.join(n for n, r in RECIPES.items() if r.streamed)}")
+    check_pooling(pooling)
+    check_opset(opset)
+    if recipe.needs_calibration and calibration is None and ranges is None:
+        raise InputError(f"recipe {recipe.name} needs a calibration set (--calibration DIR; make one with "
+                         f"`nvembed-trt calibrate`) or activation ranges collected before (--ranges FILE)")
+    if calibration_dtype not in ("float32", "bfloat16"):
+        raise InputError(f"calibration dtype must be float32 or bfloat16, got {calibration_dtype!r}")
+    source = resolve_model(spec, progress=progress)
+    if output is None:
+        raise InputError("give --output for a recipe made from a model")
+    output = Path(output)
+    check_output_dir(output, overwrite)
+    tokenizer = tokenizer_for(source)
+    with staged_directory(output, overwrite) as staging:
+        note(f"{recipe.name}: {recipe.description}")
+        range_set = None
+        if recipe.needs_calibration:
+            if ranges is not None:
+                range_set = ActivationRanges.load(Path(ranges))
+            else:
+                arrays = calibration_arrays(recipe, Path(calibration), tokenizer.pad_id, calibration_samples)
+                range_set = collect_ranges(source, arrays, getattr(torch, calibration_dtype), progress=progress)
+                note(f"activation ranges of {len(range_set.activation)} GEMMs from {len(arrays['input_ids'])} "
+                     f"samples, layer by layer, in {range_set.meta['seconds']:.1f} s")
+            range_set.save(staging / RANGES_FILE)
+        written = write_streamed_recipe(source, recipe, staging, pooling=pooling, opset=opset, ranges=range_set,
+                                        progress=progress)
+        candidate = staging / "model.onnx"
+        report = {"gated": False, "why": "gate=False (the model is too large to run on this host)"}
+        if gate:
+            heldout = sliced_heldout(max_length)
+            if gate_rows_per_slice:
+                heldout = heldout.subset(gate_rows_per_slice)
+            reference = reference_onnx if reference_onnx is not None else TorchRunner(source)
+            report, problems = verify_recipe(recipe, candidate, reference, tokenizer, heldout)
+            report["gated"] = True
+            report["reference"] = str(reference_onnx) if reference_onnx else "fp32 PyTorch reference"
+            precisions = candidate_precisions(candidate)
+            problems += fp32_island_problems(precisions)
+            if problems:
+                raise PrecisionGateError(recipe.name, report, problems)
+        meta = sidecar("precision-graph", recipe=recipe.model_dump(), model=source.describe(),
+                       source_onnx=str(reference_onnx) if reference_onnx else None,
+                       source_onnx_sha256=sha256_file(Path(reference_onnx)) if reference_onnx else None,
+                       calibration=(_calibration_meta(calibration) if calibration is not None else
+                                    {"ranges_file": str(ranges)}) if recipe.needs_calibration else None,
+                       activation_ranges=(range_set.meta | {"file": RANGES_FILE}) if range_set else None,
+                       quantized_nodes=quantized_node_counts(candidate),
+                       op_precisions=candidate_precisions(candidate), parity=report,
+                       model_bytes=_size(candidate), **written)
+        write_json(staging / PRECISION_JSON, meta)
+    if report.get("gated"):
+        note(f"{recipe.name}: min cosine {report['cosine_min']:.6f}, top-10 agreement "
+             f"{report['top10_agreement']:.3f} on {report['rows']} held-out rows in {len(report['slices'])} "
+             f"slices; wrote {output / 'model.onnx'}")
+    else:
+        note(f"{recipe.name}: not gated ({report['why']}); wrote {output / 'model.onnx'}")
     return PrecisionResult(output, output / "model.onnx", meta)
 
 

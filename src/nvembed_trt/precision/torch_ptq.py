@@ -24,7 +24,8 @@ from ..staging import check_output_dir, staged_directory
 from .apply import quantized_node_counts
 from .pipeline import PRECISION_JSON, PrecisionGateError, PrecisionResult, _calibration_meta, candidate_precisions
 from .recipes import get_recipe
-from .verify import heldout_set, verify_recipe
+from .heldout import sliced_heldout
+from .verify import verify_recipe
 
 # FP8 is left out here: ModelOpt exports its FP8 quantisers as TensorRT-only custom ops (trt::TRT_FP8QuantizeLinear)
 # that ONNX Runtime cannot run, so the accuracy gate could not verify them; the ONNX fp8 recipe is verified.
@@ -44,7 +45,7 @@ def _forward_loop(calibration: dict, device: torch.device, batch_size: int = 16)
 
 def onnx_from_torch_ptq(spec: str, recipe_name: str, calibration: Path | str, reference_onnx: Path | str,
                         output: Path | str, device: str = "cpu", dtype: str = "float32",
-                        overwrite: bool = False, heldout_pairs: int = 160) -> PrecisionResult:
+                        overwrite: bool = False, max_length: int = 512) -> PrecisionResult:
     """Quantise `spec` in PyTorch with ModelOpt and write output/model.onnx + precision.json if the gate passes."""
     import modelopt.torch.quantization as mtq
 
@@ -68,7 +69,7 @@ def onnx_from_torch_ptq(spec: str, recipe_name: str, calibration: Path | str, re
     with staged_directory(output, overwrite) as staging:
         candidate = staging / "model.onnx"
         _export_qdq(model, sig, candidate, TORCHSCRIPT_OPSET[recipe.quantize_mode], dev)
-        report, problems = verify_recipe(recipe, candidate, reference_onnx, tokenizer, heldout_set(heldout_pairs))
+        report, problems = verify_recipe(recipe, candidate, reference_onnx, tokenizer, sliced_heldout(max_length))
         problems += fp32_island_problems(candidate_precisions(candidate))
         if problems:
             raise PrecisionGateError(recipe.name, report, problems)

@@ -1,8 +1,10 @@
 """Tokenisation exactly as NV-Embed-v2's encode(), on a fast tokenizer."""
 
-from .embedding import EmbeddingTokenizer, TokenizedBatch
+from .bounded import TRUNCATE_MODES, Encoded, TooLongError, check_truncate
+from .embedding import EmbeddingTokenizer, TokenizedBatch, pad_rows
 from .files import bundled_sentencepiece_model, read_fast_tokenizer, write_tokenizer_files
 from .instructions import INPUT_TYPES, QUERY_TASK, instruction_for_task, resolve_instruction
 
-__all__ = ["EmbeddingTokenizer", "INPUT_TYPES", "QUERY_TASK", "TokenizedBatch", "bundled_sentencepiece_model",
-           "instruction_for_task", "read_fast_tokenizer", "resolve_instruction", "write_tokenizer_files"]
+__all__ = ["EmbeddingTokenizer", "Encoded", "INPUT_TYPES", "QUERY_TASK", "TRUNCATE_MODES", "TokenizedBatch",
+           "TooLongError", "bundled_sentencepiece_model", "check_truncate", "instruction_for_task", "pad_rows",
+           "read_fast_tokenizer", "resolve_instruction", "write_tokenizer_files"]

@@ -5,6 +5,9 @@ text fed to the tokenizer: instruction + text + "</s>"; BOS added, EOS not added
 to the longest row. pool_mask is attention_mask with its first len(tokenize(instruction)) positions zeroed: that
 count excludes BOS, so for the standard prompt it covers BOS + the instruction (its trailing "▁" merges into the
 first text token). The rule is reproduced, not the outcome.
+
+Imports only numpy and tokenizers (torch is imported by `to_torch` alone), so Triton's python-backend models and
+the serving front door run in NVIDIA's Triton image without PyTorch.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tokenizers import Tokenizer
 
 from ..errors import InputError, TokenizerError
+from .bounded import BoundedEncoder, Encoded, check_truncate
 from .files import SpecialTokens, read_fast_tokenizer, read_special_tokens
 
 MIN_MAX_LENGTH = 2  # BOS plus one token
@@ -42,7 +45,9 @@ class TokenizedBatch:
     def lengths(self) -> np.ndarray:
         return self.attention_mask.sum(axis=1)
 
-    def to_torch(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    def to_torch(self, device="cpu") -> dict:
+        import torch
+
         return {name: torch.from_numpy(getattr(self, name)).to(device)
                 for name in ("input_ids", "attention_mask", "pool_mask")}
 
@@ -54,6 +59,8 @@ class EmbeddingTokenizer:
         self.mask_instruction, self.max_positions = mask_instruction, max_positions
         self.bos_id, self.eos_id, self.pad_id = (self._id(special.bos), self._id(special.eos),
                                                  self._id(special.pad))
+        added = [t.content for t in tokenizer.get_added_tokens_decoder().values()]
+        self.bounded = BoundedEncoder(tokenizer, [self.bos_id] if special.add_bos else [], special.eos, added)
 
     @classmethod
     def from_dir(cls, root: Path, mask_instruction: bool = True,
@@ -81,37 +88,46 @@ class EmbeddingTokenizer:
 
     def encode_untruncated(self, texts: Sequence[str], instruction: str) -> list[list[int]]:
         """Token ids per text: BOS + instruction + text + EOS, not truncated (one batched tokenizer call)."""
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InputError(f"input {i} must be a string, got {type(text).__name__}")
+        self._check_texts(texts)
         prompts = [instruction + text + self.special.eos for text in texts]
         prefix = [self.bos_id] if self.special.add_bos else []
         return [prefix + enc.ids for enc in self.tokenizer.encode_batch(prompts, add_special_tokens=False)]
 
+    @staticmethod
+    def _check_texts(texts: Sequence[str]) -> None:
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InputError(f"input {i} must be a string, got {type(text).__name__}")
+
+    def head_positions(self, instruction: str) -> int:
+        """Positions truncate START keeps at the front: BOS + the masked instruction (at least BOS)."""
+        return max(self.instruction_length(instruction), 1 if self.special.add_bos else 0)
+
+    def encode(self, texts: Sequence[str], instruction: str, max_length: int, truncate: str = "END") -> list[Encoded]:
+        """Ids per text truncated per `truncate` (END, START or NONE), tokenising only what can reach the encoder;
+        NONE raises TooLongError naming the first over-long input (see tokenizer/bounded.py)."""
+        self.check_max_length(max_length)
+        self._check_texts(texts)
+        mode = check_truncate(truncate)
+        head = self.head_positions(instruction) if mode == "START" else 0
+        return self.bounded.encode(texts, instruction, max_length, mode, head)
+
     def encode_ids(self, texts: Sequence[str], instruction: str, max_length: int) -> list[list[int]]:
         """Token ids per text, right-truncated to max_length (which can drop the EOS), unpadded."""
-        self.check_max_length(max_length)
-        return [ids[:max_length] for ids in self.encode_untruncated(texts, instruction)]
+        return [enc.ids for enc in self.encode(texts, instruction, max_length, "END")]
 
     def batch_from_ids(self, rows: Sequence[Sequence[int]], instruction: str, width: int | None = None,
                        max_length: int | None = None) -> TokenizedBatch:
         """Right-pad encoded rows to `width` (default: the longest) and derive attention and pool masks."""
         if len(rows) == 0:
             raise InputError("no texts to tokenize (got an empty list)")
-        width = width or max(len(r) for r in rows)
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)              # (B, T)
-        attention_mask = np.zeros((len(rows), width), dtype=np.int64)                      # (B, T)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = row
-            attention_mask[i, : len(row)] = 1
-        pool_mask = attention_mask.copy()
         masked = self.instruction_length(instruction)
-        pool_mask[:, :masked] = 0
+        input_ids, attention_mask, pool_mask = pad_rows(rows, [masked] * len(rows), self.pad_id, width, np.int64)
         empty = np.flatnonzero(pool_mask.sum(axis=1) == 0)
         if empty.size:
-            raise InputError(f"input {int(empty[0])}: max_length {max_length or width} leaves no token to pool "
-                             f"after the instruction ({masked} masked positions); raise max_length or shorten "
-                             f"the instruction")
+            raise InputError(f"input {int(empty[0])}: max_length {max_length or input_ids.shape[1]} leaves no token "
+                             f"to pool after the instruction ({masked} masked positions); raise max_length or "
+                             f"shorten the instruction")
         return TokenizedBatch(input_ids, attention_mask, pool_mask)
 
     def __call__(self, texts: Sequence[str], instruction: str = "", max_length: int = 4096) -> TokenizedBatch:
@@ -119,3 +135,19 @@ class EmbeddingTokenizer:
             raise InputError("no texts to tokenize (got an empty list)")
         return self.batch_from_ids(self.encode_ids(texts, instruction, max_length), instruction,
                                    max_length=max_length)
+
+
+def pad_rows(rows: Sequence[Sequence[int]], masked: Sequence[int], pad_id: int, width: int | None = None,
+             dtype=np.int32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """input_ids, attention_mask, pool_mask (B, T) for rows right-padded to `width` (default: the longest); row i's
+    first masked[i] positions are left out of the pool mask (its instruction: rows may carry different ones)."""
+    width = width or max(len(r) for r in rows)
+    input_ids = np.full((len(rows), width), pad_id, dtype=dtype)                       # (B, T)
+    attention_mask = np.zeros((len(rows), width), dtype=dtype)                          # (B, T)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = row
+        attention_mask[i, : len(row)] = 1
+    pool_mask = attention_mask.copy()                                                   # (B, T)
+    for i, count in enumerate(masked):
+        pool_mask[i, :count] = 0
+    return input_ids, attention_mask, pool_mask

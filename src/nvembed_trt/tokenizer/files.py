@@ -16,7 +16,6 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from ..errors import TokenizerError
-from .sentencepiece import fast_tokenizer_from_sentencepiece
 
 # sha256 of NV-Embed-v2's tokenizer.model; mistral-common ships the same bytes (KNOWLEDGE §1, checked).
 NV_EMBED_V2_TOKENIZER_SHA256 = "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055"
@@ -79,12 +78,16 @@ def read_fast_tokenizer(root: Path) -> Tokenizer:
         except Exception as exc:  # tokenizers raises a bare Exception on malformed files
             raise TokenizerError(f"{root / 'tokenizer.json'}: cannot be read ({exc})") from exc
     if (root / "tokenizer.model").is_file():
+        from .sentencepiece import fast_tokenizer_from_sentencepiece  # sentencepiece only where it is needed
+
         return fast_tokenizer_from_sentencepiece(root / "tokenizer.model")
     raise TokenizerError(f"{root}: no tokenizer.json and no tokenizer.model")
 
 
 def write_tokenizer_files(dest: Path, sentencepiece_model: Path) -> None:
     """Write tokenizer.model, tokenizer.json, tokenizer_config.json and special_tokens_map.json (official set)."""
+    from .sentencepiece import fast_tokenizer_from_sentencepiece
+
     shutil.copyfile(sentencepiece_model, dest / "tokenizer.model")
     fast_tokenizer_from_sentencepiece(sentencepiece_model).save(str(dest / "tokenizer.json"))
     special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "</s>"}

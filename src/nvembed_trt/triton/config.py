@@ -1,12 +1,14 @@
 """config.pbtxt files built from Triton's protobuf schema (tritonclient's model_config_pb2), never from strings,
-and a consistency check across the ensemble."""
+and a consistency check across the repository."""
 
 from __future__ import annotations
+
+import json
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .spec import (ENCODER, ENSEMBLE, OUTPUT, POOLING, REQUEST_INPUTS, TOKEN_OUTPUTS, TOKENIZER, RepoSpec)
+from .spec import ENCODER, ENSEMBLE, OUTPUT, REQUEST_INPUTS, TOKENIZER_DIR, RepoSpec
 
 DTYPES = {"BYTES": mc.TYPE_STRING, "INT32": mc.TYPE_INT32, "FP32": mc.TYPE_FP32, "FP16": mc.TYPE_FP16}
 
@@ -19,90 +21,54 @@ def _tensor(container, name: str, dtype: str, dims: list[int], optional: bool = 
         tensor.optional = True
 
 
-def _batched(name: str, spec: RepoSpec, backend: str | None = None, platform: str | None = None) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, max_batch_size=spec.max_batch_size)
-    if backend:
-        config.backend = backend
-    if platform:
-        config.platform = platform
-    return config
-
-
-def _dynamic_batching(config: mc.ModelConfig, spec: RepoSpec) -> None:
-    sizes = [s for s in spec.preferred_batch_sizes if s <= spec.max_batch_size]
-    config.dynamic_batching.preferred_batch_size.extend(sizes)
-    config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
-
-
 def _instances(config: mc.ModelConfig, count: int, gpu: bool) -> None:
     group = config.instance_group.add()
     group.count = count
     group.kind = mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU
 
 
-def tokenizer_config(spec: RepoSpec) -> mc.ModelConfig:
-    config = _batched(TOKENIZER, spec, backend="python")
-    for name in REQUEST_INPUTS:
-        _tensor(config.input, name, "BYTES", [1], optional=name != "TEXT")
-    for name in TOKEN_OUTPUTS:
-        _tensor(config.output, name, "INT32", [-1])
-    _dynamic_batching(config, spec)
-    _instances(config, spec.tokenizer_instances, gpu=False)
-    config.parameters["max_length"].string_value = str(spec.max_length)
-    config.parameters["tokenizer_dir"].string_value = "tokenizer"
-    return config
+def _parameters(config: mc.ModelConfig, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        config.parameters[key].string_value = value
 
 
 def encoder_config(spec: RepoSpec) -> mc.ModelConfig:
+    """The engine or ONNX graph. No dynamic batcher: callers send batches one shape covers (see spec.py)."""
+    config = mc.ModelConfig(name=ENCODER, max_batch_size=spec.encoder_max_batch)
     if spec.encoder_kind == "tensorrt_plan":
-        config = _batched(ENCODER, spec, platform="tensorrt_plan")
+        config.platform = "tensorrt_plan"
+        _parameters(config, spec.encoder_parameters)
     else:
-        config = _batched(ENCODER, spec, backend="python")
-        config.parameters["onnx_file"].string_value = "model.onnx"
-        config.parameters["providers"].string_value = ",".join(spec.onnx_providers)
+        config.backend = "python"
+        _parameters(config, {"onnx_file": "model.onnx", "providers": ",".join(spec.onnx_providers)})
     for name in spec.encoder_inputs:
         _tensor(config.input, name, "INT32", [-1])
     _tensor(config.output, spec.encoder_output, "FP32", spec.encoder_output_dims)
-    _dynamic_batching(config, spec)
     _instances(config, spec.encoder_instances, gpu=spec.on_gpu)
     if spec.engine_profiles:
         config.instance_group[0].profile.extend(spec.engine_profiles)
     return config
 
 
-def pooling_config(spec: RepoSpec) -> mc.ModelConfig:
-    config = _batched(POOLING, spec, backend="python")
-    _tensor(config.input, spec.encoder_output, "FP32", spec.encoder_output_dims)
-    _tensor(config.input, "pool_mask", "INT32", [-1])
-    _tensor(config.output, OUTPUT, "FP16" if spec.output_dtype == "float16" else "FP32", [spec.hidden_size])
-    _dynamic_batching(config, spec)
-    _instances(config, spec.pooling_instances, gpu=False)
-    config.parameters["mode"].string_value = "pool" if spec.pooling == "ensemble" else "check"
-    config.parameters["output_dtype"].string_value = spec.output_dtype
-    return config
-
-
-def ensemble_config(spec: RepoSpec) -> mc.ModelConfig:
-    config = _batched(ENSEMBLE, spec, platform="ensemble")
+def nv_embed_config(spec: RepoSpec) -> mc.ModelConfig:
+    """The KServe face: texts in, embeddings out; tokenises, packs, calls the encoder (BLS), pools."""
+    config = mc.ModelConfig(name=ENSEMBLE, max_batch_size=spec.max_request_rows, backend="python")
     for name in REQUEST_INPUTS:
         _tensor(config.input, name, "BYTES", [1], optional=name != "TEXT")
     _tensor(config.output, OUTPUT, "FP16" if spec.output_dtype == "float16" else "FP32", [spec.hidden_size])
-    steps = config.ensemble_scheduling.step
-    tok = steps.add(model_name=TOKENIZER, model_version=-1)
-    tok.input_map.update({name: name for name in REQUEST_INPUTS})
-    tok.output_map.update({name: f"_{name}" for name in TOKEN_OUTPUTS})
-    enc = steps.add(model_name=ENCODER, model_version=-1)
-    enc.input_map.update({name: f"_{name}" for name in spec.encoder_inputs})
-    enc.output_map[spec.encoder_output] = f"_{spec.encoder_output}"
-    pool = steps.add(model_name=POOLING, model_version=-1)
-    pool.input_map.update({spec.encoder_output: f"_{spec.encoder_output}", "pool_mask": "_pool_mask"})
-    pool.output_map[OUTPUT] = OUTPUT
+    config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
+    _instances(config, spec.nv_embed_instances, gpu=False)
+    _parameters(config, {
+        "tokenizer_dir": TOKENIZER_DIR, "max_length": str(spec.max_length), "encoder_model": ENCODER,
+        "encoder_inputs": ",".join(spec.encoder_inputs), "encoder_output": spec.encoder_output,
+        "shape_limits": json.dumps([s.__dict__ for s in spec.shape_limits]),
+        "max_batch_tokens": str(spec.max_batch_tokens), "output_dtype": spec.output_dtype,
+        "max_input_bytes": str(spec.max_input_bytes)})
     return config
 
 
 def repository_configs(spec: RepoSpec) -> dict[str, mc.ModelConfig]:
-    return {c.name: c for c in (tokenizer_config(spec), encoder_config(spec), pooling_config(spec),
-                                ensemble_config(spec))}
+    return {c.name: c for c in (encoder_config(spec), nv_embed_config(spec))}
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:
@@ -119,36 +85,36 @@ def _io(config: mc.ModelConfig) -> tuple[dict, dict]:
     return table(config.input), table(config.output)
 
 
-def check_repository(configs: dict[str, mc.ModelConfig], engine_io: dict | None = None) -> list[str]:
-    """Every ensemble edge joins tensors of the same dtype and dims; every model shares max_batch_size; the encoder
-    matches the engine/ONNX I/O names. Returns every problem found."""
+def check_repository(configs: dict[str, mc.ModelConfig], spec: RepoSpec,
+                     engine_io: dict | None = None) -> list[str]:
+    """nv_embed's settings name the encoder's real inputs and output; every batch the packer can form fits the
+    encoder's max_batch_size and is covered by one of its shapes up to max_length; the encoder matches the graph.
+    Returns every problem found."""
     problems = []
-    sizes = {name: c.max_batch_size for name, c in configs.items()}
-    if len(set(sizes.values())) != 1:
-        problems.append(f"max_batch_size differs between models: {sizes}")
-    ensemble = configs[ENSEMBLE]
-    produced = {name: spec for name, spec in _io(ensemble)[0].items()}
-    for step in ensemble.ensemble_scheduling.step:
-        inputs, outputs = _io(configs[step.model_name])
-        for model_input, tensor in step.input_map.items():
-            if model_input not in inputs:
-                problems.append(f"{step.model_name} has no input {model_input}")
-            elif tensor not in produced:
-                problems.append(f"{step.model_name}.{model_input} reads {tensor}, which no earlier step produces")
-            elif produced[tensor] != inputs[model_input]:
-                problems.append(f"{step.model_name}.{model_input} is {inputs[model_input]} but {tensor} is "
-                                f"{produced[tensor]}")
-        for model_output, tensor in step.output_map.items():
-            if model_output not in outputs:
-                problems.append(f"{step.model_name} has no output {model_output}")
-            else:
-                produced[tensor] = outputs[model_output]
-    for name, spec in _io(ensemble)[1].items():
-        if produced.get(name) != spec:
-            problems.append(f"ensemble output {name} is {spec} but the last step gives {produced.get(name)}")
-    if engine_io is not None:
-        inputs, outputs = _io(configs[ENCODER])
-        if list(inputs) != list(engine_io["inputs"]) or list(outputs) != list(engine_io["outputs"]):
-            problems.append(f"encoder config I/O {list(inputs)} -> {list(outputs)} does not match the graph's "
-                            f"{engine_io['inputs']} -> {engine_io['outputs']}")
+    encoder, front = configs[ENCODER], configs[ENSEMBLE]
+    inputs, outputs = _io(encoder)
+    params = {k: v.string_value for k, v in front.parameters.items()}
+    for name in params["encoder_inputs"].split(","):
+        if inputs.get(name) != ("TYPE_INT32", [-1]):
+            problems.append(f"nv_embed sends {name} as INT32 [-1] but the encoder declares {inputs.get(name)}")
+    if params["encoder_output"] not in outputs:
+        problems.append(f"nv_embed reads {params['encoder_output']} but the encoder outputs {list(outputs)}")
+    want_dim = [spec.hidden_size] if spec.pooling == "engine" else [-1, spec.hidden_size]
+    if outputs.get(params["encoder_output"], (None, None))[1] != want_dim:
+        problems.append(f"encoder output dims {outputs.get(params['encoder_output'])} are not {want_dim}")
+    packer = spec.packer()
+    largest = max(packer.rows_at(w) for w in range(1, spec.max_length + 1))
+    if largest > encoder.max_batch_size:
+        problems.append(f"packed batches reach {largest} rows but the encoder's max_batch_size is "
+                        f"{encoder.max_batch_size}")
+    uncovered = packer.uncovered_widths(spec.max_length)
+    if uncovered:
+        problems.append(f"max_length {spec.max_length}: rows of {uncovered[0]}..{uncovered[-1]} tokens fit no encoder "
+                        f"shape ({'; '.join(s.describe() for s in spec.shape_limits)})")
+    if int(params["max_length"]) != spec.max_length:
+        problems.append(f"nv_embed max_length {params['max_length']} differs from the repository's {spec.max_length}")
+    if engine_io is not None and (list(inputs) != list(engine_io["inputs"])
+                                  or list(outputs) != list(engine_io["outputs"])):
+        problems.append(f"encoder config I/O {list(inputs)} -> {list(outputs)} does not match the graph's "
+                        f"{engine_io['inputs']} -> {engine_io['outputs']}")
     return problems

@@ -1,5 +1,5 @@
 """repo_from_encoder: a model + an encoder (engines/... with engine.json, or export/... with model.onnx) -> a Triton
-model repository: tokenizer -> encoder -> pooling, wired by the nv_embed ensemble."""
+model repository: `encoder` plus the `nv_embed` KServe model that tokenises, packs and calls it (see spec.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from pathlib import Path
 
 import onnx
 
+from ..deploy.images import default_image, engine_facts, triton_image_for_engine
 from ..errors import InputError
 from ..provenance import sha256_file, sidecar, write_json
 from ..source import resolve_model
 from ..staging import staged_directory
 from ..tokenizer.files import bundled_sentencepiece_model, write_tokenizer_files
+from ..packing import ShapeLimit, default_batch_tokens
 from .config import check_repository, repository_configs, to_pbtxt
-from .spec import ENCODER, ENSEMBLE, POOLING, TOKENIZER, RepoSpec
+from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
 SHIM = "from nvembed_trt.triton.models.{module} import TritonPythonModel  # noqa: F401  (importable module)\n"
@@ -36,15 +38,19 @@ class RepoResult:
 def _encoder_facts(encoder: Path) -> dict:
     if (encoder / "engine.json").is_file():
         meta = json.loads((encoder / "engine.json").read_text())
+        image = triton_image_for_engine(meta, encoder / "engine.json")  # refuses TensorRT-RTX plans; NGC image by TRT
         return {"kind": "tensorrt_plan", "file": encoder / "model.plan", "inputs": meta["inputs"],
                 "outputs": meta["outputs"], "max_batch_size": meta["serving"]["max_batch_size"],
                 "max_length": meta["serving"]["max_sequence_length"],
-                "profiles": tuple(str(i) for i in range(len(meta["profiles"])))}
+                "limits": tuple(ShapeLimit.from_profile(p) for p in meta["profiles"]),
+                "profiles": tuple(str(i) for i in range(len(meta["profiles"]))),
+                "engine": engine_facts(meta), "triton_image": image}
     if (encoder / "model.onnx").is_file():
         graph = onnx.load(str(encoder / "model.onnx"), load_external_data=False).graph
         return {"kind": "onnxruntime", "file": encoder / "model.onnx", "inputs": [i.name for i in graph.input],
                 "outputs": [o.name for o in graph.output], "max_batch_size": None, "max_length": None,
-                "profiles": ()}
+                "limits": None, "profiles": (), "engine": None,
+                "triton_image": {"image": default_image(), "how": "newest NGC release (ONNX Runtime encoder)"}}
     raise InputError(f"{encoder}: neither an engine folder (engine.json + model.plan) nor an export folder "
                      f"(model.onnx)")
 
@@ -60,9 +66,10 @@ def _copy_tokenizer(source, dest: Path) -> None:
 
 
 def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, max_batch_size: int | None = None,
-                      max_length: int | None = None, tokenizer_instances: int = 1, encoder_instances: int = 1,
+                      max_length: int | None = None, max_batch_tokens: int | None = None,
+                      max_request_rows: int = 256, nv_embed_instances: int = 1, encoder_instances: int = 1,
                       output_dtype: str = "float32", providers: tuple[str, ...] = ("CPUExecutionProvider",),
-                      preferred_batch_sizes: tuple[int, ...] = (4, 8), max_queue_delay_us: int = 2000,
+                      max_queue_delay_us: int = 0, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
                       overwrite: bool = False) -> RepoResult:
     encoder, output = Path(encoder), Path(output)
     facts = _encoder_facts(encoder)
@@ -70,28 +77,38 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
     limit_batch, limit_length = facts["max_batch_size"], facts["max_length"]
     batch = max_batch_size or limit_batch or 8
     length = max_length or limit_length or 512
+    for name, value in (("max_batch_size", batch), ("max_length", length), ("max_request_rows", max_request_rows),
+                        ("nv_embed_instances", nv_embed_instances), ("encoder_instances", encoder_instances),
+                        ("max_input_bytes", max_input_bytes), ("max_batch_tokens", max_batch_tokens or 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     if limit_batch is not None and batch > limit_batch:
         raise RepositoryError(f"max_batch_size {batch} exceeds the engine's serving maximum {limit_batch}")
     if limit_length is not None and length > limit_length:
         raise RepositoryError(f"max_length {length} exceeds the engine's longest profile sequence {limit_length}")
     if output_dtype not in ("float32", "float16"):
         raise InputError(f"output dtype must be float32 or float16, got {output_dtype!r}")
+    limits = facts["limits"] or (ShapeLimit("onnx", batch, length),)
+    if facts["limits"]:  # an engine: no batch beyond the serving maximum, whatever a profile would take
+        limits = tuple(ShapeLimit(s.name, min(s.max_batch, batch), s.max_sequence, s.min_batch, s.min_sequence)
+                       for s in limits)
     spec = RepoSpec(encoder_kind=facts["kind"], pooling="engine" if "embeddings" in facts["outputs"] else "ensemble",
-                    hidden_size=source.config.embedding_dim, max_batch_size=batch, max_length=length,
-                    preferred_batch_sizes=preferred_batch_sizes, max_queue_delay_us=max_queue_delay_us,
-                    tokenizer_instances=tokenizer_instances, encoder_instances=encoder_instances,
-                    output_dtype=output_dtype, onnx_providers=providers, engine_profiles=facts["profiles"])
+                    hidden_size=source.config.embedding_dim, max_length=length, shape_limits=limits,
+                    max_batch_tokens=max_batch_tokens or default_batch_tokens(limits),
+                    max_request_rows=max_request_rows, max_queue_delay_us=max_queue_delay_us,
+                    nv_embed_instances=nv_embed_instances, encoder_instances=encoder_instances,
+                    output_dtype=output_dtype, onnx_providers=providers, engine_profiles=facts["profiles"],
+                    max_input_bytes=max_input_bytes)
     configs = repository_configs(spec)
-    problems = check_repository(configs, {"inputs": facts["inputs"], "outputs": facts["outputs"]})
+    problems = check_repository(configs, spec, {"inputs": facts["inputs"], "outputs": facts["outputs"]})
     if problems:
         raise RepositoryError("generated repository is inconsistent: " + "; ".join(problems))
     with staged_directory(output, overwrite) as staging:
         for name, config in configs.items():
             (staging / name / "1").mkdir(parents=True)
             (staging / name / "config.pbtxt").write_text(to_pbtxt(config))
-        _copy_tokenizer(source, staging / TOKENIZER / "1" / "tokenizer")
-        for name, module in ((TOKENIZER, "tokenizer"), (POOLING, "pooling")):
-            (staging / name / "1" / "model.py").write_text(SHIM.format(module=module))
+        _copy_tokenizer(source, staging / ENSEMBLE / "1" / TOKENIZER_DIR)
+        (staging / ENSEMBLE / "1" / "model.py").write_text(SHIM.format(module="embed"))
         version_dir = staging / ENCODER / "1"
         if spec.encoder_kind == "tensorrt_plan":
             shutil.copyfile(facts["file"], version_dir / "model.plan")
@@ -101,8 +118,27 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
             data = facts["file"].with_name("model.onnx.data")
             if data.exists():
                 shutil.copyfile(data, version_dir / "model.onnx.data")
-        meta = sidecar("triton-repository", model=source.describe(), encoder=str(encoder),
-                       encoder_sha256=sha256_file(facts["file"]), spec=spec.__dict__, models=list(configs),
-                       ensemble=ENSEMBLE)
+        meta = sidecar("triton-repository", model=source.describe(), served_model_id=served_model_id(source),
+                       encoder=str(encoder), encoder_sha256=sha256_file(facts["file"]), recipe=_recipe(encoder),
+                       spec=spec.to_json(), models=list(configs), kserve_model=ENSEMBLE, engine=facts["engine"],
+                       triton_image=facts["triton_image"])
         write_json(staging / "repo.json", meta)
     return RepoResult(output, spec, meta)
+
+
+def served_model_id(source) -> str:
+    """The id clients send as `model`: the preset's name, or the checkpoint folder's name."""
+    return source.preset.name if source.preset is not None else Path(str(source.checkpoint)).name
+
+
+EXPORT_RECIPES = {"float32": "fp32", "float16": "fp16"}   # a plain export's dtype, as a recipe name
+
+
+def _recipe(encoder: Path) -> str | None:
+    """The precision recipe of the encoder, from the sidecars beside it (engine.json, precision.json, export.json)."""
+    for name, key in (("engine.json", "recipe"), ("precision.json", "recipe"), ("export.json", "dtype")):
+        if (encoder / name).is_file():
+            value = json.loads((encoder / name).read_text()).get(key)
+            value = value.get("name") if isinstance(value, dict) else value
+            return EXPORT_RECIPES.get(value, value)
+    return None

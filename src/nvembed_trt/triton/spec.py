@@ -1,16 +1,31 @@
-"""One description of a generated repository; every config.pbtxt is derived from it, so names, dtypes, dims and
-max_batch_size cannot drift between the tokenizer, encoder, pooling and ensemble steps."""
+"""One description of a generated repository; every config.pbtxt, the nv_embed model's settings and the serving front
+door's limits are derived from it, so names, dtypes, dims, batch limits and shapes cannot drift apart.
+
+The repository holds two models:
+- `encoder`: the engine (platform tensorrt_plan) or the ONNX graph run by ONNX Runtime (python backend). Callers send
+  it packed batches that one of its shapes covers (nvembed_trt.packing); it has no dynamic batcher of its own,
+  because merging two covered batches can form a shape no engine profile accepts.
+- `nv_embed`: the KServe face (TEXT + optional INPUT_TYPE / INSTRUCTION / TRUNCATE -> EMBEDDINGS), a python model
+  that tokenises, packs rows from every request of its dynamic batch into covered batches, calls `encoder` through
+  BLS and pools when the encoder emits token states. An ensemble cannot route by length; this model does.
+The serving front door (nvembed_trt.serving) calls `encoder` directly with the same packing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Literal
 
-TOKENIZER, ENCODER, POOLING, ENSEMBLE = "tokenizer", "encoder", "pooling", "nv_embed"
+from ..packing import Packer, ShapeLimit
+from ..tokenizer.bounded import TRUNCATE_MODES
+
+ENCODER, ENSEMBLE = "encoder", "nv_embed"
 REQUEST_INPUTS = ("TEXT", "INPUT_TYPE", "INSTRUCTION", "TRUNCATE")   # all BYTES [1] per row; TEXT required
-TOKEN_OUTPUTS = ("input_ids", "attention_mask", "pool_mask")         # INT32 [sequence] per row
+TOKEN_INPUTS = ("input_ids", "attention_mask", "pool_mask")          # INT32 [sequence] per row
 OUTPUT = "EMBEDDINGS"
-TRUNCATE_MODES = ("NONE", "END")
+TOKENIZER_DIR = "tokenizer"                                          # nv_embed/1/tokenizer/
+DEFAULT_MAX_INPUT_BYTES = 1 << 20
+__all__ = ["ENCODER", "ENSEMBLE", "OUTPUT", "REQUEST_INPUTS", "RepoSpec", "TOKEN_INPUTS", "TRUNCATE_MODES"]
 
 EncoderKind = Literal["onnxruntime", "tensorrt_plan"]
 
@@ -18,22 +33,24 @@ EncoderKind = Literal["onnxruntime", "tensorrt_plan"]
 @dataclass(frozen=True)
 class RepoSpec:
     encoder_kind: EncoderKind
-    pooling: Literal["engine", "ensemble"]       # where pooling happens: in the encoder graph, or in the pooling step
+    pooling: Literal["engine", "ensemble"]   # where pooling happens: in the encoder graph, or after it (numpy)
     hidden_size: int
-    max_batch_size: int
     max_length: int
-    preferred_batch_sizes: tuple[int, ...] = (4, 8)
-    max_queue_delay_us: int = 2000
-    tokenizer_instances: int = 1
+    shape_limits: tuple[ShapeLimit, ...]     # what the encoder accepts: engine profiles, or one ONNX range
+    max_batch_tokens: int                    # padded tokens per packed batch
+    max_request_rows: int = 256              # TEXT rows per KServe request to nv_embed
+    max_queue_delay_us: int = 0              # nv_embed's dynamic batcher: merges what queued while it was busy
+    nv_embed_instances: int = 1
     encoder_instances: int = 1
-    pooling_instances: int = 1
     output_dtype: Literal["float32", "float16"] = "float32"
     onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    engine_profiles: tuple[str, ...] = ()
+    engine_profiles: tuple[str, ...] = ()    # the engine's optimisation profile indices, for the instance group
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    encoder_parameters: dict[str, str] = field(default_factory=dict)  # tensorrt backend settings from engine.json
 
     @property
     def encoder_inputs(self) -> tuple[str, ...]:
-        return TOKEN_OUTPUTS if self.pooling == "engine" else TOKEN_OUTPUTS[:2]
+        return TOKEN_INPUTS if self.pooling == "engine" else TOKEN_INPUTS[:2]
 
     @property
     def encoder_output(self) -> str:
@@ -44,5 +61,24 @@ class RepoSpec:
         return [self.hidden_size] if self.pooling == "engine" else [-1, self.hidden_size]
 
     @property
+    def encoder_max_batch(self) -> int:
+        return max(limit.max_batch for limit in self.shape_limits)
+
+    @property
     def on_gpu(self) -> bool:
         return self.encoder_kind == "tensorrt_plan" or "CUDAExecutionProvider" in self.onnx_providers
+
+    def packer(self) -> Packer:
+        return Packer(self.shape_limits, self.max_batch_tokens)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> RepoSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["shape_limits"] = tuple(ShapeLimit(**s) for s in data["shape_limits"])
+        for name in ("onnx_providers", "engine_profiles"):
+            values[name] = tuple(values.get(name, ()))
+        return cls(**values)

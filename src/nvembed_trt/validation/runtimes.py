@@ -92,7 +92,7 @@ class TritonRuntime:
         from ..client import EmbeddingClient
         from ..precision.recipes import RECIPES
         from ..triton import TritonServer
-        from ..triton.smoke import free_ports
+        from ..serving.process import free_ports
 
         meta = json.loads((repo / "repo.json").read_text())
         encoder = Path(meta["encoder"]).name

@@ -1,5 +1,10 @@
-"""Triton python-backend model `encoder` for hosts without TensorRT: runs the ONNX export with ONNX Runtime
-(providers from the model config). Requests of the same shape are run as one batch."""
+"""Triton python-backend model `encoder` for hosts without TensorRT: runs the ONNX export with ONNX Runtime.
+
+Providers come from the model config. CUDA is honoured or refused, never silently replaced by the CPU: a repository
+asking for CUDAExecutionProvider fails to load where ONNX Runtime has no CUDA (the package depends on the CPU
+build; install the `cuda` extra, onnxruntime-gpu), and each instance runs on the GPU Triton assigned it
+(model_instance_device_id). Callers send packed batches (see triton/spec.py); several requests in one call are run
+grouped by shape."""
 
 from __future__ import annotations
 
@@ -25,6 +30,16 @@ def run_grouped(session, input_names: list[str], requests_inputs: list[dict[str,
     return results
 
 
+def session_providers(requested: list[str], available: list[str], device_id: int) -> list:
+    """ONNX Runtime providers for one instance; raises RuntimeError when CUDA is asked for but absent."""
+    if "CUDAExecutionProvider" in requested and "CUDAExecutionProvider" not in available:
+        raise RuntimeError("this repository's encoder asks for CUDAExecutionProvider but this ONNX Runtime has none "
+                           f"(available: {', '.join(available)}); install onnxruntime-gpu (pip install "
+                           "'nvembed-trt[cuda]') or regenerate the repository with --providers cpu")
+    return [("CUDAExecutionProvider", {"device_id": device_id}) if p == "CUDAExecutionProvider" else p
+            for p in requested if p in available]
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         import onnxruntime as ort
@@ -33,9 +48,9 @@ class TritonPythonModel:
         self.pb = triton_utils()
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        providers = [p for p in params["providers"].split(",") if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(version_dir / params["onnx_file"]), options,
-                                            providers=providers or ["CPUExecutionProvider"])
+        providers = session_providers(params["providers"].split(","), ort.get_available_providers(),
+                                      int(args.get("model_instance_device_id", 0) or 0))
+        self.session = ort.InferenceSession(str(version_dir / params["onnx_file"]), options, providers=providers)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
 

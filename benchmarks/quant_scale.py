@@ -1,0 +1,117 @@
+"""Full-size quantised recipes on this machine: quantise (streamed from the checkpoint) -> build (TensorRT-RTX),
+each step its own process, measured with wait4 (wall time, peak RSS), with the sizes of what it wrote.
+
+    python benchmarks/quant_scale.py --checkpoint /work/bigdata/nv-embed-v2-ckpt --workdir /work/bigdata/quant \\
+        --recipes int8-wo,int4-wo,int8,fp8 [--gpu l40s] [--calibration-samples 32] [--no-build] [--keep]
+
+W8A8 recipes share one `activation-ranges` step (the model streamed layer by layer over the calibration set).
+Results merge into benchmarks/published/<host>/quant-scale.json (one entry per recipe, newest wins), so recipes
+can be run one at a time; every step needing more than 4 GiB should run under `flock /tmp/nvembed-heavy.lock`.
+The full-size graphs are not gated here (the fp32 reference does not fit 24 GiB): the recipes are gated on tiny
+and on full-width-2l (benchmarks/recipes_table.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HOST = "cpu-2core-24gib"
+PUBLISHED = Path(__file__).resolve().parent / "published" / HOST / "quant-scale.json"
+
+
+def measured(cmd: list[str]) -> dict:
+    print("+", " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    step = {"command": " ".join(cmd), "wall_s": round(wall, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
+            "exit": code}
+    if code != 0:
+        print(f"step failed ({code}): {' '.join(cmd)}", file=sys.stderr)
+    return step
+
+
+def _size(folder: Path, *names: str) -> int:
+    return sum((folder / n).stat().st_size for n in names if (folder / n).exists())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--recipes", default="int8-wo,int4-wo,int8,fp8")
+    parser.add_argument("--gpu", default="l40s")
+    parser.add_argument("--calibration-samples", type=int, default=32)
+    parser.add_argument("--calibration-dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    parser.add_argument("--no-build", action="store_true", help="quantise only")
+    parser.add_argument("--keep", action="store_true", help="keep graphs and engines (tens of GB)")
+    args = parser.parse_args()
+    cli = shutil.which("nvembed-trt") or sys.exit("nvembed-trt is not on PATH (make install)")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results = json.loads(PUBLISHED.read_text()) if PUBLISHED.is_file() else {"host": HOST, "recipes": {}}
+    results.update({"cpus": os.cpu_count(), "checkpoint": str(args.checkpoint),
+                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)})
+    recipes = args.recipes.split(",")
+    shared: dict = {}
+    if any(r in ("int8", "fp8") for r in recipes):
+        calib = args.workdir / "calibration"
+        if not (calib / "manifest.json").is_file():
+            shared["calibrate"] = measured([cli, "calibrate", "--model", str(args.checkpoint), "--output", str(calib),
+                                            "--max-length", "512", "--overwrite"])
+        ranges = args.workdir / "activation-ranges.npz"
+        shared["activation_ranges"] = measured([cli, "activation-ranges", "--model", str(args.checkpoint),
+                                                "--calibration", str(calib), "--output", str(ranges),
+                                                "--samples", str(args.calibration_samples), "--length", "128",
+                                                "--dtype", args.calibration_dtype])
+        if shared["activation_ranges"]["exit"] != 0:
+            sys.exit("activation ranges failed")
+        results["activation_ranges"] = {**shared["activation_ranges"],
+                                        **json.loads(ranges.with_suffix(".json").read_text())}
+        results["activation_ranges"].pop("versions", None)
+    for recipe in recipes:
+        graph = args.workdir / recipe
+        steps = {}
+        cmd = [cli, "precision", "--model", str(args.checkpoint), "--recipe", recipe, "--output", str(graph),
+               "--no-gate", "--overwrite"]
+        if recipe in ("int8", "fp8"):
+            cmd += ["--ranges", str(args.workdir / "activation-ranges.npz")]
+        steps["quantise"] = measured(cmd)
+        entry = {"steps": steps, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if steps["quantise"]["exit"] == 0:
+            meta = json.loads((graph / "precision.json").read_text())
+            entry["graph_bytes"] = _size(graph, "model.onnx", "model.onnx.data")
+            entry["initializer_bytes"] = meta["initializer_bytes"]
+            entry["quantized_nodes"] = meta["quantized_nodes"]
+            entry["opset"] = meta["quantization"]["opset"]
+            entry["quantise_timings_s"] = meta["timings_s"]
+            if not args.no_build:
+                engine = args.workdir / f"engine-{recipe}"
+                steps["build"] = measured([cli, "build", "--onnx", str(graph / "model.onnx"), "--gpu", args.gpu,
+                                           "--flavor", "tensorrt-rtx", "--output", str(engine), "--overwrite"])
+                if steps["build"]["exit"] == 0:
+                    entry["engine_bytes"] = _size(engine, "model.plan")
+                    engine_meta = json.loads((engine / "engine.json").read_text())
+                    entry["engine"] = {k: engine_meta.get(k) for k in ("flavor", "gpu", "build_s", "layer_precisions",
+                                                                         "network_precisions") if k in engine_meta}
+                if not args.keep:
+                    shutil.rmtree(engine, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(graph, ignore_errors=True)
+        results["recipes"][recipe] = entry
+        PUBLISHED.parent.mkdir(parents=True, exist_ok=True)
+        PUBLISHED.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps({recipe: {k: v for k, v in entry.items() if k != "quantized_nodes"}}, indent=1))
+    print(f"wrote {PUBLISHED}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The deployment's init step: put the repository into the pod and make sure its engine is for this node's GPU.
+
+    python -m nvembed_trt.deploy.ensure --store /store/<name> --onnx /store/<name>-onnx --output /models/<name>
+                                        [--gpu h100] [--compute-capability 9.0]
+
+1. Copy the repository from the store (a PVC, or the folder the fetch step synced from s3/gcs) to --output.
+2. ONNX Runtime encoder: done. TensorRT encoder: read the node's compute capability (nvidia-smi, or
+   --compute-capability); if encoder/1/model.plan is there and repo.json's engine was built for this capability,
+   done; otherwise build the engine from --onnx/model.onnx with the tensorrt flavor for the repository's GPU profile
+   (TensorRT builds on the GPU it targets), check that its TensorRT is the one the image carries, and install it.
+Anything that cannot work stops with a message naming what is missing; a failed step leaves no --output behind.
+
+Light imports: the build path imports the engine builder only when it has to build."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import NVEmbedError
+from .images import normalise_version
+
+PLAN = Path("encoder") / "1" / "model.plan"
+
+
+class EnsureError(NVEmbedError):
+    """The repository cannot be made to hold an engine for this node's GPU."""
+
+
+def node_compute_capability() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], check=True,
+                             capture_output=True, text=True, timeout=30).stdout.split()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EnsureError(f"cannot read this node's GPU with nvidia-smi ({exc}); is the pod given a GPU "
+                          f"(nvidia.com/gpu)? --compute-capability overrides") from exc
+    if not out:
+        raise EnsureError("nvidia-smi lists no GPU on this node")
+    return out[0]
+
+
+def _build(onnx_dir: Path, gpu: str, want_tensorrt: str | None, work: Path) -> tuple[Path, dict]:
+    onnx = onnx_dir / "model.onnx"
+    from ..engines import engine_from_onnx   # the TensorRT builder: only in the builder image
+
+    result = engine_from_onnx(onnx, gpu, work / "engine", flavor="tensorrt")
+    built = normalise_version(result.meta["flavor_version"])
+    if want_tensorrt and built != want_tensorrt:
+        raise EnsureError(f"the builder image's TensorRT is {built} but the repository's Triton image carries "
+                          f"{want_tensorrt}: build the builder image from the same NGC release as the Triton image")
+    return result.plan_path, result.meta
+
+
+def ensure(store: Path, onnx_dir: Path, output: Path, gpu: str | None = None,
+           compute_capability: str | None = None) -> str:
+    """Prepare output from store; returns a one-line account of what was done."""
+    store, onnx_dir, output = Path(store), Path(onnx_dir), Path(output)
+    meta_path = store / "repo.json"
+    if not meta_path.is_file():
+        raise EnsureError(f"{store}: no repo.json; the store does not hold a repository made by `nvembed-trt "
+                          f"triton-repo` at that path")
+    meta = json.loads(meta_path.read_text())
+    staging = output.with_name(f".{output.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(store, staging, symlinks=False)
+        account = f"copied {store} to {output}"
+        if meta["spec"]["encoder_kind"] == "tensorrt_plan":
+            account += "; " + _ensure_plan(meta, staging, onnx_dir, gpu, compute_capability)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return account
+
+
+def _ensure_plan(meta: dict, repo: Path, onnx_dir: Path, gpu: str | None, compute_capability: str | None) -> str:
+    engine = meta.get("engine") or {}
+    profile = gpu or engine.get("gpu_profile")
+    if gpu and engine.get("gpu_profile") and gpu != engine["gpu_profile"]:
+        raise EnsureError(f"--gpu {gpu} but the repository was made for {engine['gpu_profile']}")
+    node = compute_capability or node_compute_capability()
+    built_for = engine.get("compute_capability")
+    if (repo / PLAN).is_file() and built_for == node:
+        return f"engine for compute capability {node} present ({engine.get('flavor')} {engine.get('flavor_version')})"
+    why = (f"the repository's engine is for compute capability {built_for}, this node's GPU is {node}"
+           if (repo / PLAN).is_file() else f"the repository holds no engine ({PLAN} is missing)")
+    from ..engines.gpus import get_gpu
+
+    target = get_gpu(profile)
+    if target.compute_capability != node:
+        raise EnsureError(f"{why}, and the GPU profile {profile} targets compute capability "
+                          f"{target.compute_capability}: schedule the pod on a {profile} node (the Deployment's "
+                          f"node affinity does) or deploy a repository made for this GPU")
+    if not (onnx_dir / "model.onnx").is_file():
+        raise EnsureError(f"{why}, and there is no ONNX graph at {onnx_dir / 'model.onnx'} to build one from: upload "
+                          f"the export the engine was built from (export/<name>/<recipe>/) beside the repository as "
+                          f"<name>-onnx/")
+    want = normalise_version((meta.get("triton_image") or {}).get("tensorrt") or engine.get("flavor_version") or "")
+    with tempfile.TemporaryDirectory(prefix="nvembed-trt-ensure-") as work:
+        try:
+            plan, built = _build(onnx_dir, profile, want or None, Path(work))
+        except EnsureError:
+            raise
+        except NVEmbedError as exc:     # FlavorError, EngineBuildError, InputError: say why, in this step's words
+            raise EnsureError(f"{why}; building it failed: {exc}") from exc
+        shutil.copyfile(plan, repo / PLAN)
+        (repo / "engine.json").write_text(json.dumps(built, indent=2) + "\n")
+    return f"{why}: built a {profile} engine with TensorRT {want or '?'} on this node"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nvembed_trt.deploy.ensure", description=__doc__.split("\n\n")[0])
+    p.add_argument("--store", required=True, type=Path, help="the repository in the store (PVC or fetched copy)")
+    p.add_argument("--onnx", required=True, type=Path, help="folder with the engine's model.onnx (for a build)")
+    p.add_argument("--output", required=True, type=Path, help="where the pod's server reads the repository")
+    p.add_argument("--gpu", help="GPU profile the deployment targets (default: the repository's)")
+    p.add_argument("--compute-capability", help="this node's GPU (default: from nvidia-smi)")
+    args = p.parse_args(argv)
+    try:
+        print(ensure(args.store, args.onnx, args.output, args.gpu, args.compute_capability), flush=True)
+    except NVEmbedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

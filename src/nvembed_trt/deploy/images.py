@@ -1,0 +1,166 @@
+"""Which NVIDIA Triton image can serve an engine: a table of NGC Triton releases and the TensorRT each carries
+(ngc_triton.yaml beside this file, with its source and per-row evidence), and the checks run when a repository is
+made from an engine folder:
+
+- a TensorRT-RTX plan is refused as a `tensorrt_plan` encoder (Triton's tensorrt backend links TensorRT's nvinfer,
+  which cannot load TensorRT-RTX plans);
+- a TensorRT plan gets the newest NGC release whose TensorRT equals the version that built it (all four parts: a
+  plan only loads in the TensorRT that built it), or a clear refusal naming the versions the table knows.
+
+`NVEMBED_TRT_TRITON_IMAGE` overrides the pick (an image you built or checked yourself); repo.json records which.
+
+Light on purpose (yaml, pydantic): it is imported when a repository is made and inside the serving image."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ..errors import InputError
+
+OVERRIDE_ENV = "NVEMBED_TRT_TRITON_IMAGE"
+_VERSION = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+class ImageError(InputError):
+    """No NVIDIA Triton image in the table can serve this engine, or the engine is not one Triton can load."""
+
+
+class Release(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    release: str
+    tensorrt: str
+    evidence: str
+
+    @field_validator("release")
+    @classmethod
+    def _release(cls, v: str) -> str:
+        if not re.fullmatch(r"\d\d\.\d\d", v):
+            raise ValueError(f"release must be YY.MM, got {v!r}")
+        return v
+
+    @field_validator("tensorrt")
+    @classmethod
+    def _tensorrt(cls, v: str) -> str:
+        if not _VERSION.match(v):
+            raise ValueError(f"tensorrt must be a four-part version (major.minor.patch.build), got {v!r}")
+        return v
+
+
+class ImageTable(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    image: str
+    suffix: str
+    releases: list[Release]
+
+    def tag(self, release: Release) -> str:
+        return f"{self.image}:{release.release}{self.suffix}"
+
+    def by_release(self, name: str) -> Release:
+        for r in self.releases:
+            if r.release == name:
+                return r
+        raise ImageError(f"NGC Triton release {name!r} is not in the table; releases: "
+                         f"{', '.join(r.release for r in self.releases)}")
+
+
+@cache
+def image_table() -> ImageTable:
+    raw = yaml.safe_load(resources.files(__package__).joinpath("ngc_triton.yaml").read_text())
+    try:
+        table = ImageTable.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(f"ngc_triton.yaml: {exc}") from exc
+    names = [r.release for r in table.releases]
+    if names != sorted(set(names)):
+        raise InputError(f"ngc_triton.yaml: releases must be unique and in order, got {names}")
+    return table
+
+
+def normalise_version(version: str) -> str:
+    """'10.13.3.9', '10.13.3.9.post1' or '10.13.3.9+cuda13' -> '10.13.3.9'; anything shorter is returned as is."""
+    parts = re.match(r"^(\d+(?:\.\d+){0,3})", str(version).strip())
+    return parts.group(1) if parts else str(version)
+
+
+def default_image() -> str:
+    """The newest release in the table (for repositories without a TensorRT plan: ONNX Runtime encoders)."""
+    table = image_table()
+    return table.tag(table.releases[-1])
+
+
+def check_triton_engine(meta: dict, where: Path | str = "engine.json") -> None:
+    """Refuse engines Triton's tensorrt_plan backend cannot load (TensorRT-RTX plans)."""
+    flavor = meta.get("flavor")
+    if flavor == "tensorrt-rtx":
+        raise ImageError(
+            f"{where}: a TensorRT-RTX plan (tensorrt-rtx {meta.get('flavor_version', '?')}) cannot be a Triton "
+            f"tensorrt_plan encoder: Triton's tensorrt backend links TensorRT (nvinfer), which does not load "
+            f"TensorRT-RTX plans. Build the engine with `nvembed-trt build --flavor tensorrt` on the target GPU (or "
+            f"let the deployment's init step build it there), or serve the ONNX graph instead: "
+            f"`nvembed-trt triton-repo --encoder export/<name>/<recipe>` (ONNX Runtime encoder)")
+    if flavor != "tensorrt":
+        raise ImageError(f"{where}: flavor {flavor!r} is not one Triton serves; expected 'tensorrt'")
+
+
+def triton_image_for_engine(meta: dict, where: Path | str = "engine.json") -> dict:
+    """{'image', 'release', 'tensorrt', 'how'} for a TensorRT engine's engine.json, or ImageError."""
+    check_triton_engine(meta, where)
+    built = normalise_version(meta.get("flavor_version", ""))
+    override = os.environ.get(OVERRIDE_ENV)
+    if override:
+        return {"image": override, "release": None, "tensorrt": built,
+                "how": f"{OVERRIDE_ENV} (not checked against the table: its TensorRT must be {built})"}
+    table = image_table()
+    matches = [r for r in table.releases if r.tensorrt == built]
+    if not matches:
+        known = ", ".join(f"{r.release}: {r.tensorrt}" for r in table.releases)
+        newest = table.releases[-1]
+        raise ImageError(
+            f"{where}: engine built with TensorRT {built}; no NGC Triton release in the table carries that version "
+            f"(a plan only loads in the TensorRT that built it). Known releases: {known}. Rebuild the engine with a "
+            f"listed TensorRT, e.g. in nvcr.io/nvidia/tensorrt:{newest.release}-py3 (TensorRT {newest.tensorrt}), "
+            f"or set {OVERRIDE_ENV} to an image whose TensorRT is {built}")
+    pick = matches[-1]
+    return {"image": table.tag(pick), "release": pick.release, "tensorrt": pick.tensorrt,
+            "how": f"ngc_triton.yaml: newest release carrying TensorRT {built}"}
+
+
+def engine_facts(meta: dict) -> dict:
+    """The part of engine.json a deployment needs, recorded in repo.json (one source for `deploy k8s`)."""
+    gpu = meta.get("gpu", {})
+    return {"flavor": meta.get("flavor"), "flavor_version": meta.get("flavor_version"),
+            "gpu_profile": gpu.get("profile"), "compute_capability": gpu.get("compute_capability"),
+            "engine_bytes": meta.get("engine_bytes"), "serving": meta.get("serving"),
+            "onnx": meta.get("onnx"), "recipe": meta.get("recipe")}
+
+
+def builder_image(triton_image: str) -> str:
+    """NVIDIA's TensorRT image of the same NGC release (same TensorRT as the Triton image: server#5812)."""
+    match = re.match(r"^nvcr\.io/nvidia/tritonserver:(\d\d\.\d\d)-py3$", triton_image)
+    if not match:
+        raise ImageError(f"cannot derive the TensorRT builder image from {triton_image!r}: expected "
+                         f"nvcr.io/nvidia/tritonserver:<YY.MM>-py3; pass the builder image explicitly")
+    return f"nvcr.io/nvidia/tensorrt:{match.group(1)}-py3"
+
+
+def ngc_commands(repo: Path | str, triton_image: str, tag: str = "nvembed-trt-serving",
+                 dockerfile: str = "deploy/Dockerfile") -> list[str]:
+    """The command lines that serve a repository in NVIDIA's Triton image with this package installed: build the
+    image from deploy/Dockerfile (run from the project root), then run the front door + tritonserver in it."""
+    repo = Path(repo).resolve()
+    release = triton_image.rsplit(":", 1)[-1].removesuffix("-py3")
+    image = f"{tag}:{release}"
+    return [
+        f"docker build --build-arg TRITON_IMAGE={triton_image} -t {image} -f {dockerfile} .",
+        f"docker run --gpus all --rm --shm-size=1g -p 8080:8080 -v {shlex.quote(str(repo))}:/models:ro {image} "
+        f"nvembed-trt serve --repo /models --host 0.0.0.0 --port 8080 "
+        f"--tritonserver /opt/tritonserver/bin/tritonserver",
+    ]

@@ -1,0 +1,166 @@
+"""DeploySpec: everything the Kubernetes objects need, resolved once from the repository's repo.json (which records
+the engine's facts and the NGC Triton image chosen for it), the GPU profile registry and the user's options. The
+object builders (k8s.py) read only this, so ports, names, GPU count and memory come from one source."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..errors import InputError
+from ..triton.spec import RepoSpec
+from .images import builder_image
+
+GIB = 1 << 30
+MIB = 1 << 20
+Storage = Literal["pvc", "s3", "gcs"]
+DEFAULT_FETCH_IMAGES = {"s3": "amazon/aws-cli:2.17.0", "gcs": "gcr.io/google.com/cloudsdktool/google-cloud-cli:slim"}
+
+
+class DeployOptions(BaseModel):
+    """What the user chooses (`nvembed-trt deploy k8s` flags)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str | None = None
+    gpu: str | None = None
+    replicas: int = Field(1, ge=1)
+    max_replicas: int | None = None
+    image: str | None = None
+    builder_image: str | None = None
+    storage: Storage = "pvc"
+    storage_uri: str | None = None
+    pvc: str | None = None
+    drain_timeout_s: int = Field(10, ge=1, le=600)
+    startup_timeout_s: int = Field(600, ge=30, le=7200)
+    queue_target_ms: int = Field(50, ge=1, le=60000)
+    api_key_secret: str | None = None
+    fetch_image: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeployOptions:
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas {self.max_replicas} is below replicas {self.replicas}")
+        if self.storage in ("s3", "gcs"):
+            scheme = "s3://" if self.storage == "s3" else "gs://"
+            if not (self.storage_uri or "").startswith(scheme):
+                raise ValueError(f"--storage {self.storage} needs --storage-uri {scheme}BUCKET/PREFIX (the prefix "
+                                 f"holding the repository folder), got {self.storage_uri!r}")
+        elif self.storage_uri:
+            raise ValueError("--storage-uri is for --storage s3|gcs; with pvc name the claim with --pvc")
+        return self
+
+
+class DeploySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    repo_dir_name: str
+    encoder_kind: Literal["onnxruntime", "tensorrt_plan"]
+    encoder_sha256: str
+    triton_image: str
+    image: str
+    builder_image: str
+    gpu_profile: str | None
+    compute_capability: str | None
+    gpu_memory_gib: float | None
+    replicas: int
+    max_replicas: int
+    storage: Storage
+    storage_uri: str | None
+    pvc: str
+    pvc_size_gib: int
+    fetch_image: str | None
+    drain_timeout_s: int
+    prestop_s: int = 5
+    startup_timeout_s: int
+    queue_target_ms: int
+    api_key_secret: str | None
+    cpu_request: int
+    memory_request_gib: int
+    memory_limit_gib: int
+    shm_mib: int
+
+    @property
+    def termination_grace_s(self) -> int:
+        """preStop (endpoints drop the pod) + the front door's drain bound + 10 s for Triton to exit after it."""
+        return self.prestop_s + self.drain_timeout_s + 10
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.gpu_profile is not None
+
+
+def dns_name(raw: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"nvembed-{name}".strip("-")
+    if len(name) > 50:  # leaves room for the -kserve / -models suffixes within 63
+        raise InputError(f"deployment name {name!r} has {len(name)} characters, above the limit of 50; pass --name")
+    return name
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _release(triton_image: str) -> str:
+    """'nvcr.io/nvidia/tritonserver:25.10-py3' -> '25.10' (image tags of the images built from deploy/Dockerfile)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", triton_image.rsplit(":", 1)[-1].removesuffix("-py3"))
+
+
+def resolve(repo: Path, options: DeployOptions) -> DeploySpec:
+    """Read repo.json, check the options against the engine and the GPU registry, size the pod."""
+    from ..engines.gpus import get_gpu   # the registry (pydantic YAML); imported here, not at module import
+
+    repo = Path(repo)
+    meta_path = repo / "repo.json"
+    if not meta_path.is_file():
+        raise InputError(f"{repo}: no repo.json; make the repository with `nvembed-trt triton-repo` first")
+    meta = json.loads(meta_path.read_text())
+    spec, engine = meta["spec"], meta.get("engine")
+    triton = (meta.get("triton_image") or {}).get("image")
+    if not triton:
+        raise InputError(f"{meta_path}: records no Triton image (made before deploy support); regenerate it with "
+                         f"`nvembed-trt triton-repo ... --overwrite`")
+    if spec["encoder_kind"] == "tensorrt_plan":
+        profile = engine["gpu_profile"]
+        if options.gpu and options.gpu != profile:
+            raise InputError(f"--gpu {options.gpu}: the repository's engine was built for {profile} (its config.pbtxt "
+                             f"follows that profile's shapes); make a repository from an engine built for "
+                             f"{options.gpu} instead")
+    else:
+        profile = options.gpu
+    gpu = get_gpu(profile) if profile else None
+    name = dns_name(options.name or repo.resolve().name)
+
+    encoder_dir = repo / "encoder" / "1"
+    encoder_bytes = _dir_bytes(encoder_dir) if encoder_dir.is_dir() else int((engine or {}).get("engine_bytes") or 0)
+    repo_bytes = _dir_bytes(repo)
+    memory_request = math.ceil(1.5 * encoder_bytes / GIB + 2)
+    shapes = RepoSpec.from_json(spec).shape_limits       # what the encoder accepts: one source, the repository
+    hidden, batch = spec["hidden_size"], max(s.max_batch for s in shapes)
+    rows = max(s.max_batch * s.max_sequence for s in shapes)
+    tensor_bytes = 3 * rows * 4 + (rows * hidden * 4 if spec["pooling"] == "ensemble" else batch * hidden * 4)
+    shm_mib = max(256, math.ceil((2 * tensor_bytes + 64 * MIB) / MIB))
+
+    release = _release(triton)
+    serving_image = options.image or f"nvembed-trt-serving:{release}"
+    builder = options.builder_image or f"nvembed-trt-builder:{release}"
+    if spec["encoder_kind"] == "tensorrt_plan" and not options.builder_image:
+        builder_image(triton)  # the builder's base is NVIDIA's TensorRT image of the same NGC release
+    return DeploySpec(
+        name=name, repo_dir_name=repo.resolve().name, encoder_kind=spec["encoder_kind"],
+        encoder_sha256=meta["encoder_sha256"], triton_image=triton, image=serving_image, builder_image=builder,
+        gpu_profile=gpu.name if gpu else None, compute_capability=gpu.compute_capability if gpu else None,
+        gpu_memory_gib=gpu.memory_gib if gpu else None, replicas=options.replicas,
+        max_replicas=options.max_replicas or max(options.replicas, 4), storage=options.storage,
+        storage_uri=(options.storage_uri or "").rstrip("/") or None, pvc=options.pvc or f"{name}-models",
+        pvc_size_gib=max(1, math.ceil(2 * repo_bytes / GIB)),
+        fetch_image=options.fetch_image or DEFAULT_FETCH_IMAGES.get(options.storage),
+        drain_timeout_s=options.drain_timeout_s, startup_timeout_s=options.startup_timeout_s,
+        queue_target_ms=options.queue_target_ms, api_key_secret=options.api_key_secret,
+        cpu_request=spec["nv_embed_instances"] + 2, memory_request_gib=memory_request,
+        memory_limit_gib=2 * memory_request, shm_mib=shm_mib)

@@ -1,0 +1,44 @@
+"""The front door's Prometheus metrics (prometheus-client), one registry per app. Names are a contract: the
+Kubernetes autoscaler and ServiceMonitor read them (nvembed_trt.deploy)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+COUNT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+QUEUE_METRIC = "nvembed_queue_duration_seconds"   # the autoscaling signal
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter("nvembed_requests", "HTTP requests by route and status", ("route", "status"),
+                                registry=registry)
+        self.duration = Histogram("nvembed_request_duration_seconds", "request latency by route", ("route",),
+                                  buckets=LATENCY_BUCKETS, registry=registry)
+        self.queue = Histogram(QUEUE_METRIC, "per input: admission to dispatch to the encoder",
+                               buckets=LATENCY_BUCKETS, registry=registry)
+        self.input_tokens = Counter("nvembed_input_tokens", "tokens sent to the encoder (after truncation)",
+                                    registry=registry)
+        self.inputs_per_request = Histogram("nvembed_inputs_per_request", "inputs per embeddings request",
+                                            buckets=COUNT_BUCKETS, registry=registry)
+        self.in_flight = Gauge("nvembed_requests_in_flight", "requests being served", registry=registry)
+        self.queue_rows = Gauge("nvembed_queue_rows", "inputs waiting for the encoder", registry=registry)
+        self.ready = Gauge("nvembed_ready", "1 while a real embedding round trip works", registry=registry)
+        self.encoder_tokens = Counter("nvembed_encoder_tokens", "tokens computed by the encoder: real ones and "
+                                      "padding", ("kind",), registry=registry)
+        self.batches = Counter("nvembed_encoder_batches", "batches sent to the encoder", registry=registry)
+        self.restarts = Counter("nvembed_restarts", "healing actions by kind", ("what",), registry=registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def padding_efficiency(self) -> float | None:
+        """Real tokens / tokens computed, from this process's own counters."""
+        real = self.encoder_tokens.labels("real")._value.get()
+        padded = real + self.encoder_tokens.labels("padded")._value.get()
+        return real / padded if padded else None

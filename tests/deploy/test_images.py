@@ -1,0 +1,88 @@
+"""The NGC image table, the pick by TensorRT version, and the refusals made when a repository is created."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from .deploy_data import TRT_VERSION
+
+from nvembed_trt.deploy.images import (OVERRIDE_ENV, ImageError, builder_image, image_table, ngc_commands,
+                                       normalise_version, triton_image_for_engine)
+from nvembed_trt.triton import repo_from_encoder
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def test_table_is_ordered_and_monotonic():
+    table = image_table()
+    assert len(table.releases) >= 12
+    releases = [r.release for r in table.releases]
+    assert releases == sorted(releases) and len(set(releases)) == len(releases)
+    versions = [_key(r.tensorrt) for r in table.releases]
+    assert versions == sorted(versions), "a later NGC release never carries an older TensorRT"
+    assert all(len(v) == 4 for v in versions) and all(r.evidence for r in table.releases)
+
+
+@pytest.mark.parametrize("built, release", [("10.13.3.9", "25.10"), ("10.8.0.43", "25.02"), ("10.0.1.6", "24.05"),
+                                            ("10.13.2.6", "25.08"), ("10.13.3.9.post1", "25.10")])
+def test_pick_newest_release_with_the_same_tensorrt(built, release, monkeypatch):
+    monkeypatch.delenv(OVERRIDE_ENV, raising=False)
+    pick = triton_image_for_engine({"flavor": "tensorrt", "flavor_version": built})
+    assert pick["image"] == f"nvcr.io/nvidia/tritonserver:{release}-py3"
+    assert pick["release"] == release and pick["tensorrt"] == normalise_version(built)
+
+
+@pytest.mark.parametrize("built", ["10.12.0.36", "10.13.3", "11.0.0.1", "8.6.1.6"])
+def test_no_release_carries_it(built, monkeypatch):
+    monkeypatch.delenv(OVERRIDE_ENV, raising=False)
+    with pytest.raises(ImageError) as info:
+        triton_image_for_engine({"flavor": "tensorrt", "flavor_version": built}, "engines/h100/x/fp8/engine.json")
+    msg = str(info.value)
+    assert f"engine built with TensorRT {built}" in msg and "engines/h100/x/fp8/engine.json" in msg
+    assert "25.10: 10.13.3.9" in msg and "nvcr.io/nvidia/tensorrt:25.10-py3" in msg and OVERRIDE_ENV in msg
+
+
+def test_override_is_recorded(monkeypatch):
+    monkeypatch.setenv(OVERRIDE_ENV, "registry.example/triton:custom")
+    pick = triton_image_for_engine({"flavor": "tensorrt", "flavor_version": "10.12.0.36"})
+    assert pick["image"] == "registry.example/triton:custom" and "10.12.0.36" in pick["how"]
+
+
+def test_tensorrt_rtx_plans_are_refused_for_triton(rtx_engine, tmp_path):
+    """Issue 11 item 6, with a real TensorRT-RTX engine built on this CPU."""
+    assert json.loads((rtx_engine / "engine.json").read_text())["flavor"] == "tensorrt-rtx"
+    with pytest.raises(ImageError, match=r"TensorRT-RTX plan .* cannot be a Triton tensorrt_plan encoder") as info:
+        repo_from_encoder("tiny", rtx_engine, tmp_path / "repo")
+    assert "--flavor tensorrt" in str(info.value) and "ONNX Runtime encoder" in str(info.value)
+    assert list(tmp_path.iterdir()) == []       # nothing partial left behind
+
+
+def test_repository_records_engine_and_image(trt_repo, monkeypatch):
+    meta = json.loads((trt_repo / "repo.json").read_text())
+    assert meta["triton_image"]["image"] == "nvcr.io/nvidia/tritonserver:25.10-py3"
+    assert meta["triton_image"]["tensorrt"] == TRT_VERSION
+    assert meta["engine"]["flavor"] == "tensorrt" and meta["engine"]["gpu_profile"] == "rtx-6000-ada"
+    assert meta["engine"]["compute_capability"] == "8.9" and meta["engine"]["engine_bytes"] > 100_000
+
+
+def test_onnx_repository_gets_the_newest_image(onnx_repo):
+    meta = json.loads((onnx_repo / "repo.json").read_text())
+    assert meta["engine"] is None and meta["triton_image"]["image"].endswith(f"{image_table().releases[-1].release}-py3")
+
+
+def test_builder_image_is_the_same_release():
+    assert builder_image("nvcr.io/nvidia/tritonserver:25.08-py3") == "nvcr.io/nvidia/tensorrt:25.08-py3"
+    with pytest.raises(ImageError, match="expected nvcr.io/nvidia/tritonserver"):
+        builder_image("registry.example/triton:custom")
+
+
+def test_ngc_commands_build_then_run(tmp_path):
+    build, run = ngc_commands(tmp_path, "nvcr.io/nvidia/tritonserver:25.10-py3")
+    assert build == ("docker build --build-arg TRITON_IMAGE=nvcr.io/nvidia/tritonserver:25.10-py3 "
+                     "-t nvembed-trt-serving:25.10 -f deploy/Dockerfile .")
+    assert f"-v {tmp_path.resolve()}:/models:ro nvembed-trt-serving:25.10 nvembed-trt serve --repo /models" in run
+    assert "--shm-size=1g" in run and "--tritonserver /opt/tritonserver/bin/tritonserver" in run
+    assert "pip install" not in run

@@ -1,0 +1,117 @@
+"""`nvembed-trt serve` as a user runs it (a child process: Triton supervised + the front door) called by the clients
+RAG applications already use, unmodified: the OpenAI SDK, LangChain's NVIDIAEmbeddings, plain HTTP, our CLI; every
+vector against the PyTorch reference with the right instruction; the clients' own error types carry our messages."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+from langchain_nvidia_ai_endpoints import NVIDIAEmbeddings
+from openai import BadRequestError, NotFoundError, OpenAI
+
+from serving_harness import MAX_LENGTH
+from nvembed_trt.cli.main import main
+from nvembed_trt.client import ClientError, EmbeddingClient
+from nvembed_trt.serving.process import ServeProcess
+from nvembed_trt.triton.server import pytriton_root
+from texts import SENTENCES
+
+try:
+    pytriton_root()
+except Exception as exc:  # noqa: BLE001
+    pytest.skip(f"nvidia-pytriton is not installed ({exc})", allow_module_level=True)
+
+SHORT = [s for s in SENTENCES if len(s) < 200]       # fit max_length 64 under truncate NONE (the API's default)
+DOCS = [f"Document {i}: {SHORT[i % len(SHORT)]}" for i in range(120)]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_repos):
+    with ServeProcess(tiny_repos["engine"]) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    def encode(texts, input_type=None):
+        return tiny.encode(texts, input_type=input_type, max_length=MAX_LENGTH)
+    return encode
+
+
+def test_ready_line_names_both_faces(served):
+    assert served.ready_line.startswith(f"ready: API http://127.0.0.1:{served.port}/v1 (model tiny")
+    assert f"KServe HTTP 127.0.0.1:{served.http_port}, gRPC 127.0.0.1:{served.grpc_port}" in served.ready_line
+
+
+@pytest.mark.parametrize("encoding", ["base64 (the SDK's default)", "float"])
+def test_openai_sdk(served, reference, tiny, encoding, cosine):
+    client = OpenAI(base_url=served.api_url, api_key="unused")
+    kw = {} if encoding.startswith("base64") else {"encoding_format": "float"}
+    passages = client.embeddings.create(model="tiny", input=SHORT, **kw)
+    queries = client.embeddings.create(model="tiny", input=SHORT[:3], extra_body={"input_type": "query"}, **kw)
+    got_p = np.asarray([d.embedding for d in passages.data], dtype=np.float32)
+    got_q = np.asarray([d.embedding for d in queries.data], dtype=np.float32)
+    assert cosine(got_p, reference(SHORT)).min().item() >= 0.9999
+    assert cosine(got_q, reference(SHORT[:3], "query")).min().item() >= 0.9999
+    tokens = sum(len(ids) for ids in tiny.tokenizer.encode_ids(SHORT, "", MAX_LENGTH))
+    assert passages.usage.prompt_tokens == passages.usage.total_tokens == tokens
+
+
+def test_openai_sdk_errors_carry_our_messages(served):
+    client = OpenAI(base_url=served.api_url, api_key="unused", max_retries=0)
+    with pytest.raises(BadRequestError, match=r"Input length \d+ exceeds maximum allowed token size 64"):
+        client.embeddings.create(model="tiny", input="word " * 500)
+    with pytest.raises(NotFoundError, match="model 'gpt' is not served here; served models: tiny"):
+        client.embeddings.create(model="gpt", input="x")
+
+
+def test_langchain_nvidia_embeddings(served, reference, cosine):
+    embeddings = NVIDIAEmbeddings(base_url=served.api_url, model="tiny")
+    query = np.asarray(embeddings.embed_query(SHORT[0]), dtype=np.float32)[None]
+    docs = np.asarray(embeddings.embed_documents(DOCS), dtype=np.float32)     # batches of 50, truncate NONE
+    assert cosine(query, reference(SHORT[:1], "query")).item() >= 0.9999
+    assert docs.shape == (120, 64) and cosine(docs, reference(DOCS)).min().item() >= 0.9999
+    with pytest.raises(Exception, match=r"\[400\].*Input length \d+ exceeds maximum allowed token size 64"):
+        embeddings.embed_query("word " * 500)
+    with pytest.raises(Exception, match=r"\[404\].*model 'nope' is not served here"):
+        NVIDIAEmbeddings(base_url=served.api_url, model="nope").embed_query("x")
+
+
+def test_plain_http_and_instruction_extension(served, tiny, cosine):
+    instruction = "Instruct: Retrieve semantically similar text\nQuery: "
+    reply = httpx.post(f"{served.api_url}/embeddings", json={"model": "tiny", "input": SHORT[1],
+                                                             "instruction": instruction})
+    assert reply.status_code == 200
+    got = np.asarray(reply.json()["data"][0]["embedding"], dtype=np.float32)[None]
+    assert cosine(got, tiny.encode([SHORT[1]], instruction=instruction, max_length=MAX_LENGTH)).item() >= 0.9999
+    bad = httpx.post(f"{served.api_url}/embeddings", content=b"{oops", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
+
+
+def test_largest_request_and_both_faces_agree(served, reference, cosine):
+    texts = [f"{i} {SHORT[i % len(SHORT)]}" for i in range(2048)]
+    front = EmbeddingClient(served.api_url).embed(texts, batch_size=2048)
+    kserve = EmbeddingClient(served.kserve["grpc"], "grpc").embed(texts[:64], batch_size=64)
+    assert front.shape == (2048, 64)
+    assert cosine(front[:64], kserve).min().item() >= 0.99999
+    assert cosine(front[::97], reference(texts[::97])).min().item() >= 0.9999
+    with pytest.raises(ClientError, match=r"\[413\] input has 2049 items, above the limit of 2048 per request"):
+        EmbeddingClient(served.api_url).embed(texts + ["one more"], batch_size=4096)
+
+
+def test_client_cli_through_the_front_door(served, tmp_path, reference):
+    src, out = tmp_path / "in.txt", tmp_path / "o.npy"
+    src.write_text("\n".join(SHORT))
+    assert main(["client", "embed", "--url", served.api_url, "--input", str(src), "--output", str(out),
+                 "--input-type", "query"]) == 0
+    np.testing.assert_allclose(np.load(out), reference(SHORT, "query"), atol=1e-4)
+
+
+def test_metrics_from_both_faces(served):
+    EmbeddingClient(served.api_url).embed(SHORT)
+    ours = httpx.get(f"{served.api_url}/metrics").text
+    triton = httpx.get(served.kserve["metrics"]).text
+    assert 'nvembed_requests_total{route="/v1/embeddings",status="200"}' in ours
+    assert "nvembed_queue_duration_seconds_count" in ours and "nvembed_ready 1.0" in ours
+    assert 'nv_inference_queue_duration_us{model="encoder"' in triton

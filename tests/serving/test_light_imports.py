@@ -1,0 +1,30 @@
+"""The serving path runs in NVIDIA's Triton image with only the `serving` extra: the front door, the python-backend
+models and the tokenizer import without torch, onnx, ONNX Runtime, ModelOpt, sentencepiece or transformers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BLOCKED = ("torch", "onnx", "onnxruntime", "modelopt", "sentencepiece", "transformers", "onnxscript", "onnx_ir",
+           "tensorrt_rtx", "mistral_common", "safetensors", "matplotlib")
+MODULES = ("nvembed_trt.serving", "nvembed_trt.serving.run", "nvembed_trt.serving.supervision",
+           "nvembed_trt.triton.models.embed", "nvembed_trt.triton.models.encoder_onnx", "nvembed_trt.tokenizer",
+           "nvembed_trt.client")
+
+PROGRAM = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {BLOCKED!r}:
+            raise ImportError(f"blocked heavy import: {{name}}")
+sys.meta_path.insert(0, Block())
+for module in {MODULES!r}:
+    importlib.import_module(module)
+print("ok")
+"""
+
+
+def test_serving_modules_import_without_heavy_dependencies():
+    proc = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
