@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32, help="nvembed-trt embed --batch-size")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="embed-corpus --batch-tokens")
-    parser.add_argument("--shard-rows", type=int, default=1024, help="embed-corpus --shard-rows")
+    parser.add_argument("--shard-rows", type=int, default=4096, help="embed-corpus --shard-rows")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     cli = shutil.which("nvembed-trt") or str(Path(sys.executable).parent / "nvembed-trt")

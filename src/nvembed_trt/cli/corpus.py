@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from exc
     meta = embed_corpus(settings)
     counts, last = meta["counts"], meta["runs"][-1]
-    print(f"wrote {counts['embedded']:,} embeddings of dim {meta['output']['dim']} in {meta['output']['shards']} "
-          f"shard(s) to {settings.output}/ ({last['embedded']:,} this run at {last['rows_per_s'] or 0:,.1f} rows/s; "
-          f"{counts['rejected']:,} rejected, see rejects.jsonl; how it was made: {settings.output}/corpus.json)")
+    dim = f" of dim {meta['output']['dim']}" if meta["output"]["dim"] else ""
+    print(f"wrote {counts['embedded']:,} embeddings{dim} in {meta['output']['shards']} shard(s) to "
+          f"{settings.output}/embeddings/ ({last['embedded']:,} this run at {last['rows_per_s'] or 0:,.1f} rows/s); "
+          f"{counts['rejected']:,} rejected: {settings.output}/rejects.jsonl; how it was made: "
+          f"{settings.output}/corpus.json")
     return 0

@@ -45,7 +45,7 @@ class CorpusSettings(BaseModel):
     def _upper(cls, value):
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("batch_tokens", "batch_rows", "shard_rows")
+    @field_validator("batch_tokens", "batch_rows", "shard_rows", "workers")
     @classmethod
     def _positive(cls, value, info):
         if value is not None and value < 1:
