@@ -33,14 +33,16 @@ class PackedBatch:
     padded_tokens: int
 
 
+def batch_of(rows: Sequence[Row], index: list[int], pad_id: int, inputs: Sequence[str] = INPUT_NAMES) -> PackedBatch:
+    """The int32 arrays of rows[index], padded to their longest row."""
+    members = [rows[i] for i in index]
+    ids, attention, pool = pad_rows([r.ids for r in members], [r.masked for r in members], pad_id)
+    arrays = {"input_ids": ids, "attention_mask": attention, "pool_mask": pool}
+    return PackedBatch(index, {n: arrays[n] for n in inputs}, pool, int(attention.sum()), ids.size)
+
+
 def pack(rows: Sequence[Row], packer: Packer, pad_id: int, inputs: Sequence[str] = INPUT_NAMES) -> list[PackedBatch]:
-    batches = []
-    for index in packer.plan([len(r.ids) for r in rows]):
-        members = [rows[i] for i in index]
-        ids, attention, pool = pad_rows([r.ids for r in members], [r.masked for r in members], pad_id)
-        arrays = {"input_ids": ids, "attention_mask": attention, "pool_mask": pool}
-        batches.append(PackedBatch(index, {n: arrays[n] for n in inputs}, pool, int(attention.sum()), ids.size))
-    return batches
+    return [batch_of(rows, index, pad_id, inputs) for index in packer.plan([len(r.ids) for r in rows])]
 
 
 def embed_rows(rows: Sequence[Row], packer: Packer, pad_id: int, inputs: Sequence[str], dim: int,

@@ -21,8 +21,8 @@ from nvembed_trt.deploy.dockerfile import (CONTRACT_SERVING, _from_pyproject, re
 from nvembed_trt.deploy.images import image_table
 
 # modules the serving image imports: the front door, the Triton python-backend models, the tokenizer, the init step
-SERVING_MODULES = ("nvembed_trt.serving", "nvembed_trt.triton.models.tokenizer", "nvembed_trt.triton.models.pooling",
-                   "nvembed_trt.tokenizer")
+SERVING_MODULES = ("nvembed_trt.serving", "nvembed_trt.serving.run", "nvembed_trt.triton.models.embed",
+                   "nvembed_trt.triton.models.encoder_onnx", "nvembed_trt.tokenizer", "nvembed_trt.cli.triton")
 DEPLOY_MODULES = ("nvembed_trt.deploy.ensure", "nvembed_trt.deploy.images")
 
 

@@ -31,6 +31,8 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
             return reply.status, reply.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+    except OSError:        # not listening yet (connection refused)
+        return 0, b""
 
 
 @pytest.fixture(scope="module")

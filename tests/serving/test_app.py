@@ -152,6 +152,7 @@ def test_health_models_metadata_metrics(tiny_repos):
                 await client.get("/v1/metadata"), await client.get("/v1/metrics"))
     ready, unready, refused, live, models, metadata, metrics = call(service, app, requests)
     assert ready.json() == {"object": "health.response", "message": "ready", "ready": True}
+    assert float(ready.headers["server-timing"].removeprefix("app;dur=")) > 0
     assert unready.status_code == 503 and unready.json()["message"] == "restarting tritonserver: test"
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert live.status_code == 200

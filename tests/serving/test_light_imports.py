@@ -10,7 +10,7 @@ BLOCKED = ("torch", "onnx", "onnxruntime", "modelopt", "sentencepiece", "transfo
            "tensorrt_rtx", "mistral_common", "safetensors", "matplotlib")
 MODULES = ("nvembed_trt.serving", "nvembed_trt.serving.run", "nvembed_trt.serving.supervision",
            "nvembed_trt.triton.models.embed", "nvembed_trt.triton.models.encoder_onnx", "nvembed_trt.tokenizer",
-           "nvembed_trt.client")
+           "nvembed_trt.client", "nvembed_trt.cli.triton", "nvembed_trt.cli.main")
 
 PROGRAM = f"""
 import importlib.abc, sys

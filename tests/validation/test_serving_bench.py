@@ -39,7 +39,8 @@ def test_short_run_reports_ratios_from_its_own_measurements(tmp_path, capsys):
                  "--concurrency", "1,4", "--kserve-concurrency", "2", "--output-dir", str(tmp_path / "out")]) == 0
     report = json.loads(next((tmp_path / "out").glob("serving-*.json")).read_text())
     ceiling = report["ceiling"]
-    assert ceiling["texts_per_s"] == max(t["texts_per_s"] for t in ceiling["trials"]) > 0
+    assert ceiling["texts_per_s"] == max(ceiling["before_texts_per_s"], ceiling["after_texts_per_s"]) > 0
+    assert ceiling["texts_per_s"] == max(t["texts_per_s"] for t in ceiling["trials"])
     for row in report["served"] + report["kserve"]:
         assert row["texts"] == 60 and row["texts_per_s"] == pytest.approx(60 / row["wall_s"])
         assert row["ratio_to_ceiling"] == pytest.approx(row["texts_per_s"] / ceiling["texts_per_s"])
@@ -49,6 +50,9 @@ def test_short_run_reports_ratios_from_its_own_measurements(tmp_path, capsys):
     assert overhead["front_door"]["p50_ms"] == pytest.approx(one["front_door"]["p50_ms"] -
                                                              one["encoder_alone"]["p50_ms"])
     assert overhead["kserve"]["p99_ms"] == pytest.approx(one["kserve"]["p99_ms"] - one["encoder_alone"]["p99_ms"])
+    parts = overhead["breakdown_p50_ms"]
+    assert sum(parts.values()) == pytest.approx(one["front_door"]["p50_ms"])
+    assert parts["triton_hop"] == pytest.approx(one["triton_encoder_grpc"]["p50_ms"] - one["encoder_alone"]["p50_ms"])
     assert sum(report["workload"]["histogram"].values()) == 60
     assert "served / ceiling" in capsys.readouterr().out
     assert list((tmp_path / "out").glob("serving-*-serving.png"))

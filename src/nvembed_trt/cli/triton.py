@@ -11,7 +11,6 @@ from ..serving.settings import API_KEY_ENV, ServeSettings
 from ..provenance import sha256_file, sidecar, write_json
 from ..textio import check_output_path, read_texts, save_embeddings
 from ..tokenizer import INPUT_TYPES
-from ..triton import repo_from_encoder
 from ..triton.server import EXIT_TIMEOUT_S
 from ..tokenizer import TRUNCATE_MODES
 
@@ -107,6 +106,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_repo(args: argparse.Namespace) -> int:
+    from ..triton import repo_from_encoder   # onnx, torch: not in the serving image, where `serve` runs
+
     result = repo_from_encoder(args.model, args.encoder, args.output, max_batch_size=args.max_batch_size,
                                max_length=args.max_length, max_batch_tokens=args.max_batch_tokens,
                                max_request_rows=args.max_request_rows, nv_embed_instances=args.nv_embed_instances,

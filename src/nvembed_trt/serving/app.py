@@ -67,7 +67,8 @@ def parse_request(body: bytes) -> EmbeddingRequest:
 
 
 class Guard:
-    """Pure ASGI middleware: API key, in-flight gauge, per-route counters and latency, and a last-resort 500."""
+    """Pure ASGI middleware: API key, in-flight gauge, per-route counters and latency, a Server-Timing header (the
+    time spent in the app, so a client can tell its network from our work), and a last-resort 500."""
 
     def __init__(self, app, service: EmbeddingService, metrics: Metrics):
         self.app, self.service, self.metrics = app, service, metrics
@@ -90,6 +91,8 @@ class Guard:
         async def send_status(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                took = f"app;dur={(time.perf_counter() - start) * 1000:.3f}".encode()
+                message["headers"] = [*message.get("headers", []), (b"server-timing", took)]
             await send(message)
         self.metrics.in_flight.inc()
         try:

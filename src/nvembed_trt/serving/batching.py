@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..encoding import PackedBatch, Row, pack
+from ..encoding import PackedBatch, Row, batch_of
 from ..packing import Packer
 from ..pooling import pool_or_check
 from .metrics import Metrics
@@ -83,9 +83,9 @@ class Batcher:
         if not self.pending:
             return None
         rows = [p.job.rows[p.index] for p in self.pending]
-        batches = pack(rows, self.packer, self.pad_id, self.inputs)
-        oldest = min(range(len(self.pending)), key=lambda i: self.pending[i].job.admitted)
-        chosen = next(b for b in batches if oldest in b.index)
+        plan = self.packer.plan([len(r.ids) for r in rows])          # lengths only: arrays for one batch below
+        oldest = next(index for index in plan if 0 in index)          # pending keeps admission order
+        chosen = batch_of(rows, oldest, self.pad_id, self.inputs)
         members = [self.pending[i] for i in chosen.index]
         taken = set(chosen.index)
         self.pending = [p for i, p in enumerate(self.pending) if i not in taken]

@@ -48,6 +48,8 @@ class TritonPythonModel:
         self.pb = triton_utils()
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # no busy-waiting between batches: spinning threads would take the CPU the front door and Triton need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = session_providers(params["providers"].split(","), ort.get_available_providers(),
                                       int(args.get("model_instance_device_id", 0) or 0))
         self.session = ort.InferenceSession(str(version_dir / params["onnx_file"]), options, providers=providers)
