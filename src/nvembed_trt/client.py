@@ -48,8 +48,12 @@ class FrontDoorClient:
             raise ClientError(f"[{reply.status_code}] {message or reply.text[:300]}")
         return body
 
+    def models(self) -> list[dict]:
+        """GET /v1/models: the served models (id, max_input_tokens, dimensions, ...)."""
+        return self._call("GET", "/models")["data"]
+
     def _first_model(self) -> str:
-        return self._call("GET", "/models")["data"][0]["id"]
+        return self.models()[0]["id"]
 
     def ready(self) -> bool:
         try:

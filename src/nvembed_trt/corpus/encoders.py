@@ -140,7 +140,7 @@ class EngineEncoder:
 
 def front_door_models(client) -> dict:
     """GET {url}/models of the front door (the description it serves: id, max_input_tokens, dimensions)."""
-    return client.front_door._call("GET", "/models")["data"][0]  # noqa: SLF001  (no public accessor yet)
+    return next(m for m in client.front_door.models() if m["id"] == client.model)
 
 
 def triton_limits(url: str, protocol: str) -> tuple[int | None, int | None]:
