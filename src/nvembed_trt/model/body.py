@@ -60,10 +60,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     """softmax(q k^T / sqrt(d) + bias) v for (B, H, Tq, d) queries and (B, H, Tk, d) keys/values.
 
     "sdpa" is memory-lean (fused kernels on GPU); "eager" spells the softmax out in fp32, which is what an fp16
-    ONNX graph must keep (a strongly typed TensorRT build honours exactly these types)."""
+    ONNX graph must keep (a strongly typed TensorRT build honours exactly these types). "eager" scales q by
+    1/sqrt(d) *before* the product (as PyTorch's own math SDPA does): in an fp16 graph the product q k^T is an fp16
+    tensor, and unscaled it overflows 65,504 when a scaled logit exceeds 65,504/sqrt(d) (1,024 for the latent
+    attention's d = 4,096), where the scaled product stays finite. In fp32 both orders agree to rounding."""
     if impl == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * (q.shape[-1] ** -0.5)   # (B, H, Tq, Tk) fp32
+    scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-1, -2)).float()  # (B, H, Tq, Tk) fp32
     if bias is not None:
         scores = scores + bias.float()
     return torch.matmul(torch.softmax(scores, dim=-1).to(q.dtype), v)
