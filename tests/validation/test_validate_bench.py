@@ -49,6 +49,13 @@ def test_validation_passes_and_writes_json_and_markdown(tiny, onnx_runtime, tmp_
     assert onnx_row["batched_vs_single_min_cosine"] >= 0.9999 and onnx_row["rows"] == 80
     md = path.with_suffix(".md").read_text()
     assert "| onnx | fp32 |" in md and "not available here: engine: needs a GPU" in md
+    # the report states which reference it used (issue 11, defect 13)
+    ref = saved["reference"]
+    assert (ref["runtime"], ref["device"], ref["weights_dtype"], ref["autocast"]) == ("torch", "cpu", "float32", None)
+    assert ref["matches_upstream"] is True and ref["vs_upstream"].startswith("same as upstream on a CPU")
+    assert "torch.autocast('cuda')" in ref["vs_upstream"]  # and how upstream differs on a GPU
+    assert "Reference: torch on cpu, float32 weights, no autocast, sdpa attention: same as upstream on a CPU" in md
+    assert "thresholds were set against an fp32 reference" not in md
 
 
 def test_validation_gate_fails_on_wrong_pooling(tiny, tmp_path):
@@ -64,6 +71,29 @@ def test_validate_cli_exit_status(tmp_path, capsys):
                  "--output-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "PASS" in out and len(list(tmp_path.glob("validate-*.json"))) == 1
+    assert "Reference: torch on cpu, float32 weights, no autocast" in out
+    saved = json.loads(next(tmp_path.glob("validate-*.json")).read_text())
+    assert saved["reference"]["weights_dtype"] == "float32" and saved["reference"]["autocast"] is None
+
+
+def test_validate_reference_dtype_is_stated_with_a_threshold_warning(tmp_path, capsys):
+    assert main(["validate", "--model", "tiny", "--runtimes", "torch", "--pairs", "8", "--reference-dtype",
+                 "bfloat16", "--output-dir", str(tmp_path)]) == 0  # the torch row is the reference itself
+    out = capsys.readouterr().out
+    saved = json.loads(next(tmp_path.glob("validate-*.json")).read_text())
+    ref = saved["reference"]
+    assert (ref["device"], ref["weights_dtype"], ref["matmul_dtype"], ref["matches_upstream"]) == \
+        ("cpu", "bfloat16", "bfloat16", False)
+    assert "Reference: torch on cpu, bfloat16 weights, no autocast, sdpa attention: not an upstream configuration" \
+        in out
+    assert "thresholds were set against an fp32 reference without autocast" in out
+
+
+def test_reference_autocast_needs_cuda(tmp_path, capsys):
+    assert main(["validate", "--model", "tiny", "--runtimes", "torch", "--reference-autocast",
+                 "--output-dir", str(tmp_path)]) == 2
+    assert "autocast needs --device cuda (got 'cpu')" in capsys.readouterr().err
+    assert not list(tmp_path.glob("validate-*"))
 
 
 def test_bench_small_grid(tiny, onnx_runtime, tmp_path):

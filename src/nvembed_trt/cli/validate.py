@@ -48,9 +48,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("validate", help="compare every runtime and recipe with the fp32 reference",
                        description="Embed a real-text validation set with every runtime and recipe available here "
-                                   "and compare with the fp32 PyTorch reference; exits 1 when a threshold fails.")
+                                   "and compare with the PyTorch reference (fp32, no autocast, unless told); the "
+                                   "report states the reference used. Exits 1 when a threshold fails.")
     _common(v)
     v.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the validation set")
+    v.add_argument("--reference-dtype", choices=tuple(DTYPES), default="float32",
+                   help="weight dtype of the PyTorch reference (default float32; thresholds assume it)")
+    v.add_argument("--reference-autocast", action="store_true",
+                   help="run the reference under torch.autocast('cuda', float16) as upstream does on a GPU "
+                        "(needs --device cuda; with float32 weights this is upstream's GPU forward)")
     v.set_defaults(run=run_validate)
     b = sub.add_parser("bench", help="latency and throughput of every runtime, with physical floors on GPUs",
                        description="Latency p50/p90/p99 and throughput over batch x sequence grids, Triton over a "
@@ -66,15 +72,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(run=run_bench_cli)
 
 
-def _setup(args, dtype="float32"):
-    embedder = Embedder.from_model(args.model, args.device, dtype, progress=False)
+def _setup(args, dtype="float32", autocast=False):
+    embedder = Embedder.from_model(args.model, args.device, dtype, progress=False, autocast=autocast)
     name = args.name or Path(args.model).name
     found, missing = discover(name, embedder, args.runtimes, args.recipes)
     return embedder, name, found, missing
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    embedder, name, found, missing = _setup(args)
+    embedder, name, found, missing = _setup(args, args.reference_dtype, args.reference_autocast)
     try:
         report, path = run_validation(args.model, TorchRuntime(embedder), found, missing, args.pairs, args.output_dir)
     finally:

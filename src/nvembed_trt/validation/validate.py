@@ -1,5 +1,6 @@
-"""validate: every available runtime and recipe against the fp32 PyTorch reference on a validation set of real
-text (standard-library docstrings: summary-line queries and their passages; never the calibration corpus)."""
+"""validate: every available runtime and recipe against the PyTorch reference (fp32 by default) on a validation set
+of real text (standard-library docstrings: summary-line queries and their passages; never the calibration corpus).
+The report states which reference was used (device, weight dtype, autocast) and how it compares with upstream."""
 
 from __future__ import annotations
 
@@ -51,14 +52,37 @@ def evaluate(runtime, reference: tuple[np.ndarray, np.ndarray], queries: list[st
     return row
 
 
+def describe_reference(reference_runtime) -> dict:
+    """The reference's own statement (Embedder.describe) or, for another runtime, its name and recipe."""
+    embedder = getattr(reference_runtime, "embedder", None)
+    if embedder is not None and hasattr(embedder, "describe"):
+        return embedder.describe()
+    return {"runtime": reference_runtime.name, "recipe": reference_runtime.recipe, "matches_upstream": None,
+            "vs_upstream": "not the PyTorch reference: no statement about upstream"}
+
+
+def reference_line(ref: dict) -> str:
+    if "weights_dtype" not in ref:
+        return f"Reference: {ref['runtime']} ({ref['recipe']}): {ref['vs_upstream']}."
+    autocast = f"under torch.autocast({ref['autocast']})" if ref["autocast"] else "no autocast"
+    device = ref["device"] + (f" ({ref['device_name']})" if ref["device"] != "cpu" else "")
+    return (f"Reference: torch on {device}, {ref['weights_dtype']} weights, {autocast}, {ref['attention']} "
+            f"attention: {ref['vs_upstream']}.")
+
+
+def _fp32_reference(ref: dict) -> bool:
+    return ref.get("weights_dtype") == "float32" and not ref.get("autocast")
+
+
 def run_validation(model: str, reference_runtime, runtimes: list, missing: list[str], pairs: int = 160,
                    results_dir: Path | None = None) -> tuple[dict, Path]:
+    ref = describe_reference(reference_runtime)
     heldout = heldout_set(pairs)
     reference = (reference_runtime.embed(heldout.queries, INPUT_TYPES["query"]),
                  reference_runtime.embed(heldout.passages, ""))
     rows = [evaluate(r, reference, heldout.queries, heldout.passages) for r in runtimes]
-    report = sidecar("validation", model=model, host=platform.node(), dataset=heldout.provenance, rows=rows,
-                     not_available=missing, passed=all(r["passed"] for r in rows))
+    report = sidecar("validation", model=model, host=platform.node(), dataset=heldout.provenance, reference=ref,
+                     rows=rows, not_available=missing, passed=all(r["passed"] for r in rows))
     out_dir = results_dir or RESULTS / platform.node()
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"validate-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -72,6 +96,11 @@ def validation_markdown(report: dict) -> str:
              f" rows of {report['dataset']['source']}): {'PASS' if report['passed'] else 'FAIL'}", "",
              "| runtime | recipe | min cosine | p1 cosine | mean cosine | max abs | top-10 | batched vs single | "
              "result |", "|---|---|---|---|---|---|---|---|---|"]
+    ref = report.get("reference")
+    if ref is not None:
+        lines[1:1] = ["", reference_line(ref)] + ([] if _fp32_reference(ref) else [
+            "Note: the recipes' thresholds were set against an fp32 reference without autocast; against this one "
+            "an exact runtime can fail them by the reference's own rounding."])
     for r in report["rows"]:
         lines.append(f"| {r['runtime']} | {r['recipe']} | {r['cosine_min']:.6f} | {r['cosine_p1']:.6f} | "
                      f"{r['cosine_mean']:.6f} | {r['max_abs']:.2e} | {r['top10_agreement']:.3f} | "
