@@ -3,11 +3,12 @@
 A tiny checkpoint is made "loud": LayerNorm gains of 100 before the latent attention and 60 before layer 0's
 self-attention (their value projections divided by the same factor) make |q·k| reach ~3e5 (latent) and ~1e5
 (body), far beyond fp16's 65,504, while the scaled logits stay finite. ONNX Runtime on CPU does not reproduce an
-fp16 overflow inside a graph: it runs fp16 MatMul through fp32 and drops the Cast fp32->fp16->fp32 pair, so the
-unscaled graph's output stays finite there (checked: identical embeddings for both orders). A TensorRT strongly
-typed engine does materialise the MatMul output in fp16. The test therefore makes each attention-score MatMul output
-a graph output, which ONNX Runtime must produce in the graph's own type (checked: an unscaled 40·40·64 product comes
-back as inf), and asserts these fp16 score tensors are finite and that they would have overflowed unscaled.
+fp16 overflow inside a graph: an fp16 MatMul followed by a Cast to fp32 returns 102,400 for a 40·40·64 product, even
+with graph optimisations off, so the unscaled graph's embeddings stay finite there (checked: the same embeddings for
+both orders). A strongly typed TensorRT engine holds the MatMul output in fp16. The test therefore makes each
+attention-score MatMul output a graph output, which ONNX Runtime must produce in the graph's own type (the same
+product then comes back as inf), and asserts these fp16 score tensors are finite and would have overflowed unscaled
+(checked: with the old order this test fails on layer 0's scores).
 """
 
 from __future__ import annotations
