@@ -4,7 +4,9 @@ Rows of every admitted request wait in one queue. Whenever a dispatch slot is fr
 (nvembed_trt.packing: length-sorted, under the token budget, each batch covered by one encoder shape) and the batch
 holding the oldest waiting row is sent; the rest wait for the next slot, where they may pack with newer arrivals.
 No timer delays a batch: what accumulates while the encoder is busy is what gets batched. The queue is bounded in
-rows (429 beyond it); a cancelled request's waiting rows are dropped."""
+rows (429 beyond it); a cancelled request's waiting rows are dropped. Urgent rows (the readiness probe) go to the
+head of the queue, so a probe measures the encoder, not the backlog; `last_progress` says when a batch last came
+back, so a slow answer under load can be told from a broken encoder."""
 
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ class Batcher:
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.inflight: set[asyncio.Task] = set()
+        self.last_progress = time.monotonic()   # when a batch last came back from the encoder
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -61,14 +64,19 @@ class Batcher:
         for task in list(self.inflight):
             task.cancel()
 
-    async def embed(self, rows: list[Row]) -> np.ndarray:
-        """float32 (N, D) for `rows`, in order. Raises QueueFull, or what the encoder run raised."""
-        if len(self.pending) + len(rows) > self.max_queued_rows:
+    async def embed(self, rows: list[Row], urgent: bool = False) -> np.ndarray:
+        """float32 (N, D) for `rows`, in order. Raises QueueFull, or what the encoder run raised. Urgent rows go
+        ahead of every waiting row (they still wait for a free dispatch slot)."""
+        if not urgent and len(self.pending) + len(rows) > self.max_queued_rows:
             raise QueueFull(f"{len(self.pending)} inputs are waiting and this request adds {len(rows)}; the queue "
                             f"holds {self.max_queued_rows}")
         loop = asyncio.get_running_loop()
         job = Job(rows, loop.create_future(), np.empty((len(rows), self.dim), dtype=np.float32), len(rows))
-        self.pending.extend(Pending(job, i) for i in range(len(rows)))
+        waiting = [Pending(job, i) for i in range(len(rows))]
+        if urgent:   # the batch holding the oldest waiting row goes next: urgent rows become the oldest
+            self.pending[:0] = waiting
+        else:
+            self.pending.extend(waiting)
         self.metrics.queue_rows.set(len(self.pending))
         self.wakeup.set()
         try:
@@ -120,6 +128,7 @@ class Batcher:
                     if not p.job.future.done():
                         p.job.future.set_exception(exc)
                 return
+            self.last_progress = time.monotonic()
             for p, vector in zip(members, vectors):
                 job = p.job
                 if job.future.done():

@@ -1,8 +1,9 @@
 """Supervision: readiness that tells the truth, and healing.
 
 Ready means a real embedding round trip works. A probe sends one short input through the front door's own path
-(batcher -> encoder over gRPC) on a timer, and again at once when live traffic sees the encoder fail; it also sends
-one through the KServe model (nv_embed), whose python stub can die while Triton's own /v2/health/ready stays 200.
+(batcher -> encoder over gRPC, ahead of any waiting rows) on a timer, and again at once when live traffic sees the encoder fail; a probe that times out while batches keep coming back
+means busy, not broken (a 2,048-input request of long texts keeps a CPU encoder busy for longer than the probe's
+timeout), so nothing is reloaded under load; it also sends one through the KServe model (nv_embed), whose python stub can die while Triton's own /v2/health/ready stays 200.
 Healing, one log line per action: a dead tritonserver is restarted with backoff (at once, then 1, 2, 4 ... 30 s); a model whose
 round trip fails is reloaded through Triton's model-control API, and Triton is restarted if that does not help.
 The front door answers 503 (not ready) meanwhile and is ready again once a probe succeeds."""
@@ -68,11 +69,21 @@ class Supervisor:
 
     async def probe(self) -> bool:
         """One real round trip through the front door's path; sets the service's readiness."""
+        started = time.monotonic()
+        batcher = self.service.batcher
         try:
-            vectors = await asyncio.wait_for(self.service.batcher.embed([self.probe_row]), PROBE_TIMEOUT_S)
+            vectors = await asyncio.wait_for(batcher.embed([self.probe_row], urgent=True), PROBE_TIMEOUT_S)
             if vectors.shape != (1, self.service.dim) or not np.isfinite(vectors).all():
                 raise ValueError(f"probe returned shape {vectors.shape}")
-        except Exception as exc:  # any failure of the round trip means not ready
+        except asyncio.TimeoutError:
+            if batcher.last_progress > started:   # batches came back meanwhile: busy, not broken
+                log.warning("probe: no answer within %.0f s, but the encoder answered batches meanwhile: busy, "
+                            "not broken; nothing reloaded", PROBE_TIMEOUT_S)
+                return self.service.health.ready
+            self.service.set_health(False, f"embedding round trip failed: no answer within {PROBE_TIMEOUT_S:g} s "
+                                           f"and no batch came back meanwhile")
+            return False
+        except Exception as exc:  # any other failure of the round trip means not ready
             self.service.set_health(False, f"embedding round trip failed: {str(exc)[:300]}")
             return False
         self.service.set_health(True, "ready")
