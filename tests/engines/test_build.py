@@ -63,6 +63,8 @@ def test_engine_and_metadata(engines, graphs, pooling, recipe):
     want = {"fp32": "FLOAT", "fp16": "HALF", "bf16": "BF16"}.get(recipe)
     if want:
         assert want in precision["MATRIX_MULTIPLY"]
+    elif RECIPES[recipe].method == "weight-only":  # weights dequantised into fp16 GEMMs, activations never quantised
+        assert precision.get("DEQUANTIZE") and not precision.get("QUANTIZE") and "HALF" in precision["MATRIX_MULTIPLY"]
     else:  # Q/DQ recipes: the strongly typed network carries the quantise/dequantise layers
         assert precision.get("QUANTIZE") and precision.get("DEQUANTIZE")
 
