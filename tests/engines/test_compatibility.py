@@ -117,3 +117,27 @@ def test_instances_beyond_the_card_are_refused(tmp_path):
     assert repo_from_encoder("tiny", folder, tmp_path / "one").directory.is_dir()
     with pytest.raises(RepositoryError, match=r"2 encoder instance\(s\) of this engine need .* on h100 .* use fewer"):
         repo_from_encoder("tiny", folder, tmp_path / "two", encoder_instances=2)
+
+
+# Issue 11 item 5: the GPU test builds for what the host can run (tests/engines/test_build.py), chosen here.
+@pytest.mark.parametrize("present, available, want, why", [
+    (("NVIDIA H100 80GB HBM3", "9.0"), {"tensorrt": False, "tensorrt-rtx": True}, [],
+     "matches profile(s) h100, h200, whose flavor(s) tensorrt are not installed: pip install tensorrt-cu13"),
+    (("NVIDIA H100 80GB HBM3", "9.0"), {"tensorrt": True, "tensorrt-rtx": True},
+     [("h100", "tensorrt"), ("h200", "tensorrt")], ""),
+    (("NVIDIA L40S", "8.9"), {"tensorrt": False, "tensorrt-rtx": True},
+     [("l40s", "tensorrt-rtx"), ("rtx-6000-ada", "tensorrt-rtx")], ""),
+    (("NVIDIA L40S", "8.9"), {"tensorrt": True, "tensorrt-rtx": True},
+     [("l40s", "tensorrt"), ("rtx-6000-ada", "tensorrt"), ("l40s", "tensorrt-rtx"), ("rtx-6000-ada", "tensorrt-rtx")],
+     ""),
+    (("Tesla T4", "7.5"), {"tensorrt": True, "tensorrt-rtx": True}, [],
+     "no GPU profile for Tesla T4 (compute capability 7.5)"),
+    (None, {"tensorrt": True}, [], "no CUDA GPU on this machine"),
+])
+def test_gpu_test_targets(present, available, want, why):
+    from nvembed_trt.engines.flavors import runnable_targets
+    from nvembed_trt.engines.gpus import gpu_registry
+
+    pairs, reason = runnable_targets(present, gpu_registry(), available)
+    assert [(g.name, f.name) for g, f in pairs] == want
+    assert why in reason and (reason == "") == bool(want)
