@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..checkpoint.loader import parameter_count
 from ..embedder import DEVICES, DTYPES, Embedder
 from ..precision.recipes import RECIPES
 from ..validation.bench import run_bench
@@ -93,12 +92,10 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_bench_cli(args: argparse.Namespace) -> int:
     embedder, name, found, missing = _setup(args, args.dtype)
-    params = parameter_count(embedder.model.cfg)
     try:
         report, path = run_bench(args.model, embedder.tokenizer, found, missing, args.batch,
                                  args.seq, args.concurrency, args.slo_ms, args.warmup,
-                                 args.iters, weight_bytes=2 * params, flops_per_token=2.0 * params,
-                                 results_dir=args.output_dir)
+                                 args.iters, cfg=embedder.model.cfg, results_dir=args.output_dir)
     finally:
         for runtime in found:
             runtime.close()

@@ -114,3 +114,24 @@ def attach_timing_cache(config, flavor: Flavor, path: Path):
     cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     return cache
+
+
+def runnable_targets(present: tuple[str, str] | None, registry: dict[str, GPUProfile],
+                     available: dict[str, bool] | None = None) -> tuple[list[tuple[GPUProfile, Flavor]], str]:
+    """The (GPU profile, flavor) pairs this host can build for and run: profiles of the present GPU's compute
+    capability, with a flavor that targets it and is installed. With none, the second item says why."""
+    if present is None:
+        return [], "no CUDA GPU on this machine"
+    available = available if available is not None else {name: installed(f) for name, f in FLAVORS.items()}
+    name, cc = present
+    matching = [g for g in registry.values() if g.compute_capability == cc]
+    if not matching:
+        return [], f"no GPU profile for {name} (compute capability {cc}); profiles: {', '.join(registry)}"
+    pairs = sorted(((g, FLAVORS[f]) for g in matching for f in g.flavors if available.get(f)),
+                   key=lambda pair: pair[1].name != "tensorrt")   # Triton's flavor first where both are installed
+    if not pairs:
+        wanted = sorted({f for g in matching for f in g.flavors})
+        return [], (f"{name} (compute capability {cc}) matches profile(s) {', '.join(g.name for g in matching)}, whose "
+                    f"flavor(s) {', '.join(wanted)} are not installed: "
+                    + "; ".join(FLAVORS[f].install for f in wanted))
+    return pairs, ""

@@ -1,9 +1,11 @@
 """GPU profiles: one schema-checked YAML file per card (package data), loaded into one registry.
 
-A profile says which builder flavors can target the card, the shapes Triton will send (serving), builder settings,
-and optimisation profiles (batch and sequence min/opt/max). Loading checks every profile: opt within min..max, the
-profiles cover the serving shapes, and the full-size NV-Embed-v2 in fp16 fits the card at each profile's largest
-shape (engines/memory.py)."""
+A profile says which builder flavors can target the card, its usable memory (nvidia-smi's memory.total, in MiB),
+the shapes Triton will send (serving) and how Triton allocates the engine's execution contexts, builder settings,
+and optimisation profiles (batch and sequence min/opt/max). Loading checks every profile: opt within min..max; every
+batch the served path can form (the packer over the profiles, capped at the serving batch, up to the serving length)
+is covered by one profile (nvembed_trt.packing: the loader and the packer share one rule); and the full-size
+NV-Embed-v2 in fp16 fits the card as Triton allocates it: one execution context per profile (engines/memory.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from ..config import NVEmbedConfig
 from ..errors import InputError
-from .memory import GIB, fits, weight_bytes
+from ..packing import Packer, ShapeLimit
+from .memory import GIB, MIB, AllocationStrategy, DeviceMemory, Shape, device_memory, weight_bytes
 
 FlavorName = Literal["tensorrt", "tensorrt-rtx"]
 RTX_TARGETS = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120", "12.1": "SM121"}
@@ -51,6 +54,35 @@ class Serving(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_batch_size: int
     max_sequence_length: int
+    # Triton tensorrt backend model parameter; ON_PROFILE_CHANGE: each profile's context holds only its own memory
+    execution_context_allocation_strategy: AllocationStrategy = "ON_PROFILE_CHANGE"
+
+
+def served_limits(profiles: list[dict], max_batch_size: int) -> tuple[ShapeLimit, ...]:
+    """The shapes the served path may send an engine: its profiles, each capped at the serving batch maximum (one
+    rule for the GPU-profile loader and the Triton repository)."""
+    return tuple(ShapeLimit(p["name"], min(p["batch"]["max"], max_batch_size), p["sequence"]["max"],
+                            p["batch"]["min"], p["sequence"]["min"]) for p in profiles)
+
+
+def coverage_problems(limits: tuple[ShapeLimit, ...], max_sequence_length: int) -> list[str]:
+    """Every batch the packer forms is covered by construction; what remains is a width no profile takes even as a
+    single row (a gap between profiles, a profile whose batch or sequence minimum excludes it)."""
+    if any(limit.min_batch > limit.max_batch for limit in limits):
+        bad = [limit.describe() for limit in limits if limit.min_batch > limit.max_batch]
+        return [f"the serving max_batch_size leaves no batch in profile(s) {'; '.join(bad)}"]
+    packer = Packer(limits)
+    uncovered = packer.uncovered_widths(max_sequence_length)
+    if not uncovered:
+        return []
+    runs, start = [], uncovered[0]
+    for prev, width in zip(uncovered, uncovered[1:] + [None]):
+        if width != prev + 1:
+            runs.append(f"{start}..{prev}" if prev != start else f"{start}")
+            start = width
+    shapes = "; ".join(limit.describe() for limit in limits)
+    return [f"serving max_sequence_length {max_sequence_length} admits rows no profile covers: a batch of 1 row x "
+            f"{uncovered[0]} tokens (uncovered widths {', '.join(runs)}; profiles {shapes})"]
 
 
 class BuilderSettings(BaseModel):
@@ -71,7 +103,7 @@ class GPUProfile(BaseModel):
     name: str
     description: str
     compute_capability: str
-    memory_gib: float
+    memory_mib: int          # usable device memory: nvidia-smi --query-gpu=memory.total (MiB, ECC as shipped)
     flavors: list[FlavorName]
     serving: Serving
     builder: BuilderSettings = BuilderSettings()
@@ -94,18 +126,63 @@ class GPUProfile(BaseModel):
                              f"profile sequence {longest}")
         if not any(p.covers(1, 2) for p in self.profiles):
             raise ValueError("no profile accepts a single short request (batch 1, sequence 2)")
+        problems = coverage_problems(self.served_limits(), self.serving.max_sequence_length)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
-    def memory_problems(self, cfg: NVEmbedConfig, weights: int) -> list[str]:
-        problems = []
-        for p in self.profiles:
-            ok, need = fits(cfg, weights, p.batch.max, p.sequence.max, int(self.builder.workspace_gib * GIB),
-                            int(self.memory_gib * GIB))
-            if not ok:
-                problems.append(f"profile {p.name} at batch {p.batch.max} x sequence {p.sequence.max} needs "
-                                f"{need / GIB:.1f} GiB (weights {weights / GIB:.1f} GiB + activations + workspace), "
-                                f"more than the {self.name}'s {self.memory_gib:g} GiB")
-        return problems
+    @property
+    def memory_gib(self) -> float:
+        return self.memory_mib * MIB / GIB
+
+    def served_limits(self) -> tuple[ShapeLimit, ...]:
+        return served_limits([p.model_dump() for p in self.profiles], self.serving.max_batch_size)
+
+    def packer(self) -> Packer:
+        return Packer(self.served_limits())
+
+    def device_memory(self, cfg: NVEmbedConfig, weights: int, instances: int = 1,
+                      token_states: bool = True) -> DeviceMemory:
+        """What Triton allocates on this card for an engine built from this profile (engines/memory.py)."""
+        shapes = [Shape(p.name, p.batch.max, p.sequence.max) for p in self.profiles]
+        return device_memory(cfg, weights, shapes, int(self.builder.workspace_gib * GIB),
+                             self.serving.execution_context_allocation_strategy, instances, token_states)
+
+    def memory_problems(self, cfg: NVEmbedConfig, weights: int, instances: int = 1,
+                        token_states: bool = True) -> list[str]:
+        need = self.device_memory(cfg, weights, instances, token_states)
+        if need.total <= self.memory_mib * MIB:
+            return []
+        return [f"serving on {self.name} under Triton needs {need.total / GIB:.1f} GiB ({need.describe()}), more "
+                f"than the {self.name}'s {self.memory_gib:.2f} GiB usable"]
+
+
+def engine_serving_parameters(meta: dict) -> dict[str, str]:
+    """The Triton tensorrt backend model parameters for an engine (config.pbtxt `parameters`): the GPU profile's
+    execution context allocation strategy, as engine.json's `serving` recorded it at build time, else the registry's."""
+    strategy = meta.get("serving", {}).get("execution_context_allocation_strategy")
+    if strategy is None:
+        registered = gpu_registry().get(meta.get("gpu", {}).get("profile", ""))
+        strategy = registered.serving.execution_context_allocation_strategy if registered else "STATIC"
+    return {"execution_context_allocation_strategy": strategy}
+
+
+def engine_memory_problems(meta: dict, cfg: NVEmbedConfig, instances: int = 1) -> list[str]:
+    """Whether an engine (engine.json) served by Triton with `instances` encoder instances fits its card: the plan's
+    bytes as weights, its own profiles, its builder workspace and the allocation strategy it will be served with.
+    Cards outside the registry are not checked (nothing says how much memory they have)."""
+    gpu = gpu_registry().get(meta.get("gpu", {}).get("profile", ""))
+    if gpu is None:
+        return []
+    shapes = [Shape(p["name"], p["batch"]["max"], p["sequence"]["max"]) for p in meta["profiles"]]
+    workspace = int(meta.get("builder", {}).get("workspace_gib", gpu.builder.workspace_gib) * GIB)
+    need = device_memory(cfg, int(meta["engine_bytes"]), shapes, workspace,
+                         engine_serving_parameters(meta)["execution_context_allocation_strategy"], instances,
+                         token_states="token_states" in meta["outputs"])
+    if need.total <= gpu.memory_mib * MIB:
+        return []
+    return [f"{instances} encoder instance(s) of this engine need {need.total / GIB:.1f} GiB on {gpu.name} under "
+            f"Triton ({need.describe()}), more than its {gpu.memory_gib:.2f} GiB usable: use fewer instances"]
 
 
 def parse_gpu(raw: dict, source: str, check_memory: bool = True) -> GPUProfile:

@@ -1,9 +1,20 @@
 """EngineRunner: load a plan built here, pick the optimisation profile for the input shape, run, return float32
-embeddings. Refuses an engine built for another GPU or with another library version, saying which."""
+embeddings. Refuses an engine built for another GPU or with another library version, saying which, except where the
+engine was built to allow it:
+
+- version-compatible (BuilderFlag.VERSION_COMPATIBLE, tensorrt flavor): runs on the same or a newer TensorRT of the
+  same major version; the plan carries a lean runtime, so the runtime must allow host code
+  (`runtime.engine_host_code_allowed = True`), and Triton needs `--backend-config=tensorrt,version-compatible=true`;
+- hardware-compatible (HardwareCompatibilityLevel.AMPERE_PLUS, tensorrt flavor): runs on any GPU of compute
+  capability 8.0 or newer.
+
+`engine_compatibility` is the decision, a pure function of engine.json, the TensorRT version and the GPU present;
+validate/bench discovery and the runner share it."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +30,56 @@ class EngineMismatchError(NVEmbedError):
     """The engine was built for another GPU or library version, or no profile covers a shape."""
 
 
+HARDWARE_COMPATIBLE_MIN_CC = (8, 0)   # AMPERE_PLUS
+VERSION_COMPATIBLE_BACKEND_CONFIG = "tensorrt,version-compatible=true"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    match = re.match(r"^(\d+(?:\.\d+)*)", str(text).strip())
+    return tuple(int(x) for x in match.group(1).split(".")) if match else ()
+
+
+def _cc(text: str) -> tuple[int, int]:
+    major, _, minor = str(text).partition(".")
+    return int(major), int(minor or 0)
+
+
+def engine_compatibility(meta: dict, runtime_version: str | None, present_cc: str | None,
+                         gpu_name: str = "this GPU") -> str | None:
+    """None when this TensorRT (`runtime_version`; None: not installed) and this GPU (compute capability
+    `present_cc`; None: no GPU) can run the engine described by engine.json `meta`; otherwise the reason why not."""
+    flavor, built = meta["flavor"], meta["flavor_version"]
+    builder = meta.get("builder", {})
+    version_compatible = flavor == "tensorrt" and bool(builder.get("version_compatible"))
+    hardware_compatible = flavor == "tensorrt" and bool(builder.get("hardware_compatible"))
+    where = f"{meta['gpu']['profile']} (compute capability {meta['gpu']['compute_capability']})"
+    if runtime_version is None:
+        return f"flavor {flavor} is not installed ({FLAVORS[flavor].install})"
+    if version_compatible:
+        have, need = _version(runtime_version), _version(built)
+        if not have or not need or have[0] != need[0] or have < need:
+            return (f"built version-compatible with {flavor} {built}: runs on {flavor} {need[0] if need else '?'}.x "
+                    f"from {built} on, this machine has {runtime_version}")
+    elif runtime_version != built:
+        return (f"built with {flavor} {built}, this machine has {runtime_version}: rebuild it (or build it with "
+                f"--version-compatible)")
+    if present_cc is None:
+        return "running an engine needs a CUDA GPU; this machine has none"
+    if hardware_compatible:
+        if _cc(present_cc) < HARDWARE_COMPATIBLE_MIN_CC:
+            return (f"built hardware-compatible (Ampere and newer, compute capability >= 8.0); {gpu_name} is "
+                    f"{present_cc}")
+    elif present_cc != meta["gpu"]["compute_capability"]:
+        return f"built for {where}; {gpu_name} is compute capability {present_cc}"
+    return None
+
+
+def triton_backend_config(meta: dict) -> list[str]:
+    """The tritonserver --backend-config items an engine needs (repo.json `server.backend_config`)."""
+    version_compatible = meta.get("flavor") == "tensorrt" and bool(meta.get("builder", {}).get("version_compatible"))
+    return [VERSION_COMPATIBLE_BACKEND_CONFIG] if version_compatible else []
+
+
 class EngineRunner:
     def __init__(self, engine_dir: Path | str):
         import torch
@@ -27,17 +88,14 @@ class EngineRunner:
         self.meta = json.loads((engine_dir / ENGINE_JSON).read_text())
         flavor = FLAVORS[self.meta["flavor"]]
         self.trt = import_flavor(flavor)
-        if self.trt.__version__ != self.meta["flavor_version"]:
-            raise EngineMismatchError(f"{engine_dir} was built with {flavor.name} {self.meta['flavor_version']}, "
-                                      f"this machine has {self.trt.__version__}: rebuild it")
         present = cuda_gpu()
-        if present is None:
-            raise EngineMismatchError("running an engine needs a CUDA GPU; this machine has none")
-        built_for = self.meta["gpu"]["compute_capability"]
-        if present[1] != built_for:
-            raise EngineMismatchError(f"{engine_dir} was built for {self.meta['gpu']['profile']} (compute capability "
-                                      f"{built_for}); this GPU is {present[0]} ({present[1]})")
+        problem = engine_compatibility(self.meta, self.trt.__version__, present[1] if present else None,
+                                       present[0] if present else "this GPU")
+        if problem:
+            raise EngineMismatchError(f"{engine_dir}: {problem}")
         runtime = self.trt.Runtime(self.trt.Logger(self.trt.Logger.ERROR))
+        if triton_backend_config(self.meta):  # a version-compatible plan runs its embedded lean runtime
+            runtime.engine_host_code_allowed = True
         self.engine = runtime.deserialize_cuda_engine((engine_dir / "model.plan").read_bytes())
         if self.engine is None:
             raise EngineMismatchError(f"{engine_dir / 'model.plan'} did not deserialise on {present[0]}")

@@ -17,6 +17,8 @@ from ..source import resolve_model
 from ..staging import staged_directory
 from ..tokenizer.files import bundled_sentencepiece_model, write_tokenizer_files
 from ..packing import ShapeLimit, default_batch_tokens
+from ..engines.gpus import engine_memory_problems, engine_serving_parameters, served_limits
+from ..engines.runner import triton_backend_config
 from .config import check_repository, repository_configs, to_pbtxt
 from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 
@@ -39,7 +41,7 @@ def _encoder_facts(encoder: Path) -> dict:
     if (encoder / "engine.json").is_file():
         meta = json.loads((encoder / "engine.json").read_text())
         image = triton_image_for_engine(meta, encoder / "engine.json")  # refuses TensorRT-RTX plans; NGC image by TRT
-        return {"kind": "tensorrt_plan", "file": encoder / "model.plan", "inputs": meta["inputs"],
+        return {"kind": "tensorrt_plan", "file": encoder / "model.plan", "inputs": meta["inputs"], "meta": meta,
                 "outputs": meta["outputs"], "max_batch_size": meta["serving"]["max_batch_size"],
                 "max_length": meta["serving"]["max_sequence_length"],
                 "limits": tuple(ShapeLimit.from_profile(p) for p in meta["profiles"]),
@@ -49,7 +51,7 @@ def _encoder_facts(encoder: Path) -> dict:
         graph = onnx.load(str(encoder / "model.onnx"), load_external_data=False).graph
         return {"kind": "onnxruntime", "file": encoder / "model.onnx", "inputs": [i.name for i in graph.input],
                 "outputs": [o.name for o in graph.output], "max_batch_size": None, "max_length": None,
-                "limits": None, "profiles": (), "engine": None,
+                "limits": None, "profiles": (), "engine": None, "meta": None,
                 "triton_image": {"image": default_image(), "how": "newest NGC release (ONNX Runtime encoder)"}}
     raise InputError(f"{encoder}: neither an engine folder (engine.json + model.plan) nor an export folder "
                      f"(model.onnx)")
@@ -89,16 +91,20 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
     if output_dtype not in ("float32", "float16"):
         raise InputError(f"output dtype must be float32 or float16, got {output_dtype!r}")
     limits = facts["limits"] or (ShapeLimit("onnx", batch, length),)
-    if facts["limits"]:  # an engine: no batch beyond the serving maximum, whatever a profile would take
-        limits = tuple(ShapeLimit(s.name, min(s.max_batch, batch), s.max_sequence, s.min_batch, s.min_sequence)
-                       for s in limits)
+    parameters: dict[str, str] = {}
+    if facts["meta"] is not None:  # an engine: no batch beyond the serving maximum, whatever a profile would take
+        limits = served_limits(facts["meta"]["profiles"], batch)
+        parameters = engine_serving_parameters(facts["meta"])
+        problems = engine_memory_problems(facts["meta"], source.config, encoder_instances)
+        if problems:
+            raise RepositoryError("; ".join(problems))
     spec = RepoSpec(encoder_kind=facts["kind"], pooling="engine" if "embeddings" in facts["outputs"] else "ensemble",
                     hidden_size=source.config.embedding_dim, max_length=length, shape_limits=limits,
                     max_batch_tokens=max_batch_tokens or default_batch_tokens(limits),
                     max_request_rows=max_request_rows, max_queue_delay_us=max_queue_delay_us,
                     nv_embed_instances=nv_embed_instances, encoder_instances=encoder_instances,
                     output_dtype=output_dtype, onnx_providers=providers, engine_profiles=facts["profiles"],
-                    max_input_bytes=max_input_bytes)
+                    max_input_bytes=max_input_bytes, encoder_parameters=parameters)
     configs = repository_configs(spec)
     problems = check_repository(configs, spec, {"inputs": facts["inputs"], "outputs": facts["outputs"]})
     if problems:
@@ -121,7 +127,8 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
         meta = sidecar("triton-repository", model=source.describe(), served_model_id=served_model_id(source),
                        encoder=str(encoder), encoder_sha256=sha256_file(facts["file"]), recipe=_recipe(encoder),
                        spec=spec.to_json(), models=list(configs), kserve_model=ENSEMBLE, engine=facts["engine"],
-                       triton_image=facts["triton_image"])
+                       triton_image=facts["triton_image"],
+                       server={"backend_config": triton_backend_config(facts["meta"]) if facts["meta"] else []})
         write_json(staging / "repo.json", meta)
     return RepoResult(output, spec, meta)
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import NVEmbedConfig
 from ..provenance import sidecar, write_json
 from ..tokenizer import INPUT_TYPES, EmbeddingTokenizer, TokenizedBatch
-from .floors import measure_floors
+from .floors import Cost, attention_dtype, file_bytes, measure_floors, recipe_dtypes, recipe_weight_bytes
 
 RESULTS = Path("benchmarks") / "results"
 
@@ -79,10 +80,36 @@ def _callable(runtime, batch: TokenizedBatch):
     return None
 
 
-def bench_grid(runtime, tokenizer, batches, seqs, warmup, iters, floors) -> list[dict]:
+def runtime_cost(runtime, cfg: NVEmbedConfig) -> Cost:
+    """The weight bytes a runtime reads per forward pass and the dtypes its matmuls run in: from the files it loaded
+    where it has them (engine plan, ONNX graph + external data), else from the recipe's (or PyTorch dtype's) weights."""
+    if runtime.name == "torch":   # the parameters as loaded: float32, float16 or bfloat16
+        dtype = str(next(runtime.embedder.model.parameters()).dtype).removeprefix("torch.")
+        _, gemm, _ = recipe_dtypes(dtype)
+        return Cost(recipe_weight_bytes(cfg, dtype), gemm, attention_dtype(dtype), f"parameters in {dtype}")
+    recipe = runtime.recipe
+    _, gemm, _ = recipe_dtypes(recipe)
+    if runtime.name == "engine":
+        plan = Path(runtime.directory) / "model.plan"
+        return Cost(file_bytes(plan), gemm, attention_dtype(recipe), f"engine plan {plan}")
+    if runtime.name == "onnx":
+        path = Path(runtime.path)
+        return Cost(file_bytes(path, path.with_name(path.name + ".data")), gemm, attention_dtype(recipe),
+                    f"ONNX graph {path} and its external data")
+    return Cost(recipe_weight_bytes(cfg, recipe), gemm, attention_dtype(recipe), f"recipe {recipe}'s weight dtypes")
+
+
+def bench_grid(runtime, tokenizer, batches, seqs, warmup, iters, floors, cfg: NVEmbedConfig | None = None,
+               skipped: list[str] | None = None) -> list[dict]:
     rng, rows = np.random.default_rng(0), []
+    cost = runtime_cost(runtime, cfg) if floors is not None and cfg is not None else None
     for b in batches:
         for s in seqs:
+            if runtime.name == "engine" and not runtime.accepts(b, s):  # beyond the card's profiles: not a figure
+                if skipped is not None:
+                    skipped.append(f"engine {runtime.recipe}: batch {b} x sequence {s} is outside its profiles and "
+                                   f"serving limits (max batch {runtime.max_batch})")
+                continue
             if runtime.name == "triton":
                 texts = [synthetic_text(tokenizer, max(1, s - 2), rng) for _ in range(b)]
                 fn = lambda texts=texts: runtime.embed(texts, "", b)  # noqa: E731
@@ -92,8 +119,8 @@ def bench_grid(runtime, tokenizer, batches, seqs, warmup, iters, floors) -> list
             stats = percentiles(timed(fn, warmup, iters, cuda=floors is not None and runtime.name != "triton"))
             row = {"runtime": runtime.name, "recipe": runtime.recipe, "batch": b, "seq": s, **stats,
                    "requests_per_s": 1000 * b / stats["mean_ms"], "tokens_per_s": 1000 * b * s / stats["mean_ms"]}
-            if floors:
-                row.update(floors.annotate(b * s, stats["p50_ms"]))
+            if cost is not None:
+                row.update(floors.annotate(cost, b, s, stats["p50_ms"]))
             rows.append(row)
     return rows
 
@@ -142,9 +169,16 @@ def tokenizer_throughput(tokenizer: EmbeddingTokenizer, count: int = 2000) -> di
 
 def run_bench(model: str, tokenizer: EmbeddingTokenizer, runtimes: list, missing: list[str], batches, seqs,
               concurrency, slo_ms: float = 150.0, warmup: int = 2, iters: int = 10, requests_per_client: int = 5,
-              weight_bytes: int = 0, flops_per_token: float = 0.0, results_dir: Path | None = None) -> tuple[dict, Path]:
-    floors = measure_floors(weight_bytes, flops_per_token)
-    grid = [row for r in runtimes for row in bench_grid(r, tokenizer, batches, seqs, warmup, iters, floors)]
+              cfg: NVEmbedConfig | None = None, results_dir: Path | None = None) -> tuple[dict, Path]:
+    """`cfg`: the model's configuration, for the physical floors on a GPU (weights and FLOPs per runtime)."""
+    floors = measure_floors(cfg) if cfg is not None else None
+    missing = list(missing)
+    grid = []
+    for r in runtimes:
+        grid += bench_grid(r, tokenizer, batches, seqs, warmup, iters, floors, cfg, missing)
+        if r.name == "engine":
+            r.close()   # one engine on the GPU at a time
+
     triton = next((r for r in runtimes if r.name == "triton"), None)
     sweep = concurrency_sweep(triton, tokenizer, concurrency, requests_per_client) if triton else []
     overhead = _overhead(grid)

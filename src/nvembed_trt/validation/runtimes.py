@@ -1,9 +1,15 @@
 """Runtimes that embed texts, one interface each: the PyTorch reference, ONNX Runtime on an export or recipe graph,
-a TensorRT engine (GPU), and Triton end to end. `discover` finds what exists for a model on this host."""
+a TensorRT engine (GPU), and Triton end to end. `discover` finds what exists for a model on this host.
+
+Engines: `select_engines` (a pure function of the engine.json files, the TensorRT versions installed and the GPU
+present) keeps only the engines this host can run, with a note for each one left out; an EngineRuntime loads its
+plan when first used and unloads any other engine first, so one engine at a time holds the GPU; its batches stay
+within the engine's serving limits (engine.json `serving`: the A10's maximum batch is 8)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -59,25 +65,101 @@ class OnnxRuntime:
         pass
 
 
+_LOADED: list = []   # the one EngineRuntime whose plan is on the GPU now
+
+
 @dataclass
 class EngineRuntime:
     directory: Path
     tokenizer: EmbeddingTokenizer
     recipe: str
     name: str = "engine"
+    meta: dict = field(default_factory=dict)
+    _runner: object = None
 
     def __post_init__(self):
-        from ..engines.runner import EngineRunner
+        if not self.meta:
+            self.meta = json.loads((Path(self.directory) / "engine.json").read_text())
 
-        self.runner = EngineRunner(self.directory)
+    @property
+    def max_batch(self) -> int:
+        return int(self.meta["serving"]["max_batch_size"])
+
+    @property
+    def max_length(self) -> int:
+        return min(MAX_LENGTH, int(self.meta["serving"]["max_sequence_length"]))
+
+    def accepts(self, rows: int, width: int) -> bool:
+        """Whether one of the engine's profiles covers the shape, within the serving limits."""
+        return rows <= self.max_batch and width <= int(self.meta["serving"]["max_sequence_length"]) and any(
+            p["batch"]["min"] <= rows <= p["batch"]["max"] and p["sequence"]["min"] <= width <= p["sequence"]["max"]
+            for p in self.meta["profiles"])
+
+    @property
+    def runner(self):
+        """The loaded engine; loading it first unloads whichever engine was loaded (one at a time on the GPU)."""
+        if self._runner is None:
+            from ..engines.runner import EngineRunner
+
+            for other in list(_LOADED):
+                other.close()
+            self._runner = EngineRunner(self.directory)
+            _LOADED.append(self)
+        return self._runner
 
     def embed(self, texts, instruction, batch_size=16):
-        out = [self.runner.run(self.tokenizer(list(texts[i:i + batch_size]), instruction, MAX_LENGTH))
-               for i in range(0, len(texts), batch_size)]
+        step = max(1, min(batch_size, self.max_batch))
+        out = [self.runner.run(self.tokenizer(list(texts[i:i + step]), instruction, self.max_length))
+               for i in range(0, len(texts), step)]
         return np.concatenate(out)
 
     def close(self) -> None:
-        pass
+        if self._runner is not None:
+            self._runner = None
+            if self in _LOADED:
+                _LOADED.remove(self)
+            try:
+                import torch
+
+                torch.cuda.empty_cache()
+            except Exception:  # noqa: BLE001 - freeing is best effort; the next load reports real errors
+                pass
+
+
+def installed_versions() -> dict[str, str | None]:
+    """The version of each builder flavor importable here (None: not installed)."""
+    import importlib
+
+    from ..engines.flavors import FLAVORS, installed
+
+    versions: dict[str, str | None] = {}
+    for name, flavor in FLAVORS.items():
+        versions[name] = importlib.import_module(flavor.module).__version__ if installed(flavor) else None
+    return versions
+
+
+def select_engines(folders: list[Path], present: tuple[str, str] | None, versions: dict[str, str | None],
+                   recipes: set[str] | None = None) -> tuple[list[tuple[Path, dict]], list[str]]:
+    """The engine folders (engine.json + model.plan) this host can run, in order, each with its engine.json, and a
+    note for every one left out: not a wanted recipe (silently), another card, another TensorRT, no GPU."""
+    from ..engines.runner import engine_compatibility
+
+    chosen, notes = [], []
+    for folder in folders:
+        if recipes is not None and folder.name not in recipes:
+            continue
+        try:
+            meta = json.loads((folder / "engine.json").read_text())
+        except (OSError, ValueError) as exc:
+            notes.append(f"engine {folder}: unreadable engine.json ({exc})")
+            continue
+        problem = engine_compatibility(meta, versions.get(meta.get("flavor")), present[1] if present else None,
+                                       present[0] if present else "this GPU")
+        if problem:
+            notes.append(f"engine {folder}: {problem}")
+        else:
+            chosen.append((folder, meta))
+    return chosen, notes
 
 
 class TritonRuntime:
@@ -130,13 +212,14 @@ def discover(name: str, embedder: Embedder, runtimes: list[str], recipes: list[s
         if not any(r.name == "onnx" for r in found):
             missing.append(f"onnx: no graphs under {export}/ (run nvembed-trt export / precision)")
     if "engine" in runtimes:
-        plans = sorted((root / "engines").glob(f"*/{name}/*/model.plan"))
-        if cuda_gpu() is None:
-            missing.append(f"engine: {len(plans)} engine(s) found, but running them needs a GPU")
+        folders = [plan.parent for plan in sorted((root / "engines").glob(f"*/{name}/*/model.plan"))]
+        present = cuda_gpu()
+        if present is None:
+            missing.append(f"engine: {len(folders)} engine(s) found, but running them needs a GPU")
         else:
-            for plan in plans:
-                if wanted is None or plan.parent.name in wanted:
-                    found.append(EngineRuntime(plan.parent, embedder.tokenizer, plan.parent.name))
+            chosen, notes = select_engines(folders, present, installed_versions(), wanted)
+            found += [EngineRuntime(folder, embedder.tokenizer, folder.name, meta=meta) for folder, meta in chosen]
+            missing += notes
     if "triton" in runtimes:
         repo = root / "triton_repo" / name
         if (repo / "repo.json").is_file():
