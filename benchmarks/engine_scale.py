@@ -88,7 +88,8 @@ def main() -> None:
     ckpt = args.checkpoint
     if ckpt is None:
         ckpt = args.workdir / f"{args.model}-checkpoint"
-        step = measured([cli, "checkpoint", "--model", args.model, "--output", str(ckpt), "--overwrite"])
+        shutil.rmtree(ckpt, ignore_errors=True)
+        step = measured([cli, "checkpoint", "--model", args.model, "--output", str(ckpt)])
         results["checkpoint"] = {**step, "bytes": sum(f.stat().st_size for f in ckpt.iterdir() if f.is_file())}
         if step["exit"] != 0:
             sys.exit("checkpoint failed")
@@ -110,6 +111,7 @@ def main() -> None:
                         build.update({k: meta[k] for k in ("flavor", "flavor_version", "build_s", "engine_bytes",
                                                            "weights", "network_precision", "layer_precision")})
                         build["serialization"] = meta["builder"]["serialization"]
+                        build["host_memory_gib"] = meta["builder"].get("host_memory_gib")
                         build["aot_targets"] = meta["gpu"].get("aot_targets")
                         build["under_target"] = build["peak_rss_gib"] <= TARGET_PEAK_GIB
                         if i == 0 and not stripped and not args.no_repo:
