@@ -165,9 +165,12 @@ def engine_markdown(results: dict) -> str:
                          f"{' (weights stripped)' if b['weights'].get('stripped') else ''} | "
                          f"{', '.join(f'{k} {v}' for k, v in sorted(mm.items()))} |")
         if entry.get("triton_repo"):
-            t = entry["triton_repo"]
+            t, first = entry["triton_repo"], next(iter(entry["engines"].values()))
+            outcome = "consistent" if t["exit"] == 0 else (
+                "refused: a TensorRT-RTX plan is no Triton tensorrt_plan" if first.get("flavor") == "tensorrt-rtx"
+                and t["exit"] == 2 else f"failed (exit {t['exit']})")
             lines.append(f"| {recipe} | triton-repo | {next(iter(entry['engines']))} | {t['wall_s']:.0f} s | "
-                         f"{t['peak_rss_gib']:.2f} GiB | {'consistent' if t['exit'] == 0 else 'failed'} | - |")
+                         f"{t['peak_rss_gib']:.2f} GiB | {outcome} | - |")
     return "\n".join(lines) + "\n"
 
 
