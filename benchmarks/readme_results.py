@@ -4,7 +4,8 @@ tests/test_readme.py checks that the block equals this script's output.
 
 To publish a run: copy benchmarks/results/<host>/validate-*.json and bench-*.json (and the PNGs) into
 benchmarks/published/<machine>/ as validate.json, bench.json, latency.png, throughput.png; a `bench-serving` run as
-serving.json and serving.png; a `benchmarks/soak.py` run as soak.json.
+serving.json and serving.png; a `benchmarks/soak.py` run as soak.json; `benchmarks/engine_scale.py` writes
+engine-scale.json there itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def soak_markdown(report: dict) -> str:
     return render_soak(report)
 
 
+def engine_markdown(results: dict) -> str:
+    from engine_scale import engine_markdown as render_engines
+
+    return render_engines(results)
+
+
 def render() -> str:
     from nvembed_trt.validation.bench import bench_markdown
     from nvembed_trt.validation.serving_bench import serving_markdown
@@ -46,6 +53,8 @@ def render() -> str:
             parts.append(f"![served vs ceiling](benchmarks/published/{machine.name}/serving.png)\n")
         if (machine / "soak.json").is_file():
             parts.append(soak_markdown(json.loads((machine / "soak.json").read_text())))
+        if (machine / "engine-scale.json").is_file():
+            parts.append(engine_markdown(json.loads((machine / "engine-scale.json").read_text())))
     parts.append("GPU results (H100/H200, full-size model) are not measured yet: no GPU was lent to the sessions "
                  "so far (issue 8).\n")
     return "\n".join(parts)

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 from nvembed_trt.calibration import calibration_from_corpus, python_reference_corpus
 from nvembed_trt.cli.main import main
 from nvembed_trt.engines import EngineBuildError, FlavorError, engine_from_onnx, get_gpu
-from nvembed_trt.engines.flavors import FLAVORS, installed
+from nvembed_trt.engines.flavors import FLAVORS, cuda_gpu, installed
 from nvembed_trt.errors import InputError
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.precision import RECIPES, onnx_with_recipe, recipe_from_model
@@ -106,6 +106,47 @@ def test_existing_output_and_missing_onnx(graphs, tmp_path, capsys):
     assert "already exists and is not empty" in capsys.readouterr().err
     with pytest.raises(InputError, match="ONNX file not found"):
         engine_from_onnx(tmp_path / "none.onnx", GPU, tmp_path / "x")
+
+
+def test_plan_is_streamed_and_engine_json_says_how(engines):
+    """The plan goes to its file through IStreamWriter (no host copy); engine.json records verbosity and limits."""
+    meta = engines[("engine", "fp16")].meta
+    how = meta["builder"]["serialization"]
+    assert how["method"] == "stream" and how["chunks"] >= 1 and 0 < how["largest_chunk_bytes"] <= meta["engine_bytes"]
+    assert meta["builder"]["profiling_verbosity"] == "detailed" and meta["weights"] == {"stripped": False}
+    assert meta["compatibility"] == {"version_compatible": False, "hardware_compatibility_level": "NONE",
+                                     "runtime_needs": [], "loads_with": f"tensorrt-rtx {trt.__version__} exactly"}
+    assert meta["builder"]["timing_cache"] == "not used (tensorrt-rtx ignores timing caches)"
+    assert not list(engines[("engine", "fp16")].directory.parent.glob(".*tmp*"))  # no temporary left behind
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"version_compatible": True}, r"--version-compatible applies to the tensorrt flavor: .*libnvinfer_lean"),
+    ({"hardware_compatible": True}, r"--hardware-compatible applies to the tensorrt flavor; tensorrt-rtx builds "
+                                    r"for the compute capability it targets \(rtx-6000-ada: 8.9\)"),
+])
+def test_rtx_refuses_compatibility_options_it_cannot_build(graphs, tmp_path, option, message):
+    with pytest.raises(FlavorError, match=message):
+        engine_from_onnx(graphs[1][("engine", "fp16")], GPU, tmp_path / "e", **option)
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.skipif(cuda_gpu() is not None, reason="a GPU is present: the stripped build is tested in test_refit.py")
+def test_strip_weights_without_gpu_says_why(graphs, tmp_path, capsys):
+    """TensorRT-RTX 1.7 compiles refittable engines with CUDA (checked: STRIP_PLAN, REFIT, REFIT_IDENTICAL all fail
+    with cudaError 35 on this CPU machine), so the option is refused before parsing, saying where it works."""
+    with pytest.raises(FlavorError, match=r"--strip-weights: tensorrt-rtx compiles refittable .* with CUDA, and this "
+                                          r"machine has no GPU"):
+        engine_from_onnx(graphs[1][("engine", "fp16")], GPU, tmp_path / "e", strip_weights=True)
+    args = ["build", "--onnx", str(graphs[1][("engine", "fp16")]), "--gpu", GPU, "--output", str(tmp_path / "c"),
+            "--strip-weights"]
+    assert main(args) == 2 and "--strip-weights" in capsys.readouterr().err
+
+
+def test_profiling_verbosity_is_checked(graphs, tmp_path):
+    with pytest.raises(InputError, match=r"profiling verbosity must be one of detailed, layer_names_only, none, "
+                                         r"got 'loud'"):
+        engine_from_onnx(graphs[1][("engine", "fp16")], GPU, tmp_path / "e", profiling_verbosity="loud")
 
 
 @pytest.mark.gpu

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..engines import FLAVORS, engine_from_onnx, gpu_registry
+from ..engines.builder import PROFILING_VERBOSITY
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +20,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: tensorrt on the target GPU if installed, else tensorrt-rtx (ahead of time, on CPU)")
     p.add_argument("--version-compatible", action="store_true", help="TensorRT version-compatible engine")
     p.add_argument("--hardware-compatible", action="store_true", help="Ampere+ hardware-compatible engine")
-    p.add_argument("--timing-cache", type=Path, help="default: <output>/../../timing-<flavor>.cache")
+    p.add_argument("--timing-cache", type=Path,
+                   help="default: <output>/../../timing-<flavor>-<version>-<device>.cache (a mismatching one is "
+                        "discarded with a note)")
+    p.add_argument("--strip-weights", action="store_true",
+                   help="weight-stripped plan (STRIP_PLAN + REFIT_IDENTICAL): a small file, filled on the serving "
+                        "host by `nvembed-trt refit` (needs a GPU) from the same ONNX weights")
+    p.add_argument("--profiling-verbosity", choices=PROFILING_VERBOSITY, default="detailed",
+                   help="what the engine inspector can tell (detailed: per-layer precisions and tactics)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=run)
     g = sub.add_parser("gpus", help="list GPU profiles", description="List GPU profiles and their engine profiles.")
@@ -28,8 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = engine_from_onnx(args.onnx, args.gpu, args.output, args.flavor, args.version_compatible,
-                              args.hardware_compatible, args.timing_cache, args.overwrite)
-    print(f"wrote {result.plan_path} ({result.meta['engine_bytes'] / 1e6:.1f} MB, {result.meta['flavor']} "
+                              args.hardware_compatible, args.timing_cache, args.overwrite,
+                              strip_weights=args.strip_weights, profiling_verbosity=args.profiling_verbosity)
+    stripped = ", weights stripped: run `nvembed-trt refit` on the serving host" if args.strip_weights else ""
+    print(f"wrote {result.plan_path} ({result.meta['engine_bytes'] / 1e6:.1f} MB{stripped}, {result.meta['flavor']} "
           f"{result.meta['flavor_version']}); metadata: {result.directory / 'engine.json'}")
     return 0
 

@@ -1,13 +1,25 @@
 """engine_from_onnx: a (recipe) ONNX graph -> engines/<gpu>/<name>/<recipe>/model.plan + engine.json.
 
-Strongly typed network parsed by file path (external data found beside it), one optimisation profile per entry of
-the GPU profile, builder optimisation level and workspace limit from the profile, a persistent timing cache per
-GPU and flavor (engines/<gpu>/timing-<flavor>.cache), optional version and hardware compatibility."""
+Strongly typed network parsed by file path (external data found beside it, the weights held once, by the parser),
+one optimisation profile per entry of the GPU profile, builder optimisation level and workspace limit from the
+profile, detailed profiling verbosity (the engine inspector's per-layer precisions), optional version and hardware
+compatibility and a persistent timing cache per GPU, device and flavor version.
+
+Memory: the plan is streamed to its file while it is serialized (`IStreamWriter`, where the flavor has it; otherwise
+the serialized host memory is written through a memoryview, never copied to `bytes`): no host copy of the plan after
+the build (full-width-2l: 6.73 GiB peak streamed vs 7.89 GiB through host memory). The parser maps the external
+data file (file-backed, reclaimable pages). What remains is the builder's own anonymous working set, reached before
+the first plan byte is written: 1.59x the weights on full-width-2l with TensorRT-RTX 1.7, unchanged by the number of
+profiles, max_threads=1, WEIGHT_STREAMING, optimisation level 0 or loading the initializers from our own mmap; the
+full-size fp16 build needs more than 21.8 GB of it (OOM-killed on the 23 GiB machine). `strip_weights=True` builds a
+weight-stripped plan (STRIP_PLAN + REFIT_IDENTICAL): a few MB on disk, filled from the same ONNX weights on the
+serving host by `nvembed-trt refit` (engines/refit.py; refitting deserialises the engine, so it needs a GPU)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -20,11 +32,12 @@ from ..console import note
 from ..errors import InputError, NVEmbedError
 from ..provenance import atomic_path, sha256_file, sidecar, write_json
 from ..staging import check_output_dir, staged_directory
-from .flavors import (attach_timing_cache, check_machine, import_flavor, network_flags, resolve_flavor,
-                      set_targets)
+from .flavors import Flavor, FlavorError, check_machine, import_flavor, network_flags, resolve_flavor, set_targets
 from .gpus import GIB, GPUProfile, get_gpu
 
 ENGINE_JSON = "engine.json"
+PLAN = "model.plan"
+PROFILING_VERBOSITY = ("detailed", "layer_names_only", "none")
 
 
 class EngineBuildError(NVEmbedError):
@@ -50,9 +63,10 @@ def _graph_facts(onnx_path: Path) -> dict:
     parent_export = onnx_path.parent.parent / "export.json"
     if facts["config"] is None and parent_export.is_file():
         facts["config"] = json.loads(parent_export.read_text()).get("config")
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph  # the graph only: weights stay on disk
     facts["inputs"] = [i.name for i in graph.input]
     facts["outputs"] = [o.name for o in graph.output]
+    del graph
     data = onnx_path.with_name(onnx_path.name + ".data")
     facts["weight_bytes"] = onnx_path.stat().st_size + (data.stat().st_size if data.exists() else 0)
     return facts
@@ -91,43 +105,266 @@ def network_precisions(network) -> dict[str, dict[str, int]]:
     return {k: dict(v) for k, v in sorted(counts.items())}
 
 
+def _rss_gib() -> dict:
+    """This process's resident memory now and at its peak (Linux /proc), in GiB."""
+    fields = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssFile", "RssAnon"):
+                fields[key] = round(int(value.split()[0]) / 2**20, 2)
+    except OSError:
+        pass
+    return fields
+
+
+# --- timing cache -------------------------------------------------------------------------------------------------
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+
+
+def timing_cache_path(root: Path, flavor: Flavor, version: str, gpu: GPUProfile, device: str | None) -> Path:
+    """engines/<gpu>/timing-<flavor>-<version>-<device>.cache: a cache is only valid for one TensorRT version and
+    one device (an H100 SXM and an H100 PCIe share the h100 profile but not their timings)."""
+    return root / f"timing-{flavor.name}-{_slug(version)}-{_slug(device or gpu.name)}.cache"
+
+
+def attach_timing_cache(config, flavor: Flavor, path: Path | None) -> tuple[object | None, str]:
+    """Attach the persistent timing cache; a corrupt or mismatching one is discarded (with a note) for a fresh one.
+    Returns (cache or None, what engine.json says about it)."""
+    if not flavor.timing_cache or path is None:
+        return None, f"not used ({flavor.name} ignores timing caches)"
+    data = b""
+    if path.is_file():
+        data = path.read_bytes()
+    status = f"{path} ({'loaded, ' + str(len(data)) + ' bytes' if data else 'new'})"
+    cache = None
+    try:
+        cache = config.create_timing_cache(data)
+        attached = cache is not None and bool(config.set_timing_cache(cache, ignore_mismatch=False))
+    except (RuntimeError, TypeError, ValueError):  # corrupt bytes: the bindings raise or return None
+        attached = False
+    if not attached and data:
+        note(f"timing cache {path} is corrupt or was made on another device/TensorRT version: discarded, starting "
+             f"a new one")
+        status = f"{path} (discarded a mismatching cache, new)"
+        cache = config.create_timing_cache(b"")
+        attached = cache is not None and bool(config.set_timing_cache(cache, ignore_mismatch=False))
+    if not attached:
+        note(f"could not attach a timing cache ({path}); building without one")
+        return None, "not used (the builder refused a new timing cache)"
+    return cache, status
+
+
+def save_timing_cache(config, path: Path) -> str | None:
+    """Write the builder's timing cache after a build; a failure is a note, never an error after the engine was
+    written. Returns the problem, or None."""
+    try:
+        cache = config.get_timing_cache()
+        if cache is None:
+            raise RuntimeError("the builder returned no timing cache")
+        serialized = cache.serialize()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            fh.write(memoryview(serialized))
+    except (OSError, RuntimeError) as exc:
+        note(f"timing cache not saved to {path}: {exc}")
+        return str(exc)
+    return None
+
+
+# --- writing the plan -----------------------------------------------------------------------------------------
+
+def _stream_writer(trt, fh):
+    """An IStreamWriter that appends each serialized chunk to an open file."""
+
+    class FileWriter(trt.IStreamWriter):
+        def __init__(self):
+            trt.IStreamWriter.__init__(self)
+            self.chunks = 0
+            self.largest = 0
+
+        def write(self, data) -> int:
+            view = memoryview(data)
+            fh.write(view)
+            self.chunks += 1
+            self.largest = max(self.largest, view.nbytes)
+            return view.nbytes
+
+    return FileWriter()
+
+
+def write_plan(trt, builder, network, config, dest: Path) -> dict:
+    """Build and serialize into dest (a temporary name, renamed on success). Streams through IStreamWriter where the
+    flavor has it; otherwise writes the IHostMemory through a memoryview (no bytes copy). Returns how."""
+    streamed = hasattr(builder, "build_serialized_network_to_stream") and hasattr(trt, "IStreamWriter")
+    start = time.perf_counter()
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as fh:
+            if streamed:
+                writer = _stream_writer(trt, fh)
+                ok = builder.build_serialized_network_to_stream(network, config, writer)
+                how = {"method": "stream", "chunks": writer.chunks, "largest_chunk_bytes": writer.largest}
+            else:
+                plan = builder.build_serialized_network(network, config)
+                ok = plan is not None
+                if ok:
+                    fh.write(memoryview(plan))
+                del plan
+                how = {"method": "host-memory"}
+        if not ok:
+            raise EngineBuildError("the builder returned no engine")
+    how["build_s"] = round(time.perf_counter() - start, 2)
+    return how
+
+
+# --- engine inspector ---------------------------------------------------------------------------------------------
+
+_DTYPE_WORDS = (  # words of the inspector's "Format/Datatype" strings and weight "Type" fields -> TensorRT names
+    ("bf16", "BF16"), ("bfloat16", "BF16"), ("fp32", "FLOAT"), ("float", "FLOAT"), ("fp16", "HALF"),
+    ("half", "HALF"), ("fp8", "FP8"), ("e4m3", "FP8"), ("fp4", "FP4"), ("int8", "INT8"), ("int4", "INT4"),
+    ("int32", "INT32"), ("int64", "INT64"), ("bool", "BOOL"), ("uint8", "UINT8"))
+
+
+def inspector_dtype(text: str) -> str:
+    """The data type named in an inspector "Format/Datatype" string ("Row major linear FP16 format", "Half",
+    "Channel major FP16 format where channel % 8 == 0", "Int8") or weight "Type"; "?" when none is named."""
+    words = re.findall(r"[a-z0-9]+", str(text).lower())
+    for word, name in _DTYPE_WORDS:
+        if word in words:
+            return name
+    return "?"
+
+
+def inspector_summary(info: dict | str) -> dict:
+    """Summarise the engine inspector's JSON (IEngineInspector.get_engine_information(JSON)). With DETAILED
+    verbosity each layer is an object with Name, LayerType, Inputs/Outputs ({Name, Dimensions, Format/Datatype}),
+    optional Weights ({Type, Count}) and TacticName; with LAYER_NAMES_ONLY it is a bare name."""
+    if isinstance(info, str):
+        info = json.loads(info)
+    layers = info.get("Layers", [])
+    detailed = [layer for layer in layers if isinstance(layer, dict)]
+    if not detailed:
+        return {"layers": len(layers), "verbosity": "layer_names_only",
+                "note": "built without ProfilingVerbosity.DETAILED: the inspector gives layer names only"}
+    outputs, weights, by_type = Counter(), Counter(), {}
+    for layer in detailed:
+        dtype = inspector_dtype(layer["Outputs"][0].get("Format/Datatype", "")) if layer.get("Outputs") else "NONE"
+        outputs[dtype] += 1
+        kind = str(layer.get("LayerType", "?"))
+        by_type.setdefault(kind, Counter())[dtype] += 1
+        if isinstance(layer.get("Weights"), dict):
+            weights[inspector_dtype(layer["Weights"].get("Type", ""))] += int(layer["Weights"].get("Count", 0))
+    return {"layers": len(layers), "verbosity": "detailed", "output_precision": dict(sorted(outputs.items())),
+            "weight_elements": dict(sorted(weights.items())),
+            "by_layer_type": {k: dict(sorted(v.items())) for k, v in sorted(by_type.items())}}
+
+
+def _inspect(trt, plan_path: Path) -> dict | str:
+    """Per-layer precision from the engine inspector; deserialising needs a GPU."""
+    from .flavors import cuda_gpu
+
+    if cuda_gpu() is None:
+        return "unavailable: the engine inspector needs a GPU to deserialise the engine"
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    if hasattr(runtime, "engine_host_code_allowed"):
+        runtime.engine_host_code_allowed = True  # version-compatible plans carry their lean runtime
+    engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())
+    if engine is None:
+        return "unavailable: the engine did not deserialise on this GPU"
+    return inspector_summary(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+
+
+# --- the build --------------------------------------------------------------------------------------------------
+
+def _compatibility(trt, config, flavor: Flavor, version_compatible: bool) -> dict:
+    level = getattr(config, "hardware_compatibility_level", None)
+    return {"version_compatible": version_compatible,
+            "hardware_compatibility_level": getattr(level, "name", "NONE"),
+            "runtime_needs": (["runtime.engine_host_code_allowed = True",
+                               "Triton: --backend-config=tensorrt,version-compatible=true"]
+                              if version_compatible else []),
+            "loads_with": (f"{flavor.name} {trt.__version__} or later" if version_compatible
+                           else f"{flavor.name} {trt.__version__} exactly")}
+
+
+def _check_options(flavor: Flavor, gpu: GPUProfile, version_compatible: bool, hardware_compatible: bool,
+                   strip_weights: bool) -> None:
+    """Refuse, before parsing, what the flavor cannot build here (each checked with TensorRT-RTX 1.7 on CPU)."""
+    from .flavors import cuda_gpu
+
+    if flavor.builds_without_gpu:
+        if hardware_compatible:
+            raise FlavorError(f"--hardware-compatible applies to the tensorrt flavor; {flavor.name} builds for the "
+                              f"compute capability it targets ({gpu.name}: {gpu.compute_capability})")
+        if version_compatible:
+            raise FlavorError(f"--version-compatible applies to the tensorrt flavor: {flavor.name} would embed the "
+                              f"lean runtime (libnvinfer_lean), which it does not ship")
+        if strip_weights and cuda_gpu() is None:
+            raise FlavorError(f"--strip-weights: {flavor.name} compiles refittable (STRIP_PLAN/REFIT_IDENTICAL) "
+                              f"engines with CUDA, and this machine has no GPU; build the full plan here, or the "
+                              f"stripped one on a machine with an RTX-class GPU")
+
+
 def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, flavor: str = "auto",
                      version_compatible: bool = False, hardware_compatible: bool = False,
-                     timing_cache: Path | str | None = None, overwrite: bool = False) -> EngineResult:
+                     timing_cache: Path | str | None = None, overwrite: bool = False, *,
+                     strip_weights: bool = False, profiling_verbosity: str = "detailed") -> EngineResult:
     onnx_path, output = Path(onnx_path), Path(output)
     if not onnx_path.is_file():
         raise InputError(f"ONNX file not found: {onnx_path}")
+    if profiling_verbosity not in PROFILING_VERBOSITY:
+        raise InputError(f"profiling verbosity must be one of {', '.join(PROFILING_VERBOSITY)}, "
+                         f"got {profiling_verbosity!r}")
     gpu = get_gpu(gpu_name)
     chosen = resolve_flavor(flavor, gpu)
+    _check_options(chosen, gpu, version_compatible, hardware_compatible, strip_weights)
     trt = import_flavor(chosen)
     target = check_machine(chosen, gpu)
     check_output_dir(output, overwrite)
     facts = _graph_facts(onnx_path)
     _check_fits(gpu, facts)
-    _, builder, network, _parser = _parse(trt, onnx_path, chosen.name)
+    _, builder, network, parser = _parse(trt, onnx_path, chosen.name)
+    memory = {"after_parse": _rss_gib()}
     config = builder.create_builder_config()
     config.builder_optimization_level = gpu.builder.optimization_level
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(gpu.builder.workspace_gib * GIB))
+    config.profiling_verbosity = getattr(trt.ProfilingVerbosity, profiling_verbosity.upper())
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if strip_weights:
+        missing = [f for f in ("STRIP_PLAN", "REFIT_IDENTICAL") if not hasattr(trt.BuilderFlag, f)]
+        if missing:
+            raise FlavorError(f"{chosen.name} {trt.__version__} has no BuilderFlag {', '.join(missing)}: it cannot "
+                              f"build a weight-stripped plan")
+        config.set_flag(trt.BuilderFlag.STRIP_PLAN)
+        config.set_flag(trt.BuilderFlag.REFIT_IDENTICAL)
     set_targets(trt, config, chosen, gpu, hardware_compatible)
-    # one persistent cache per GPU folder: engines/<gpu>/timing-<flavor>.cache for engines/<gpu>/<name>/<recipe>/
-    cache_path = Path(timing_cache) if timing_cache else output.parent.parent / f"timing-{chosen.name}.cache"
-    cache = attach_timing_cache(config, chosen, cache_path)
+    # one persistent cache per GPU folder, device and flavor version: engines/<gpu>/timing-<flavor>-<v>-<dev>.cache
+    cache_path = Path(timing_cache) if timing_cache else timing_cache_path(
+        output.parent.parent, chosen, trt.__version__, gpu, target.get("gpu_name"))
+    cache, cache_status = attach_timing_cache(config, chosen, cache_path)
     for profile in gpu.profiles:
         opt = builder.create_optimization_profile()
         for name in facts["inputs"]:
             opt.set_shape(name, (profile.batch.min, profile.sequence.min), (profile.batch.opt, profile.sequence.opt),
                           (profile.batch.max, profile.sequence.max))
         config.add_optimization_profile(opt)
-    start = time.perf_counter()
-    plan = builder.build_serialized_network(network, config)
-    build_s = time.perf_counter() - start
-    if plan is None:
-        raise EngineBuildError(f"{chosen.name} {trt.__version__} failed to build {onnx_path} for {gpu.name} "
-                               f"(set NVEMBED_TRT_LOG=verbose for the builder log)")
+    precisions = network_precisions(network)
     with staged_directory(output, overwrite) as staging:
-        (staging / "model.plan").write_bytes(bytes(plan))
+        try:
+            how = write_plan(trt, builder, network, config, staging / PLAN)
+        except EngineBuildError as exc:
+            raise EngineBuildError(f"{chosen.name} {trt.__version__} failed to build {onnx_path} for {gpu.name}: "
+                                   f"{exc} (set NVEMBED_TRT_LOG=verbose for the builder log)") from None
+        memory["after_build"] = _rss_gib()
+        compatibility = _compatibility(trt, config, chosen, version_compatible)
+        if cache is not None:
+            problem = save_timing_cache(config, cache_path)
+            cache_status += f"; not saved: {problem}" if problem else "; saved"
+        del parser, network  # the parsed weights: released before the plan is read back for inspection
+        engine_bytes = (staging / PLAN).stat().st_size
         meta = sidecar("tensorrt-engine", flavor=chosen.name, flavor_version=trt.__version__,
                        gpu={"profile": gpu.name, "description": gpu.description,
                             "compute_capability": gpu.compute_capability, **target},
@@ -135,34 +372,17 @@ def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, f
                        builder={"optimization_level": gpu.builder.optimization_level,
                                 "workspace_gib": gpu.builder.workspace_gib, "version_compatible": version_compatible,
                                 "hardware_compatible": hardware_compatible,
-                                "timing_cache": str(cache_path) if cache is not None else
-                                f"not used ({chosen.name} ignores timing caches)"},
-                       recipe=facts["recipe"], onnx=str(onnx_path), onnx_sha256=sha256_file(onnx_path),
-                       inputs=facts["inputs"], outputs=facts["outputs"], build_s=round(build_s, 2),
-                       engine_bytes=plan.nbytes, network_precision=network_precisions(network),
-                       layer_precision=_inspect(trt, plan))
+                                "profiling_verbosity": profiling_verbosity, "timing_cache": cache_status,
+                                "serialization": how, "host_memory_gib": memory},
+                       compatibility=compatibility,
+                       weights=({"stripped": True, "refit": "nvembed-trt refit --engine <this directory> (needs a "
+                                 "GPU): fills the plan from the ONNX weights it was built from (REFIT_IDENTICAL)"}
+                                if strip_weights else {"stripped": False}),
+                       recipe=facts["recipe"], onnx=str(onnx_path.resolve()), onnx_sha256=sha256_file(onnx_path),
+                       onnx_weight_bytes=facts["weight_bytes"], inputs=facts["inputs"], outputs=facts["outputs"],
+                       build_s=how["build_s"], engine_bytes=engine_bytes, network_precision=precisions,
+                       layer_precision=_inspect(trt, staging / PLAN))
         write_json(staging / ENGINE_JSON, meta)
-    if cache is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache_path) as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    note(f"built {output / 'model.plan'} ({plan.nbytes / 1e6:.1f} MB) with {chosen.name} {trt.__version__} for "
-         f"{gpu.name} in {build_s:.1f} s; {len(gpu.profiles)} profiles")
-    return EngineResult(output, output / "model.plan", meta)
-
-
-def _inspect(trt, plan) -> dict | str:
-    """Per-layer precision from the engine inspector; deserialising needs a GPU."""
-    from .flavors import cuda_gpu
-
-    if cuda_gpu() is None:
-        return "unavailable: the engine inspector needs a GPU to deserialise the engine"
-    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
-    engine = runtime.deserialize_cuda_engine(plan)
-    if engine is None:
-        return "unavailable: the engine did not deserialise on this GPU"
-    info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
-    layers = info.get("Layers", [])
-    precisions = Counter(str(layer.get("Outputs", [{}])[0].get("Format/Datatype", "?")).split()[-1]
-                         if isinstance(layer, dict) else "?" for layer in layers)
-    return {"layers": len(layers), "output_formats": dict(precisions)}
+    note(f"built {output / PLAN} ({engine_bytes / 1e6:.1f} MB{', weights stripped' if strip_weights else ''}) with "
+         f"{chosen.name} {trt.__version__} for {gpu.name} in {how['build_s']:.1f} s; {len(gpu.profiles)} profiles")
+    return EngineResult(output, output / PLAN, meta)
