@@ -185,6 +185,12 @@ def engine_memory_problems(meta: dict, cfg: NVEmbedConfig, instances: int = 1) -
             f"Triton ({need.describe()}), more than its {gpu.memory_gib:.2f} GiB usable: use fewer instances"]
 
 
+@cache
+def full_size_fp16_bytes() -> int:
+    """The full-size NV-Embed-v2's weights in fp16, counted once (a meta-device model per card took 0.3 s each)."""
+    return weight_bytes(NVEmbedConfig(), 2.0)
+
+
 def parse_gpu(raw: dict, source: str, check_memory: bool = True) -> GPUProfile:
     try:
         gpu = GPUProfile.model_validate(raw)
@@ -192,7 +198,7 @@ def parse_gpu(raw: dict, source: str, check_memory: bool = True) -> GPUProfile:
         details = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'profile'}: {e['msg']}" for e in exc.errors())
         raise InputError(f"GPU profile {source}: {details}") from exc
     if check_memory:  # sized for the full-size model in fp16
-        problems = gpu.memory_problems(NVEmbedConfig(), weight_bytes(NVEmbedConfig(), 2.0))
+        problems = gpu.memory_problems(NVEmbedConfig(), full_size_fp16_bytes())
         if problems:
             raise InputError(f"GPU profile {source}: " + "; ".join(problems))
     return gpu
