@@ -17,33 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from nvembed_trt.validation.steps import file_bytes as _size
+from nvembed_trt.validation.steps import machine_facts
+from nvembed_trt.validation.steps import measured_step as measured
+
 HOST = "cpu-2core-24gib"
 PUBLISHED = Path(__file__).resolve().parent / "published" / HOST / "engine-scale.json"
 TARGET_PEAK_GIB = 20.0
-
-
-def measured(cmd: list[str]) -> dict:
-    print("+", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    step = {"command": " ".join(cmd), "wall_s": round(wall, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
-            "exit": code}
-    print(f"  -> exit {code}, {step['wall_s']} s, peak RSS {step['peak_rss_gib']} GiB", flush=True)
-    return step
-
-
-def _size(folder: Path, *names: str) -> int:
-    return sum((folder / n).stat().st_size for n in names if (folder / n).exists())
 
 
 def _graph(cli: str, ckpt: Path, workdir: Path, recipe: str) -> tuple[Path, dict, dict]:
@@ -83,8 +68,7 @@ def main() -> None:
     cli = shutil.which("nvembed-trt") or sys.exit("nvembed-trt is not on PATH (make install)")
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = json.loads(PUBLISHED.read_text()) if PUBLISHED.is_file() else {"host": HOST, "recipes": {}}
-    results.update({"cpus": os.cpu_count(), "model": args.model, "target_peak_rss_gib": TARGET_PEAK_GIB,
-                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)})
+    results.update({**machine_facts(), "model": args.model, "target_peak_rss_gib": TARGET_PEAK_GIB})
     ckpt = args.checkpoint
     if ckpt is None:
         ckpt = args.workdir / f"{args.model}-checkpoint"

@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from nvembed_trt.validation.steps import machine_facts, measured_step
 
 RESULTS = Path(__file__).resolve().parent / "results" / platform.node()
 
 
 def measured(cmd: list[str]) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"step failed ({os.waitstatus_to_exitcode(status)}): {' '.join(cmd)}")
-    return {"command": " ".join(cmd), "wall_s": round(wall, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
+    step = measured_step(cmd)
+    if step["exit"] != 0:
+        sys.exit(f"step failed ({step['exit']}): {' '.join(cmd)}")
+    return step
 
 
 def main() -> None:
@@ -47,8 +43,7 @@ def main() -> None:
              "export": measured([cli, "export", "--model", str(ckpt), "--output", str(onnx_dir),
                                  "--dtype", args.dtype, "--no-parity"])}
     export_meta = json.loads((onnx_dir / "export.json").read_text())
-    result = {"host": platform.node(), "cpus": os.cpu_count(),
-              "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    result = {"host": platform.node(), **machine_facts(),
               "model": args.model, "dtype": args.dtype, "steps": steps,
               "export_timings_s": export_meta["timings_s"], "weight_bytes": export_meta["weight_bytes"],
               "graph_nodes": export_meta["graph"]["nodes"]}

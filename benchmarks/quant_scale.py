@@ -15,33 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from nvembed_trt.validation.steps import file_bytes as _size
+from nvembed_trt.validation.steps import machine_facts
+from nvembed_trt.validation.steps import measured_step as measured
+
 HOST = "cpu-2core-24gib"
 PUBLISHED = Path(__file__).resolve().parent / "published" / HOST / "quant-scale.json"
-
-
-def measured(cmd: list[str]) -> dict:
-    print("+", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    step = {"command": " ".join(cmd), "wall_s": round(wall, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
-            "exit": code}
-    if code != 0:
-        print(f"step failed ({code}): {' '.join(cmd)}", file=sys.stderr)
-    return step
-
-
-def _size(folder: Path, *names: str) -> int:
-    return sum((folder / n).stat().st_size for n in names if (folder / n).exists())
 
 
 def main() -> None:
@@ -58,8 +42,7 @@ def main() -> None:
     cli = shutil.which("nvembed-trt") or sys.exit("nvembed-trt is not on PATH (make install)")
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = json.loads(PUBLISHED.read_text()) if PUBLISHED.is_file() else {"host": HOST, "recipes": {}}
-    results.update({"cpus": os.cpu_count(), "checkpoint": str(args.checkpoint),
-                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)})
+    results.update({**machine_facts(), "checkpoint": str(args.checkpoint)})
     recipes = args.recipes.split(",")
     shared: dict = {}
     if any(r in ("int8", "fp8") for r in recipes):
