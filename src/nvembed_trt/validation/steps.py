@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 def measured_step(cmd: list[str]) -> dict:
-    """Run `cmd`, echoing it; returns the command, wall seconds, peak RSS in GiB and the exit code."""
+    """Run `cmd`, echoing it; returns the command, wall seconds, peak RSS in GiB and the exit code. Call it from a
+    small process: Linux counts the parent's RSS at fork in the child's peak (ru_maxrss survives exec)."""
     print("+", " ".join(cmd), flush=True)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd)
