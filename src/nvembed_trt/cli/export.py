@@ -28,6 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime parity check")
     p.add_argument("--slim", action="store_true",
                    help="simplify the graph with onnxslim; kept only if every check and parity still pass")
+    p.add_argument("--fuse-projections", action=argparse.BooleanOptionalAction, default=None,
+                   help="store q/k/v and gate/up as one MatMul + Split each (default: on for float16, whose "
+                        "TensorRT build would otherwise hold a second copy of those weights; off for float32, "
+                        "which the precision recipes quantise projection by projection)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(run=run)
 
@@ -35,10 +39,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     result = onnx_from_model(args.model, args.output, opset=args.opset, pooling=args.pooling, dtype=args.dtype,
                              device=args.device, external_data_threshold=parse_size(args.external_data_threshold),
-                             parity=not args.no_parity, slim=args.slim, overwrite=args.overwrite)
+                             parity=not args.no_parity, slim=args.slim, overwrite=args.overwrite,
+                             fuse_projections=args.fuse_projections)
     graph = result.meta["graph"]
     print(f"wrote {result.onnx_path} (opset {graph['opset']}, {graph['nodes']} nodes, "
           f"{graph['parameters']:,} parameters, external data: {result.meta['external_data']}, "
+          f"fused projection groups: {result.meta['fused_projections']['groups']}, "
           f"slimmed: {result.meta['slim']['applied']}); "
           f"report: {result.directory / 'export.json'}")
     return 0

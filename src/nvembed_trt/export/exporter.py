@@ -1,7 +1,8 @@
 """onnx_from_model: a preset or checkpoint directory -> a checked ONNX graph with export.json.
 
 Steps: trace on the meta device (no weights in memory) -> bind initializers lazily to the checkpoint shards ->
-optimise (sequence ops removed, small constants folded) -> stream weights into model.onnx(.data) one tensor at a
+optimise (sequence ops removed, small constants folded) -> fuse sibling projections (fp16 exports by default:
+q/k/v and gate/up as one MatMul + Split, see fusion.py) -> stream weights into model.onnx(.data) one tensor at a
 time -> check names, shapes and values -> rename the finished folder into place. A failure leaves nothing.
 """
 
@@ -23,6 +24,7 @@ from ..errors import InputError
 from ..provenance import sha256_file, sidecar, write_json
 from ..source import ModelSource, resolve_model, tokenizer_for
 from ..staging import check_output_dir, staged_directory
+from .fusion import fuse_sibling_matmuls
 from .checks import PARITY_THRESHOLDS, ExportValidationError, graph_report, parity_report
 from .progress import streaming_callback
 from .signature import GraphSignature, check_opset, check_pooling
@@ -56,23 +58,28 @@ def _weights_bytes(model: ir.Model) -> int:
 
 def onnx_from_model(spec: str, output: Path | str, *, opset: int = 18, pooling: str = "engine",
                     dtype: str = "float32", device: str = "cpu", external_data_threshold: int = PROTOBUF_LIMIT,
-                    parity: bool = True, slim: bool = False, overwrite: bool = False) -> ExportResult:
-    """Export `spec` (preset name or checkpoint directory) to output/model.onnx; see the module docstring."""
+                    parity: bool = True, slim: bool = False, overwrite: bool = False,
+                    fuse_projections: bool | None = None) -> ExportResult:
+    """Export `spec` (preset name or checkpoint directory) to output/model.onnx; see the module docstring.
+    fuse_projections: None fuses for float16 (the engine-ready graph) and keeps float32 exports one GEMM per
+    checkpoint weight (the precision recipes calibrate and report each projection)."""
     check_opset(opset)
     sig_pooling = check_pooling(pooling)
     if dtype not in EXPORT_DTYPES:
         raise InputError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
     dev = torch_device(device)
+    fuse = dtype == "float16" if fuse_projections is None else fuse_projections
     output = Path(output)
     check_output_dir(output, overwrite)  # before resolving, which may write a preset's checkpoint
     source = resolve_model(spec)
     with staged_directory(output, overwrite) as staging:
-        meta = _export_into(staging, source, opset, sig_pooling, dtype, dev, external_data_threshold, parity, slim)
+        meta = _export_into(staging, source, opset, sig_pooling, dtype, dev, external_data_threshold, parity, slim,
+                            fuse)
     return ExportResult(output, output / "model.onnx", meta)
 
 
 def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype: str, device: torch.device,
-                 external_data_threshold: int, parity: bool, slim: bool) -> dict:
+                 external_data_threshold: int, parity: bool, slim: bool, fuse: bool) -> dict:
     cfg, torch_dt = source.config, EXPORT_DTYPES[dtype]
     sig = GraphSignature(pooling, cfg.embedding_dim)
     shapes = expected_shapes(meta_model(cfg))
@@ -92,6 +99,10 @@ def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype:
     with quiet_logger("onnxscript"):
         optimize_ir(model)
     timings["optimize_s"] = time.perf_counter() - start
+    fused = fuse_sibling_matmuls(model.graph) if fuse else []
+    if fused:
+        note(f"fused {len(fused)} groups of sibling projections into one MatMul + Split each "
+             f"(e.g. {fused[0]['weight']})")
     weight_bytes = _weights_bytes(model)
     external = weight_bytes > external_data_threshold
     onnx_path = staging / "model.onnx"
@@ -134,7 +145,10 @@ def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype:
             report, parity_meta = slimming.pop("graph"), slimming.pop("parity")
     meta = sidecar("onnx-export", model=source.describe(), config=cfg.to_hf_dict(), opset=opset, dtype=dtype,
                    signature=sig.describe(), external_data=external, weight_bytes=weight_bytes,
-                   pre_transposed_weights=transposed, graph=report, parity=parity_meta, slim=slimming,
+                   pre_transposed_weights=transposed,
+                   fused_projections={"applied": fuse, "groups": len(fused),
+                                      "weights": [f["weight"] for f in fused]},
+                   graph=report, parity=parity_meta, slim=slimming,
                    onnx_sha256=sha256_file(onnx_path), timings_s={k: round(v, 2) for k, v in timings.items()})
     write_json(staging / EXPORT_JSON, meta)
     return meta
