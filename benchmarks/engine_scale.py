@@ -6,6 +6,11 @@ engine.json), so the only step left for a GPU host is serving.
 
     flock /tmp/nvembed-heavy.lock python benchmarks/engine_scale.py --workdir /work/bigdata/engine-scale \\
         [--model nv-embed-v2] [--gpus l40s,rtx-6000-ada] [--recipes fp16,int8-wo,int4-wo] [--strip-weights] [--keep]
+        [--memory-limit-gib 20]
+
+--memory-limit-gib runs each build in a memory cgroup of that size (root; validation/memlimit.py) after evicting
+the graph's data file from the page cache: peak RSS then shows what the build needs on a machine of that size,
+not the mapped weights the kernel keeps resident while memory is free.
 
 Recipes other than fp16 are made with `nvembed-trt precision --no-gate` from the checkpoint (streamed; the gates
 run on tiny and full-width-2l). Needs ~16 GB of disk for the checkpoint, ~16 GB per graph and ~16 GB per fp16
@@ -22,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from nvembed_trt.validation.steps import drop_file_cache
 from nvembed_trt.validation.steps import file_bytes as _size
 from nvembed_trt.validation.steps import machine_facts
 from nvembed_trt.validation.steps import measured_step as measured
@@ -64,6 +70,7 @@ def main() -> None:
     parser.add_argument("--strip-weights", action="store_true", help="also build a weight-stripped plan per GPU")
     parser.add_argument("--no-repo", action="store_true", help="skip the Triton repository check")
     parser.add_argument("--keep", action="store_true", help="keep checkpoint, graphs and engines (tens of GB)")
+    parser.add_argument("--memory-limit-gib", type=float, help="run each build in a memory cgroup of this size")
     args = parser.parse_args()
     cli = shutil.which("nvembed-trt") or sys.exit("nvembed-trt is not on PATH (make install)")
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +96,9 @@ def main() -> None:
                     engine = args.workdir / "engines" / gpu / args.model / (recipe + ("-stripped" if stripped else ""))
                     cmd = [cli, "build", "--onnx", str(onnx_path), "--gpu", gpu, "--flavor", "tensorrt-rtx",
                            "--output", str(engine), "--overwrite"] + (["--strip-weights"] if stripped else [])
-                    build = measured(cmd)
+                    if args.memory_limit_gib:
+                        drop_file_cache(onnx_path.with_name(onnx_path.name + ".data"))
+                    build = measured(cmd, memory_limit_gib=args.memory_limit_gib)
                     if build["exit"] == 0:
                         meta = json.loads((engine / "engine.json").read_text())
                         build.update({k: meta[k] for k in ("flavor", "flavor_version", "build_s", "engine_bytes",
@@ -99,9 +108,12 @@ def main() -> None:
                         build["aot_targets"] = meta["gpu"].get("aot_targets")
                         build["under_target"] = build["peak_rss_gib"] <= TARGET_PEAK_GIB
                         if i == 0 and not stripped and not args.no_repo:
+                            # a TensorRT-RTX plan is no Triton encoder: check its profile's repository, write none
                             repo = args.workdir / "triton-repo"
-                            entry["triton_repo"] = measured([cli, "triton-repo", "--model", str(ckpt), "--encoder",
-                                                             str(engine), "--output", str(repo), "--overwrite"])
+                            check = meta["flavor"] == "tensorrt-rtx"
+                            where = ["--check"] if check else ["--output", str(repo), "--overwrite"]
+                            entry["triton_repo"] = {**measured([cli, "triton-repo", "--model", str(ckpt), "--encoder",
+                                                                str(engine)] + where), "checked_only": check}
                             shutil.rmtree(repo, ignore_errors=True)
                     entry["engines"][key] = build
                     if not args.keep:
@@ -120,6 +132,11 @@ def main() -> None:
     print(f"wrote {PUBLISHED}")
 
 
+def _anon(step: dict) -> str:
+    """The sampled anonymous peak (what an OOM kill counts; the rest of RSS is file-backed, mapped weights)."""
+    return f"{step['peak_anon_gib']:.2f} GiB" if step.get("peak_anon_gib") is not None else "–"
+
+
 def _gb(n: int | None) -> str:
     return "-" if not n else f"{n / 1e9:.2f} GB"
 
@@ -129,32 +146,41 @@ def engine_markdown(results: dict) -> str:
     lines = [f"#### Full-size engine builds ({results['model']}, random weights; {results['cpus']} CPUs, "
              f"{results['memory_gib']} GiB, TensorRT-RTX ahead of time, target peak RSS <= "
              f"{results['target_peak_rss_gib']:g} GiB)\n",
-             "| recipe | step | target | wall | peak RSS | output | matmul precision |", "|---|---|---|---|---|---|---|"]
+             "| recipe | step | target | wall | peak RSS | of it anonymous | output | matmul precision |",
+             "|---|---|---|---|---|---|---|---|"]
     ck = results.get("checkpoint")
     if ck:
-        lines.append(f"| - | checkpoint | - | {ck['wall_s']:.0f} s | {ck['peak_rss_gib']:.2f} GiB | {_gb(ck['bytes'])} "
-                     f"| - |")
+        lines.append(f"| - | checkpoint | - | {ck['wall_s']:.0f} s | {ck['peak_rss_gib']:.2f} GiB | {_anon(ck)} | "
+                     f"{_gb(ck['bytes'])} | - |")
     for recipe, entry in results["recipes"].items():
         g = entry["graph"]
         lines.append(f"| {recipe} | {'export' if recipe == 'fp16' else 'quantise'} | - | {g['wall_s']:.0f} s | "
-                     f"{g['peak_rss_gib']:.2f} GiB | {_gb(g.get('graph_bytes')) if g['exit'] == 0 else 'failed'} | - |")
+                     f"{g['peak_rss_gib']:.2f} GiB | {_anon(g)} | "
+                     f"{_gb(g.get('graph_bytes')) if g['exit'] == 0 else 'failed'} | - |")
         for key, b in entry["engines"].items():
             if b["exit"] != 0:
                 lines.append(f"| {recipe} | build | {key} | {b['wall_s']:.0f} s | {b['peak_rss_gib']:.2f} GiB | "
-                             f"failed (exit {b['exit']}) | - |")
+                             f"{_anon(b)} | failed (exit {b['exit']}) | - |")
                 continue
             mm = b["network_precision"].get("MATRIX_MULTIPLY", {})
-            lines.append(f"| {recipe} | build | {key} ({', '.join(b['aot_targets'] or [])}) | {b['wall_s']:.0f} s | "
-                         f"{b['peak_rss_gib']:.2f} GiB | {_gb(b['engine_bytes'])} plan"
+            limit = f", {b['memory_limit']['limit_gib']:g} GiB cgroup" if b.get("memory_limit") else ""
+            lines.append(f"| {recipe} | build | {key} ({', '.join(b['aot_targets'] or [])}{limit}) | {b['wall_s']:.0f} s | "
+                         f"{b['peak_rss_gib']:.2f} GiB | {_anon(b)} | {_gb(b['engine_bytes'])} plan"
                          f"{' (weights stripped)' if b['weights'].get('stripped') else ''} | "
                          f"{', '.join(f'{k} {v}' for k, v in sorted(mm.items()))} |")
         if entry.get("triton_repo"):
             t, first = entry["triton_repo"], next(iter(entry["engines"].values()))
-            outcome = "consistent" if t["exit"] == 0 else (
-                "refused: a TensorRT-RTX plan is no Triton tensorrt_plan" if first.get("flavor") == "tensorrt-rtx"
-                and t["exit"] == 2 else f"failed (exit {t['exit']})")
+            rtx = first.get("flavor") == "tensorrt-rtx"
+            if t.get("checked_only"):
+                outcome = ("consistent (checked, nothing written; Triton needs a tensorrt build of this profile)"
+                           if rtx else "consistent (checked, nothing written)") if t["exit"] == 0 else \
+                    f"inconsistent (exit {t['exit']})"
+            else:
+                outcome = "consistent" if t["exit"] == 0 else (
+                    "refused: a TensorRT-RTX plan is no Triton tensorrt_plan" if rtx and t["exit"] == 2
+                    else f"failed (exit {t['exit']})")
             lines.append(f"| {recipe} | triton-repo | {next(iter(entry['engines']))} | {t['wall_s']:.0f} s | "
-                         f"{t['peak_rss_gib']:.2f} GiB | {outcome} | - |")
+                         f"{t['peak_rss_gib']:.2f} GiB | {_anon(t)} | {outcome} | - |")
     return "\n".join(lines) + "\n"
 
 

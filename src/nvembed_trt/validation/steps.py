@@ -1,27 +1,90 @@
-"""One pipeline step run as its own process and measured (wall time, peak RSS by wait4), for the full-size
-benchmarks in benchmarks/*_scale.py."""
+"""One pipeline step run as its own process and measured (wall time, peak RSS by wait4, and the peaks of its
+anonymous and file-backed resident memory sampled from /proc), for the full-size benchmarks in
+benchmarks/*_scale.py. The split matters: file-backed pages (mapped weights) are clean and reclaimable, anonymous
+memory is what gets a process OOM-killed."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
+from .memlimit import MemoryLimit
 
-def measured_step(cmd: list[str]) -> dict:
-    """Run `cmd`, echoing it; returns the command, wall seconds, peak RSS in GiB and the exit code. Call it from a
-    small process: Linux counts the parent's RSS at fork in the child's peak (ru_maxrss survives exec)."""
-    print("+", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
+SAMPLE_S = 0.2
+
+
+def _rss_kinds(pid: int) -> tuple[float, float] | None:
+    """(RssAnon, RssFile) of a live process in GiB, or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kb = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in text.splitlines())
+          if k in ("RssAnon", "RssFile")}
+    if len(kb) < 2:
+        return None
+    return kb["RssAnon"] / 2**20, kb["RssFile"] / 2**20
+
+
+class _Sampler(threading.Thread):
+    """Polls a child's anonymous and file-backed RSS until it exits; keeps the maxima."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.anon, self.file, self.done = pid, 0.0, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            kinds = _rss_kinds(self.pid)
+            if kinds is not None:
+                self.anon, self.file = max(self.anon, kinds[0]), max(self.file, kinds[1])
+            self.done.wait(SAMPLE_S)
+
+
+def measured_step(cmd: list[str], memory_limit_gib: float | None = None) -> dict:
+    """Run `cmd`, echoing it; returns the command, wall seconds, peak RSS in GiB (wait4), the sampled peaks of its
+    anonymous and file-backed parts (every 0.2 s, so a shorter spike can be missed) and the exit code; with
+    `memory_limit_gib`, run it in a memory cgroup of that size (memlimit.py) and add what the cgroup saw. Call it
+    from a small process: Linux counts the parent's RSS at fork in the child's peak (ru_maxrss survives exec)."""
+    print("+", " ".join(cmd) + (f"  [memory cgroup limit {memory_limit_gib:g} GiB]" if memory_limit_gib else ""),
+          flush=True)
+    with (MemoryLimit(memory_limit_gib) if memory_limit_gib else nullcontext()) as limit:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, preexec_fn=limit.enter if limit else None)
+        sampler = _Sampler(proc.pid)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        sampler.done.set()
+        sampler.join()
+        cgroup = limit.report() if limit else None
     code = os.waitstatus_to_exitcode(status)
     step = {"command": " ".join(cmd), "wall_s": round(wall, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
-            "exit": code}
-    print(f"  -> exit {code}, {step['wall_s']} s, peak RSS {step['peak_rss_gib']} GiB", flush=True)
+            "peak_anon_gib": round(sampler.anon, 2), "peak_file_gib": round(sampler.file, 2), "exit": code}
+    if cgroup:
+        step["memory_limit"] = cgroup
+    print(f"  -> exit {code}, {step['wall_s']} s, peak RSS {step['peak_rss_gib']} GiB (sampled: anonymous "
+          f"{step['peak_anon_gib']}, file-backed {step['peak_file_gib']})"
+          + (f"; cgroup peak {cgroup['peak_charge_gib']} GiB of {cgroup['limit_gib']:g}, OOM kills "
+             f"{cgroup['oom_kills']}" if cgroup else ""), flush=True)
     return step
+
+
+def drop_file_cache(*paths: Path) -> None:
+    """Evict the files' clean pages from the page cache, so the next step reads (and is charged for) them afresh:
+    pages cached by the step that wrote them stay charged to that step's cgroup, not to a limited one."""
+    for path in paths:
+        if Path(path).is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
 def file_bytes(folder: Path, *names: str) -> int:
