@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from .deploy_data import TRT_VERSION
@@ -58,6 +59,38 @@ def test_tensorrt_rtx_plans_are_refused_for_triton(rtx_engine, tmp_path):
         repo_from_encoder("tiny", rtx_engine, tmp_path / "repo")
     assert "--flavor tensorrt" in str(info.value) and "ONNX Runtime encoder" in str(info.value)
     assert list(tmp_path.iterdir()) == []       # nothing partial left behind
+
+
+def test_check_mode_proves_the_repository_of_an_rtx_engine(rtx_engine, tmp_path, capsys):
+    """Issue 15 item 4: on the CPU build host every repository check runs on the engine's profiles (what a
+    tensorrt build of the same GPU profile gets) and nothing is written; the plan is reported as not loadable."""
+    meta = json.loads((rtx_engine / "engine.json").read_text())
+    result = repo_from_encoder("tiny", rtx_engine, tmp_path / "repo", check_only=True)
+    assert result.meta["checked_only"] and result.meta["models"] == ["encoder", "nv_embed"]
+    assert result.spec.encoder_max_batch == meta["serving"]["max_batch_size"]
+    assert len(result.spec.shape_limits) == len(meta["profiles"])
+    assert result.meta["triton_loads_this_plan"] is False and "--flavor tensorrt" in result.meta["gpu_host_must"]
+    assert list(tmp_path.iterdir()) == []
+    # the CLI: exit 0, says both, writes nothing; --output is not needed
+    from nvembed_trt.cli.main import main as cli
+    assert cli(["triton-repo", "--model", "tiny", "--encoder", str(rtx_engine), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "consistent: encoder, nv_embed (tensorrt_plan encoder" in out and "nothing written" in out
+    assert "this plan is not one Triton loads" in out
+
+
+def test_every_problem_is_reported_at_once(rtx_engine, tmp_path):
+    from nvembed_trt.triton.repository import RepositoryError
+    engine = tmp_path / "engine"
+    shutil.copytree(rtx_engine, engine)
+    meta = json.loads((engine / "engine.json").read_text())
+    meta["outputs"] = ["pooled"]                 # a graph whose output nv_embed cannot read
+    (engine / "engine.json").write_text(json.dumps(meta))
+    with pytest.raises(RepositoryError) as info:
+        repo_from_encoder("tiny", engine, tmp_path / "repo", encoder_instances=4096, check_only=True)
+    msg = str(info.value)
+    assert "(2 problems)" in msg and "4096 encoder instance(s)" in msg and "['pooled']" in msg
+    assert not (tmp_path / "repo").exists()
 
 
 def test_repository_records_engine_and_image(trt_repo, monkeypatch):

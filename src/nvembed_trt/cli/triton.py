@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "into batches the encoder's shapes cover, calls it and pools.")
     r.add_argument("--model", required=True, help="preset name or checkpoint directory (tokenizer, dims)")
     r.add_argument("--encoder", required=True, type=Path, help="engines/<gpu>/<name>/<recipe>/ or export/<name>/")
-    r.add_argument("--output", required=True, type=Path, help="e.g. triton_repo/<name>/")
+    r.add_argument("--output", type=Path, help="e.g. triton_repo/<name>/ (not with --check)")
     r.add_argument("--max-batch-size", type=int, help="encoder rows per batch; default: the engine's serving "
                                                       "maximum, else 8")
     r.add_argument("--max-length", type=int, help="default: the engine's longest profile sequence, else 512")
@@ -36,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--output-dtype", choices=("float32", "float16"), default="float32")
     r.add_argument("--providers", choices=tuple(PROVIDERS), default="cpu", help="ONNX Runtime encoder: cpu|cuda")
     r.add_argument("--overwrite", action="store_true")
+    r.add_argument("--check", action="store_true",
+                   help="run every check (I/O names, max batch, shapes and profiles from engine.json, GPU memory) and "
+                        "write nothing; a TensorRT-RTX plan is checked for its GPU profile and reported as what the "
+                        "GPU host must build")
     r.set_defaults(run=run_repo)
 
     s = sub.add_parser("serve", help="serve a repository: the /v1/embeddings front door over a supervised Triton",
@@ -108,12 +112,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_repo(args: argparse.Namespace) -> int:
     from ..triton import repo_from_encoder   # onnx, torch: not in the serving image, where `serve` runs
 
-    result = repo_from_encoder(args.model, args.encoder, args.output, max_batch_size=args.max_batch_size,
+    if args.output is None and not args.check:
+        raise InputError("triton-repo needs --output (or --check to run the checks and write nothing)")
+    result = repo_from_encoder(args.model, args.encoder, args.output or Path("."), max_batch_size=args.max_batch_size,
                                max_length=args.max_length, max_batch_tokens=args.max_batch_tokens,
                                max_request_rows=args.max_request_rows, nv_embed_instances=args.nv_embed_instances,
                                encoder_instances=args.encoder_instances, output_dtype=args.output_dtype,
-                               providers=PROVIDERS[args.providers], overwrite=args.overwrite)
+                               providers=PROVIDERS[args.providers], overwrite=args.overwrite, check_only=args.check)
     spec = result.spec
+    if args.check:
+        print(f"consistent: {', '.join(result.meta['models'])} ({spec.encoder_kind} encoder, encoder batch "
+              f"{spec.encoder_max_batch}, {len(spec.shape_limits)} shape limits, {spec.max_batch_tokens} tokens per "
+              f"batch, max length {spec.max_length}); nothing written")
+        if not result.meta["triton_loads_this_plan"]:
+            print(f"this plan is not one Triton loads: {result.meta['gpu_host_must']}")
+        return 0
     print(f"wrote {result.directory} ({spec.encoder_kind} encoder, pooling in the {spec.pooling}, encoder batch "
           f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length}); "
           f"serve it with: nvembed-trt serve --repo {result.directory}")

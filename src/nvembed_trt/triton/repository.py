@@ -1,5 +1,9 @@
 """repo_from_encoder: a model + an encoder (engines/... with engine.json, or export/... with model.onnx) -> a Triton
-model repository: `encoder` plus the `nv_embed` KServe model that tokenises, packs and calls it (see spec.py)."""
+model repository: `encoder` plus the `nv_embed` KServe model that tokenises, packs and calls it (see spec.py).
+
+Every check runs before anything is written and all problems are reported together. `check_only=True` runs them
+and writes nothing: on a CPU build host it proves the repository of a (full-size) engine's GPU profile is
+consistent, even for a TensorRT-RTX plan, which Triton cannot load (reported as what the GPU host must build)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from ..deploy.images import default_image, engine_facts, triton_image_for_engine
+from ..deploy.images import ImageError, default_image, engine_facts, triton_image_for_engine
 from ..errors import InputError
 from ..provenance import sha256_file, sidecar, write_json
 from ..source import resolve_model
@@ -37,11 +41,18 @@ class RepoResult:
     meta: dict
 
 
-def _encoder_facts(encoder: Path) -> dict:
+def _encoder_facts(encoder: Path, check_only: bool = False) -> dict:
     if (encoder / "engine.json").is_file():
         meta = json.loads((encoder / "engine.json").read_text())
-        image = triton_image_for_engine(meta, encoder / "engine.json")  # refuses TensorRT-RTX plans; NGC image by TRT
+        refusal = None
+        try:
+            image = triton_image_for_engine(meta, encoder / "engine.json")  # refuses RTX plans; NGC image by TRT
+        except ImageError as exc:
+            if not check_only:
+                raise
+            image, refusal = None, str(exc)
         return {"kind": "tensorrt_plan", "file": encoder / "model.plan", "inputs": meta["inputs"], "meta": meta,
+                "refusal": refusal,
                 "outputs": meta["outputs"], "max_batch_size": meta["serving"]["max_batch_size"],
                 "max_length": meta["serving"]["max_sequence_length"],
                 "limits": tuple(ShapeLimit.from_profile(p) for p in meta["profiles"]),
@@ -51,7 +62,7 @@ def _encoder_facts(encoder: Path) -> dict:
         graph = onnx.load(str(encoder / "model.onnx"), load_external_data=False).graph
         return {"kind": "onnxruntime", "file": encoder / "model.onnx", "inputs": [i.name for i in graph.input],
                 "outputs": [o.name for o in graph.output], "max_batch_size": None, "max_length": None,
-                "limits": None, "profiles": (), "engine": None, "meta": None,
+                "limits": None, "profiles": (), "engine": None, "meta": None, "refusal": None,
                 "triton_image": {"image": default_image(), "how": "newest NGC release (ONNX Runtime encoder)"}}
     raise InputError(f"{encoder}: neither an engine folder (engine.json + model.plan) nor an export folder "
                      f"(model.onnx)")
@@ -72,9 +83,11 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
                       max_request_rows: int = 256, nv_embed_instances: int = 1, encoder_instances: int = 1,
                       output_dtype: str = "float32", providers: tuple[str, ...] = ("CPUExecutionProvider",),
                       max_queue_delay_us: int = 0, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
-                      overwrite: bool = False) -> RepoResult:
+                      overwrite: bool = False, check_only: bool = False) -> RepoResult:
+    """Write the repository to `output`, or with check_only run every check and write nothing (meta then says
+    what was checked and, for a plan Triton cannot load, what the GPU host must build instead)."""
     encoder, output = Path(encoder), Path(output)
-    facts = _encoder_facts(encoder)
+    facts = _encoder_facts(encoder, check_only)
     source = resolve_model(model, progress=False)
     limit_batch, limit_length = facts["max_batch_size"], facts["max_length"]
     batch = max_batch_size or limit_batch or 8
@@ -92,12 +105,11 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
         raise InputError(f"output dtype must be float32 or float16, got {output_dtype!r}")
     limits = facts["limits"] or (ShapeLimit("onnx", batch, length),)
     parameters: dict[str, str] = {}
+    problems: list[str] = []
     if facts["meta"] is not None:  # an engine: no batch beyond the serving maximum, whatever a profile would take
         limits = served_limits(facts["meta"]["profiles"], batch)
         parameters = engine_serving_parameters(facts["meta"])
-        problems = engine_memory_problems(facts["meta"], source.config, encoder_instances)
-        if problems:
-            raise RepositoryError("; ".join(problems))
+        problems += engine_memory_problems(facts["meta"], source.config, encoder_instances)
     spec = RepoSpec(encoder_kind=facts["kind"], pooling="engine" if "embeddings" in facts["outputs"] else "ensemble",
                     hidden_size=source.config.embedding_dim, max_length=length, shape_limits=limits,
                     max_batch_tokens=max_batch_tokens or default_batch_tokens(limits),
@@ -106,9 +118,15 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
                     output_dtype=output_dtype, onnx_providers=providers, engine_profiles=facts["profiles"],
                     max_input_bytes=max_input_bytes, encoder_parameters=parameters)
     configs = repository_configs(spec)
-    problems = check_repository(configs, spec, {"inputs": facts["inputs"], "outputs": facts["outputs"]})
+    problems += check_repository(configs, spec, {"inputs": facts["inputs"], "outputs": facts["outputs"]})
     if problems:
-        raise RepositoryError("generated repository is inconsistent: " + "; ".join(problems))
+        raise RepositoryError(f"generated repository is inconsistent ({len(problems)} problems): "
+                              + "; ".join(problems))
+    if check_only:
+        return RepoResult(output, spec, {"checked_only": True, "models": list(configs), "spec": spec.to_json(),
+                                         "encoder": str(encoder), "engine": facts["engine"],
+                                         "triton_loads_this_plan": facts["refusal"] is None,
+                                         "gpu_host_must": facts["refusal"]})
     with staged_directory(output, overwrite) as staging:
         for name, config in configs.items():
             (staging / name / "1").mkdir(parents=True)
