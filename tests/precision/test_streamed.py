@@ -142,7 +142,9 @@ def test_weight_only_graph_feeds_dequantized_weights_to_fp16_matmuls(weight_only
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     dqs = [n for n in graph.node if n.op_type == "DequantizeLinear"]
-    assert len(dqs) == 19 and not any(n.op_type == "QuantizeLinear" for n in graph.node)
+    # 19 weight GEMMs; q/k/v and gate/up of both layers fused: 2 x (3 + 2) -> 2 x 2 DequantizeLinear
+    assert meta["fused_projections"]["groups"] == 4
+    assert len(dqs) == 19 - 2 * 3 and not any(n.op_type == "QuantizeLinear" for n in graph.node)
     assert {inits[n.input[0]].data_type for n in dqs} == {dtype}
     assert {inits[n.input[1]].data_type for n in dqs} == {onnx.TensorProto.FLOAT16}
     assert meta["quantization"]["weight_reads"] == 19  # each weight read once for its values and its scale
@@ -152,6 +154,30 @@ def test_weight_only_graph_feeds_dequantized_weights_to_fp16_matmuls(weight_only
         blocks = {g["k"]: g["block_size"] for g in meta["quantization"]["gemms"].values()}
         assert blocks == {64: 64, 176: 16, 80: 16, 256: 128}  # the largest power of two <= 128 dividing K
         assert all(a.name != "block_size" or a.i in (16, 64, 128) for n in dqs for a in n.attribute)
+
+
+@pytest.mark.parametrize("name", ["int4-wo", "int8"])
+def test_fused_quantised_graph_equals_unfused(ws, name):
+    """One DequantizeLinear over concatenated weights and scales computes what the separate GEMMs did: the same
+    quantised values (blocked int4 scales concatenate along N too), one weight read each."""
+    import onnxruntime as ort
+
+    outs = []
+    for fuse in (True, False):
+        folder = ws["root"] / f"{name}-fuse-{fuse}"
+        folder.mkdir()
+        recipe = RECIPES[name]
+        ranges = ws["streamed"] if recipe.needs_calibration else None
+        meta = write_streamed_recipe(ws["source"], recipe, folder, ranges=ranges, progress=False,
+                                     fuse_projections=fuse)
+        assert meta["fused_projections"]["groups"] == (4 if fuse else 0) and meta["quantization"]["weight_reads"] == 19
+        session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        ids = rng.integers(3, 1000, size=(4, 29)).astype(np.int32)
+        outs.append(session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                                       "pool_mask": np.ones_like(ids)})[0])
+    assert outs[0].shape == (4, ws["source"].config.embedding_dim)
+    assert np.abs(outs[0] - outs[1]).max() < 2e-3  # fp16 GEMMs: accumulation order only
 
 
 @pytest.mark.parametrize("name", ["int8-wo", "int4-wo"])

@@ -97,8 +97,10 @@ def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | Non
                       reference_onnx: Path | str | None = None, gate: bool = True, max_length: int = 512,
                       gate_rows_per_slice: int | None = None, pooling: str = "engine", opset: int = 18,
                       ranges: Path | str | None = None, calibration_samples: int | None = None,
-                      calibration_dtype: str = "float32", progress: bool = True) -> PrecisionResult:
-    """A streamed recipe (weight-only or W8A8) straight from a checkpoint or preset, at any size.
+                      calibration_dtype: str = "float32", progress: bool = True,
+                      fuse_projections: bool = True) -> PrecisionResult:
+    """A streamed recipe (weight-only or W8A8) straight from a checkpoint or preset, at any size; sibling
+    projections fused after quantising unless `fuse_projections=False` (export/fusion.py).
 
     The gate compares against `reference_onnx` (an fp32 export) when given, else the fp32 PyTorch model.
     `gate=False` is for models too large to run here (the full 7.85B on a 24 GiB machine): precision.json then
@@ -139,7 +141,7 @@ def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | Non
                      f"samples, layer by layer, in {range_set.meta['seconds']:.1f} s")
             range_set.save(staging / RANGES_FILE)
         written = write_streamed_recipe(source, recipe, staging, pooling=pooling, opset=opset, ranges=range_set,
-                                        progress=progress)
+                                        progress=progress, fuse_projections=fuse_projections)
         candidate = staging / "model.onnx"
         report = {"gated": False, "why": "gate=False (the model is too large to run on this host)"}
         if gate:

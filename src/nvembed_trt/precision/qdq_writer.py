@@ -13,6 +13,7 @@ quantised values and their scale are computed once (the writer asks for them one
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,18 +47,22 @@ def int4_block(k: int, block: int) -> int:
     return size
 
 
-class _OneTensorCache:
-    """The quantised weight and its scale are separate initializers; compute both from one read of the weight."""
+class _RecentTensors:
+    """The quantised weight and its scale are separate initializers; compute both from one read of the weight.
+    A fused group (export/fusion.py) asks for its members' weights, then for their scales: the last few stay."""
 
-    def __init__(self, compute: Callable[[str], tuple[np.ndarray, np.ndarray]]):
-        self.compute, self.key, self.value = compute, None, None
+    def __init__(self, compute: Callable[[str], tuple[np.ndarray, np.ndarray]], keep: int = 4):
+        self.compute, self.keep, self.values = compute, keep, OrderedDict()
         self.loads = 0
 
     def get(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        if key != self.key:
-            self.key, self.value = key, self.compute(key)
+        if key not in self.values:
+            self.values[key] = self.compute(key)
             self.loads += 1
-        return self.value
+            while len(self.values) > self.keep:
+                self.values.popitem(last=False)
+        self.values.move_to_end(key)
+        return self.values[key]
 
 
 def _weight_key(value: ir.Value, gemms: set[str]) -> str | None:
@@ -90,7 +95,7 @@ def quantize_graph(model: ir.Model, cfg: NVEmbedConfig, load: Loader, gemms: lis
             return fp8_per_channel(w)
         return int4_blocked(w, blocks[key])
 
-    cache = _OneTensorCache(compute)
+    cache = _RecentTensors(compute)
     act_cache: dict[tuple[str, float], ir.Value] = {}
     zero_type = QUANT_TYPES[spec.activations] if spec.activations else None
     done: dict[str, dict] = {}

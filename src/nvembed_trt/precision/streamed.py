@@ -21,6 +21,7 @@ from ..calibration.streamed import ActivationRanges, gemm_keys, streamed_ranges
 from ..checkpoint.layout import tensor_infos
 from ..checkpoint.loader import check_keys, expected_shapes, meta_model
 from ..console import note, quiet_logger
+from ..export.fusion import fuse_sibling_dq_matmuls
 from ..export.progress import streaming_callback
 from ..export.signature import INDEX_DTYPE
 from ..export.trace import trace_onnx
@@ -68,8 +69,11 @@ def collect_ranges(source: ModelSource, calibration: dict[str, np.ndarray], dtyp
 
 def write_streamed_recipe(source: ModelSource, recipe: Recipe, dest: Path, *, pooling: str = "engine",
                           opset: int = 18, ranges: ActivationRanges | None = None,
-                          external_data_threshold: int = PROTOBUF_LIMIT, progress: bool = True) -> dict:
-    """dest/model.onnx (+ model.onnx.data) for a streamed recipe; returns what the sidecar records."""
+                          external_data_threshold: int = PROTOBUF_LIMIT, progress: bool = True,
+                          fuse_projections: bool = True) -> dict:
+    """dest/model.onnx (+ model.onnx.data) for a streamed recipe; returns what the sidecar records. Sibling
+    projections (q/k/v, gate/up) are fused after quantising, as in the fp16 export (export/fusion.py): the same
+    quantised values and scales, concatenated, so TensorRT's builder makes no second copy of them."""
     if recipe.method == "w8a8" and ranges is None:
         raise ValueError(f"recipe {recipe.name} needs activation ranges")
     cfg = source.config
@@ -87,6 +91,7 @@ def write_streamed_recipe(source: ModelSource, recipe: Recipe, dest: Path, *, po
                      recipe.block_size)
     done = quantize_graph(model, cfg, load, gemm_keys(cfg), spec, ranges, smoothing)
     cache = done.pop("cache")
+    fused = fuse_sibling_dq_matmuls(model.graph) if fuse_projections else []
     weight_bytes = _initializer_bytes(model)
     external = weight_bytes > external_data_threshold
     path = dest / "model.onnx"
@@ -107,6 +112,8 @@ def write_streamed_recipe(source: ModelSource, recipe: Recipe, dest: Path, *, po
                              "block_size": spec.block_size if spec.weights == "int4" else None,
                              "opset": done["opset"], "gemms": done["gemms"], "weight_reads": cache.loads,
                              "smoothing": smoothing.describe() if smoothing else None},
+            "fused_projections": {"applied": fuse_projections, "groups": len(fused),
+                                  "weights": [f["weight"] for f in fused]},
             "initializer_bytes": weight_bytes, "external_data": external,
             "timings_s": {k: round(v, 2) for k, v in timings.items()}}
 
