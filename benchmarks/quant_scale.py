@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from nvembed_trt.validation.steps import drop_file_cache
 from nvembed_trt.validation.steps import file_bytes as _size
 from nvembed_trt.validation.steps import machine_facts
 from nvembed_trt.validation.steps import measured_step as measured
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--calibration-dtype", default="bfloat16", choices=("float32", "bfloat16"))
     parser.add_argument("--no-build", action="store_true", help="quantise only")
     parser.add_argument("--keep", action="store_true", help="keep graphs and engines (tens of GB)")
+    parser.add_argument("--memory-limit-gib", type=float,
+                        help="run each build in a memory cgroup of this size (root; see engine_scale.py)")
     args = parser.parse_args()
     cli = shutil.which("nvembed-trt") or sys.exit("nvembed-trt is not on PATH (make install)")
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -76,10 +79,14 @@ def main() -> None:
             entry["quantized_nodes"] = meta["quantized_nodes"]
             entry["opset"] = meta["quantization"]["opset"]
             entry["quantise_timings_s"] = meta["timings_s"]
+            entry["fused_projection_groups"] = (meta.get("fused_projections") or {}).get("groups", 0)
             if not args.no_build:
                 engine = args.workdir / f"engine-{recipe}"
+                if args.memory_limit_gib:
+                    drop_file_cache(graph / "model.onnx.data")
                 steps["build"] = measured([cli, "build", "--onnx", str(graph / "model.onnx"), "--gpu", args.gpu,
-                                           "--flavor", "tensorrt-rtx", "--output", str(engine), "--overwrite"])
+                                           "--flavor", "tensorrt-rtx", "--output", str(engine), "--overwrite"],
+                                          memory_limit_gib=args.memory_limit_gib)
                 if steps["build"]["exit"] == 0:
                     entry["engine_bytes"] = _size(engine, "model.plan")
                     engine_meta = json.loads((engine / "engine.json").read_text())

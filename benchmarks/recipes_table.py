@@ -82,10 +82,24 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _step_cell(step: dict | None, made_bytes: int | None) -> str:
+    """wall, peak RSS (its anonymous part and the memory cgroup it ran in, where measured) and the size made."""
+    if not step:
+        return "–"
+    if step["exit"] != 0:
+        return f"failed after {step['wall_s'] / 60:.1f} min at {step['peak_rss_gib']:.2f} GiB (exit {step['exit']})"
+    extra = [f"{step['peak_anon_gib']:.2f} anonymous"] if step.get("peak_anon_gib") is not None else []
+    if step.get("memory_limit"):
+        extra.append(f"{step['memory_limit']['limit_gib']:g} GiB cgroup")
+    return (f"{step['wall_s'] / 60:.1f} min, {step['peak_rss_gib']:.2f} GiB" + (f" ({', '.join(extra)})" if extra else "")
+            + (f", {made_bytes / 1e9:.2f} GB" if made_bytes else ""))
+
+
 def render() -> str:
     from nvembed_trt.precision import RECIPES
 
     tiny, fw, scale = _load("recipes-tiny.json"), _load("recipes-full-width-2l.json"), _load("quant-scale.json")
+    es = _load("engine-scale.json")
     weights = _weight_bytes()
     lines = ["| recipe | tiny min cosine | tiny top-10 (worst slice) | tiny gate | full-width-2l min cosine | "
              "full-width-2l top-10 (worst slice) | full-size weight bytes | H100 batch-1 floor (arithmetic) | "
@@ -99,13 +113,16 @@ def render() -> str:
             return f"{min(v['top10_agreement'] for v in r['slices'].values()):.3f}"
         tiny_cells = (f"{t['cosine_min']:.6f} | {worst(t)} | {'pass' if t['passed'] else 'fails (registry says why)'}"
                       if t else "– | – | not measured")
-        fw_cells = f"{f['cosine_min']:.6f} | {worst(f)}" if f else "– | –"
+        fw_cells = f"{f['cosine_min']:.6f} ({'pass' if f['passed'] else 'fails'}) | {worst(f)}" if f else "– | –"
         q = s["steps"]["quantise"] if s else None
         b = s["steps"].get("build") if s else None
-        quant = f"{q['wall_s'] / 60:.1f} min, {q['peak_rss_gib']:.2f} GiB, {s['graph_bytes'] / 1e9:.2f} GB" if q else "–"
-        build = ("–" if not b else f"{b['wall_s'] / 60:.1f} min, {b['peak_rss_gib']:.2f} GiB, "
-                 f"{s['engine_bytes'] / 1e9:.2f} GB" if b["exit"] == 0 else f"failed after {b['wall_s'] / 60:.1f} min "
-                 f"at {b['peak_rss_gib']:.2f} GiB (exit {b['exit']})")
+        quant = _step_cell(q, s and s.get("graph_bytes"))
+        build = _step_cell(b, s and s.get("engine_bytes"))
+        if name == "fp16" and es and "fp16" in es.get("recipes", {}):  # made by engine_scale.py: export, build
+            entry = es["recipes"]["fp16"]
+            quant = "export " + _step_cell(entry["graph"], entry["graph"].get("graph_bytes"))
+            first = next(iter(entry["engines"].values()), None)
+            build = _step_cell(first, first and first.get("engine_bytes"))
         w = weights[name]
         lines.append(f"| {name} | {tiny_cells} | {fw_cells} | {w / 1e9:.2f} GB | {w / H100_BYTES_PER_S * 1e3:.2f} ms | "
                      f"{quant} | {build} |")

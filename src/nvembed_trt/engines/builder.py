@@ -9,11 +9,14 @@ Memory: the plan is streamed to its file while it is serialized (`IStreamWriter`
 the serialized host memory is written through a memoryview, never copied to `bytes`): no host copy of the plan after
 the build (full-width-2l: 6.73 GiB peak streamed vs 7.89 GiB through host memory). The parser maps the external
 data file (file-backed, reclaimable pages). What remains is the builder's own anonymous working set, reached before
-the first plan byte is written: 1.59x the weights on full-width-2l with TensorRT-RTX 1.7, unchanged by the number of
-profiles, max_threads=1, WEIGHT_STREAMING, optimisation level 0 or loading the initializers from our own mmap; the
-full-size fp16 build needs more than 21.8 GB of it (OOM-killed on the 23 GiB machine). `strip_weights=True` builds a
-weight-stripped plan (STRIP_PLAN + REFIT_IDENTICAL): a few MB on disk, filled from the same ONNX weights on the
-serving host by `nvembed-trt refit` (engines/refit.py; refitting deserialises the engine, so it needs a GPU)."""
+the first plan byte is written; an allocation trace of TensorRT-RTX 1.7 on full-width-2l shows what it holds: one
+buffer the size of all weights (the plan's weights) and, for every group of MatMuls it fuses (q/k/v, gate/up), a
+fresh copy of the concatenated weight, held to the end: 8.5 GiB at full size, which kept the unfused fp16 build
+over 23 GiB. The export now fuses those projections itself (export/fusion.py), so the full-size fp16 build's
+anonymous peak is the weights once plus about 1.7 GiB (16.3 GiB), and it completes inside a 20 GiB memory cgroup.
+`strip_weights=True` builds a weight-stripped plan (STRIP_PLAN + REFIT_IDENTICAL): a few MB on disk, filled from the
+same ONNX weights on the serving host by `nvembed-trt refit` (engines/refit.py; refitting deserialises the engine,
+so it needs a GPU). benchmarks/alloc_trace/ holds the allocation tracer used for the figures above."""
 
 from __future__ import annotations
 
