@@ -124,6 +124,39 @@ def test_plan_is_streamed_and_engine_json_says_how(engines):
     assert not list(engines[("engine", "fp16")].directory.parent.glob(".*tmp*"))  # no temporary left behind
 
 
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # writes past the limit fail with EFBIG, like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (4 * 2**20, 4 * 2**20))
+from nvembed_trt.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_plan_that_cannot_be_written_whole_is_refused(graphs, tmp_path):
+    """Found on the full-size build: a disk that filled up mid-plan left a truncated plan reported as built. Now the
+    writer's failure is caught, the build fails naming the bytes written and the error, and nothing is left."""
+    import subprocess
+    import sys
+
+    out = tmp_path / GPU / "tiny" / "fp32"
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, "build", "--onnx", str(graphs[1][("engine", "fp32")]),
+                           "--gpu", GPU, "--output", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "but writing the plan failed after" in proc.stderr and "File too large" in proc.stderr, proc.stderr
+    assert f"nothing was written to {out}" in proc.stderr
+    assert not out.exists() and not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_disk_space_is_checked_before_building(tmp_path):
+    from nvembed_trt.engines.builder import disk_space_problem
+
+    assert disk_space_problem(tmp_path, 1) is None
+    message = disk_space_problem(tmp_path, 10**18)
+    assert message.startswith("not enough disk space for the plan: it needs about 1000000000.00 GB") and \
+        f"{tmp_path} has " in message
+
+
 @pytest.mark.parametrize("option, message", [
     ({"version_compatible": True}, r"--version-compatible applies to the tensorrt flavor: .*libnvinfer_lean"),
     ({"hardware_compatible": True}, r"--hardware-compatible applies to the tensorrt flavor; tensorrt-rtx builds "

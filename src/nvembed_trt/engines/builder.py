@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -179,45 +180,80 @@ def save_timing_cache(config, path: Path) -> str | None:
 
 # --- writing the plan -----------------------------------------------------------------------------------------
 
+class PlanWriteError(EngineBuildError):
+    """The plan could not be written whole (a full disk, a file size limit): nothing is left behind."""
+
+
 def _stream_writer(trt, fh):
-    """An IStreamWriter that appends each serialized chunk to an open file."""
+    """An IStreamWriter that appends each serialized chunk to an open file. A failed write is recorded and answered
+    with 0 bytes (an exception cannot cross into the builder's C++ safely); write_plan then refuses the plan."""
 
     class FileWriter(trt.IStreamWriter):
         def __init__(self):
             trt.IStreamWriter.__init__(self)
             self.chunks = 0
             self.largest = 0
+            self.written = 0
+            self.error: OSError | None = None
 
         def write(self, data) -> int:
+            if self.error is not None:
+                return 0
             view = memoryview(data)
-            fh.write(view)
+            try:
+                fh.write(view)
+            except OSError as exc:
+                self.error = exc
+                return 0
             self.chunks += 1
+            self.written += view.nbytes
             self.largest = max(self.largest, view.nbytes)
             return view.nbytes
 
     return FileWriter()
 
 
+def disk_space_problem(directory: Path, need_bytes: int) -> str | None:
+    """A message when the filesystem holding `directory` has less free space than the plan needs, else None."""
+    free = shutil.disk_usage(directory).free
+    if free >= need_bytes:
+        return None
+    return (f"not enough disk space for the plan: it needs about {need_bytes / 1e9:.2f} GB (the graph's weights plus "
+            f"64 MiB), {directory} has {free / 1e9:.2f} GB free")
+
+
 def write_plan(trt, builder, network, config, dest: Path) -> dict:
     """Build and serialize into dest (a temporary name, renamed on success). Streams through IStreamWriter where the
-    flavor has it; otherwise writes the IHostMemory through a memoryview (no bytes copy). Returns how."""
+    flavor has it; otherwise writes the IHostMemory through a memoryview (no bytes copy). A plan that was not
+    written whole (every chunk, and the file's size equal to the bytes handed over) is refused. Returns how."""
     streamed = hasattr(builder, "build_serialized_network_to_stream") and hasattr(trt, "IStreamWriter")
     start = time.perf_counter()
     with atomic_path(dest) as tmp:
-        with open(tmp, "wb") as fh:
-            if streamed:
-                writer = _stream_writer(trt, fh)
-                ok = builder.build_serialized_network_to_stream(network, config, writer)
-                how = {"method": "stream", "chunks": writer.chunks, "largest_chunk_bytes": writer.largest}
-            else:
-                plan = builder.build_serialized_network(network, config)
-                ok = plan is not None
-                if ok:
-                    fh.write(memoryview(plan))
-                del plan
-                how = {"method": "host-memory"}
+        try:
+            with open(tmp, "wb") as fh:
+                if streamed:
+                    writer = _stream_writer(trt, fh)
+                    ok = builder.build_serialized_network_to_stream(network, config, writer)
+                    how = {"method": "stream", "chunks": writer.chunks, "largest_chunk_bytes": writer.largest}
+                    expected = writer.written
+                    if writer.error is not None:
+                        raise PlanWriteError(f"writing the plan failed after {writer.written:,} bytes: "
+                                             f"{writer.error.strerror or writer.error} ({tmp.parent})")
+                else:
+                    plan = builder.build_serialized_network(network, config)
+                    ok = plan is not None
+                    expected = plan.nbytes if ok else 0
+                    if ok:
+                        fh.write(memoryview(plan))
+                    del plan
+                    how = {"method": "host-memory"}
+        except OSError as exc:  # the last buffered bytes, flushed on close
+            raise PlanWriteError(f"writing the plan failed: {exc.strerror or exc} ({tmp.parent})") from None
         if not ok:
             raise EngineBuildError("the builder returned no engine")
+        size = tmp.stat().st_size
+        if size != expected:
+            raise PlanWriteError(f"the plan file holds {size:,} bytes but the builder handed over {expected:,}")
     how["build_s"] = round(time.perf_counter() - start, 2)
     return how
 
@@ -328,6 +364,10 @@ def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, f
     check_output_dir(output, overwrite)
     facts = _graph_facts(onnx_path)
     _check_fits(gpu, facts)
+    existing = next(p for p in (output, *output.parents) if p.exists())  # where the plan's filesystem is
+    space = disk_space_problem(existing, 2**26 if strip_weights else facts["weight_bytes"] + 2**26)
+    if space:
+        raise InputError(space)
     _, builder, network, parser = _parse(trt, onnx_path, chosen.name)
     memory = {"after_parse": _rss_gib()}
     config = builder.create_builder_config()
@@ -358,6 +398,9 @@ def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, f
     with staged_directory(output, overwrite) as staging:
         try:
             how = write_plan(trt, builder, network, config, staging / PLAN)
+        except PlanWriteError as exc:
+            raise PlanWriteError(f"{chosen.name} {trt.__version__} built {onnx_path} for {gpu.name} but {exc}; "
+                                 f"nothing was written to {output}") from None
         except EngineBuildError as exc:
             raise EngineBuildError(f"{chosen.name} {trt.__version__} failed to build {onnx_path} for {gpu.name}: "
                                    f"{exc} (set NVEMBED_TRT_LOG=verbose for the builder log)") from None
