@@ -13,7 +13,8 @@ the graph's data file from the page cache: peak RSS then shows what the build ne
 not the mapped weights the kernel keeps resident while memory is free.
 
 Recipes other than fp16 are made with `nvembed-trt precision --no-gate` from the checkpoint (streamed; the gates
-run on tiny and full-width-2l). Needs ~16 GB of disk for the checkpoint, ~16 GB per graph and ~16 GB per fp16
+run on tiny and full-width-2l); the W8A8 recipes (int8, fp8) need activation ranges first: benchmarks/quant_scale.py.
+Needs ~16 GB of disk for the checkpoint, ~16 GB per graph and ~16 GB per fp16
 engine (the repository copies one more): the steps delete what they no longer need unless --keep.
 Results merge into benchmarks/published/cpu-2core-24gib/engine-scale.json (one entry per recipe, newest wins).
 """
@@ -72,6 +73,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep checkpoint, graphs and engines (tens of GB)")
     parser.add_argument("--memory-limit-gib", type=float, help="run each build in a memory cgroup of this size")
     args = parser.parse_args()
+    w8a8 = [r for r in args.recipes.split(",") if r in ("int8", "fp8")]
+    if w8a8:
+        sys.exit(f"{', '.join(w8a8)}: W8A8 recipes need activation ranges first; run benchmarks/quant_scale.py "
+                 f"--recipes {','.join(w8a8)} (calibration streamed layer by layer, then quantise and build)")
     cli = shutil.which("nvembed-trt") or sys.exit("nvembed-trt is not on PATH (make install)")
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = json.loads(PUBLISHED.read_text()) if PUBLISHED.is_file() else {"host": HOST, "recipes": {}}
