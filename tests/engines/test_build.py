@@ -144,6 +144,7 @@ def test_a_plan_that_cannot_be_written_whole_is_refused(graphs, tmp_path):
                            "--gpu", GPU, "--output", str(out)], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert "but writing the plan failed after" in proc.stderr and "File too large" in proc.stderr, proc.stderr
+    assert " GB free on " in proc.stderr
     assert f"nothing was written to {out}" in proc.stderr
     assert not out.exists() and not [p for p in tmp_path.rglob("*") if p.is_file()]
 
@@ -151,10 +152,10 @@ def test_a_plan_that_cannot_be_written_whole_is_refused(graphs, tmp_path):
 def test_disk_space_is_checked_before_building(tmp_path):
     from nvembed_trt.engines.builder import disk_space_problem
 
-    assert disk_space_problem(tmp_path, 1) is None
-    message = disk_space_problem(tmp_path, 10**18)
-    assert message.startswith("not enough disk space for the plan: it needs about 1000000000.00 GB") and \
-        f"{tmp_path} has " in message
+    assert disk_space_problem(tmp_path, 1, "one byte") is None
+    message = disk_space_problem(tmp_path, 10**18, "the graph's weights plus 64 MiB")
+    assert message.startswith("not enough disk space for the plan: it needs about 1000000000.00 GB (the graph's "
+                              "weights plus 64 MiB)") and f"{tmp_path} has " in message and " GB free" in message
 
 
 @pytest.mark.parametrize("option, message", [

@@ -17,7 +17,7 @@ import pytest
 from nvembed_trt.checkpoint.loader import parameter_count
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.presets import PRESETS
-from nvembed_trt.validation.steps import _Sampler
+from nvembed_trt.validation.steps import RssSampler
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install tensorrt-rtx)")
 PARAMS = 1_307_656_192
@@ -37,7 +37,7 @@ def engine(export, tmp_path_factory):
     out = tmp_path_factory.mktemp("fw2l-engine") / GPU / "full-width-2l" / "fp16"
     proc = subprocess.Popen([sys.executable, "-m", "nvembed_trt", "build", "--onnx", str(export.onnx_path), "--gpu",
                              GPU, "--flavor", "tensorrt-rtx", "--output", str(out)])
-    sampler = _Sampler(proc.pid)  # anonymous RSS from /proc: unlike ru_maxrss, not inflated by pytest's at fork
+    sampler = RssSampler(proc.pid)  # anonymous RSS from /proc: unlike ru_maxrss, not inflated by pytest's at fork
     sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     sampler.done.set()

@@ -33,9 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--calibration-dtype", default="float32", choices=("float32", "bfloat16"))
     m.add_argument("--pooling", default="engine", choices=("engine", "ensemble"))
     m.add_argument("--opset", type=int, default=18, help="the graph's opset (raised to 19/21 where Q/DQ needs)")
-    m.add_argument("--no-fuse-projections", action="store_true",
-                   help="keep q/k/v and gate/up as separate quantised GEMMs (default: fused into one "
-                        "DequantizeLinear + MatMul + Split each, so TensorRT's builder holds no second copy)")
+    m.add_argument("--fuse-projections", action=argparse.BooleanOptionalAction, default=True,
+                   help="q/k/v and gate/up as one DequantizeLinear + MatMul + Split each, so TensorRT's builder "
+                        "holds no second copy (default; --no-fuse-projections keeps separate quantised GEMMs)")
     p.set_defaults(run=run)
     r = sub.add_parser("recipes", help="list precision recipes", description="List the precision recipes.")
     r.set_defaults(run=list_recipes)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                                    pooling=args.pooling, opset=args.opset, ranges=args.ranges,
                                    calibration_samples=args.calibration_samples,
                                    calibration_dtype=args.calibration_dtype,
-                                   fuse_projections=not args.no_fuse_projections)
+                                   fuse_projections=args.fuse_projections)
     p = result.meta["parity"]
     gate = (f"min cosine {p['cosine_min']:.6f}, top-10 agreement {p['top10_agreement']:.3f} (worst slice "
             f"{min(p['slices'], key=lambda s: p['slices'][s]['cosine_min'])})" if p.get("gated", True) else

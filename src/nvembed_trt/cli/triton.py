@@ -114,7 +114,7 @@ def run_repo(args: argparse.Namespace) -> int:
 
     if args.output is None and not args.check:
         raise InputError("triton-repo needs --output (or --check to run the checks and write nothing)")
-    result = repo_from_encoder(args.model, args.encoder, args.output or Path("."), max_batch_size=args.max_batch_size,
+    result = repo_from_encoder(args.model, args.encoder, args.output, max_batch_size=args.max_batch_size,
                                max_length=args.max_length, max_batch_tokens=args.max_batch_tokens,
                                max_request_rows=args.max_request_rows, nv_embed_instances=args.nv_embed_instances,
                                encoder_instances=args.encoder_instances, output_dtype=args.output_dtype,

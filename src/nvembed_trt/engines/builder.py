@@ -34,6 +34,7 @@ import onnx
 from ..config import NVEmbedConfig
 from ..console import note
 from ..errors import InputError, NVEmbedError
+from ..hostmem import process_memory_gib
 from ..provenance import atomic_path, sha256_file, sidecar, write_json
 from ..staging import check_output_dir, staged_directory
 from .flavors import Flavor, FlavorError, check_machine, import_flavor, network_flags, resolve_flavor, set_targets
@@ -110,16 +111,8 @@ def network_precisions(network) -> dict[str, dict[str, int]]:
 
 
 def _rss_gib() -> dict:
-    """This process's resident memory now and at its peak (Linux /proc), in GiB."""
-    fields = {}
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssFile", "RssAnon"):
-                fields[key] = round(int(value.split()[0]) / 2**20, 2)
-    except OSError:
-        pass
-    return fields
+    """This process's resident memory now and at its peak, in GiB (engine.json's host_memory_gib)."""
+    return {k: round(v, 2) for k, v in process_memory_gib().items()}
 
 
 # --- timing cache -------------------------------------------------------------------------------------------------
@@ -213,13 +206,17 @@ def _stream_writer(trt, fh):
     return FileWriter()
 
 
-def disk_space_problem(directory: Path, need_bytes: int) -> str | None:
+def disk_space_problem(directory: Path, need_bytes: int, what: str) -> str | None:
     """A message when the filesystem holding `directory` has less free space than the plan needs, else None."""
     free = shutil.disk_usage(directory).free
     if free >= need_bytes:
         return None
-    return (f"not enough disk space for the plan: it needs about {need_bytes / 1e9:.2f} GB (the graph's weights plus "
-            f"64 MiB), {directory} has {free / 1e9:.2f} GB free")
+    return (f"not enough disk space for the plan: it needs about {need_bytes / 1e9:.2f} GB ({what}), {directory} "
+            f"has {free / 1e9:.2f} GB free")
+
+
+def _free(directory: Path) -> str:
+    return f"{shutil.disk_usage(directory).free / 1e9:.2f} GB free on {directory}"
 
 
 def write_plan(trt, builder, network, config, dest: Path) -> dict:
@@ -238,7 +235,7 @@ def write_plan(trt, builder, network, config, dest: Path) -> dict:
                     expected = writer.written
                     if writer.error is not None:
                         raise PlanWriteError(f"writing the plan failed after {writer.written:,} bytes: "
-                                             f"{writer.error.strerror or writer.error} ({tmp.parent})")
+                                             f"{writer.error.strerror or writer.error} ({_free(tmp.parent)})")
                 else:
                     plan = builder.build_serialized_network(network, config)
                     ok = plan is not None
@@ -248,7 +245,7 @@ def write_plan(trt, builder, network, config, dest: Path) -> dict:
                     del plan
                     how = {"method": "host-memory"}
         except OSError as exc:  # the last buffered bytes, flushed on close
-            raise PlanWriteError(f"writing the plan failed: {exc.strerror or exc} ({tmp.parent})") from None
+            raise PlanWriteError(f"writing the plan failed: {exc.strerror or exc} ({_free(tmp.parent)})") from None
         if not ok:
             raise EngineBuildError("the builder returned no engine")
         size = tmp.stat().st_size
@@ -365,7 +362,8 @@ def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, f
     facts = _graph_facts(onnx_path)
     _check_fits(gpu, facts)
     existing = next(p for p in (output, *output.parents) if p.exists())  # where the plan's filesystem is
-    space = disk_space_problem(existing, 2**26 if strip_weights else facts["weight_bytes"] + 2**26)
+    space = (disk_space_problem(existing, 2**26, "a weight-stripped plan: 64 MiB") if strip_weights else
+             disk_space_problem(existing, facts["weight_bytes"] + 2**26, "the graph's weights plus 64 MiB"))
     if space:
         raise InputError(space)
     _, builder, network, parser = _parse(trt, onnx_path, chosen.name)

@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..provenance import sha256_file, sidecar, write_json
 from ..source import ModelSource, resolve_model, tokenizer_for
 from ..staging import check_output_dir, staged_directory
-from .fusion import fuse_sibling_matmuls
+from .fusion import fuse_sibling_matmuls, fusion_record
 from .checks import PARITY_THRESHOLDS, ExportValidationError, graph_report, parity_report
 from .progress import streaming_callback
 from .signature import GraphSignature, check_opset, check_pooling
@@ -146,8 +146,7 @@ def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype:
     meta = sidecar("onnx-export", model=source.describe(), config=cfg.to_hf_dict(), opset=opset, dtype=dtype,
                    signature=sig.describe(), external_data=external, weight_bytes=weight_bytes,
                    pre_transposed_weights=transposed,
-                   fused_projections={"applied": fuse, "groups": len(fused),
-                                      "weights": [f["weight"] for f in fused]},
+                   fused_projections=fusion_record(fuse, fused),
                    graph=report, parity=parity_meta, slim=slimming,
                    onnx_sha256=sha256_file(onnx_path), timings_s={k: round(v, 2) for k, v in timings.items()})
     write_json(staging / EXPORT_JSON, meta)

@@ -44,19 +44,50 @@ def _concatenated(values: list[ir.Value], axis: int, shape: ir.Shape) -> ir.Lazy
     return ir.LazyTensor(materialise, dtype=values[0].dtype, shape=shape)
 
 
-def _groups(graph: ir.Graph) -> list[list[ir.Node]]:
-    """MatMuls by shared activation, in graph order: only groups of >= 2 whose weights agree in rows and dtype."""
-    by_input: dict[int, list[ir.Node]] = defaultdict(list)
-    for node in graph:
-        if node.op_type == "MatMul" and node.domain == "" and _weight(graph, node.inputs[1]) is not None:
-            by_input[id(node.inputs[0])].append(node)
-    groups = []
-    for nodes in by_input.values():
-        weights = [n.inputs[1] for n in nodes]
-        if len(nodes) >= 2 and len({(w.shape[0], w.dtype) for w in weights}) == 1 and \
-                all(len(list(w.uses())) == 1 for w in weights):
-            groups.append(nodes)
-    return groups
+def _dq_weight(graph: ir.Graph, value: ir.Value | None) -> ir.Node | None:
+    """The DequantizeLinear (of a quantised initializer and its scale, no zero point) feeding only this MatMul."""
+    node = value.producer() if value is not None else None
+    if node is None or node.op_type != "DequantizeLinear" or len(node.inputs) != 2 or len(list(value.uses())) != 1:
+        return None
+    wq, scale = node.inputs
+    if _weight(graph, wq) is None or scale is None or scale.name not in graph.initializers:
+        return None
+    return node if len(list(wq.uses())) == 1 and len(list(scale.uses())) == 1 else None
+
+
+def _signature(graph: ir.Graph, matmul: ir.Node) -> tuple | None:
+    """What must agree for MatMuls of one activation to fuse: a plain weight (dtype, rows) or a dequantised one
+    (dtypes, rows, scale rank, DequantizeLinear attributes); None for a MatMul that cannot take part."""
+    right = matmul.inputs[1]
+    weight = _weight(graph, right)
+    if weight is not None:
+        return ("plain", weight.dtype, int(weight.shape[0])) if len(list(weight.uses())) == 1 else None
+    dq = _dq_weight(graph, right)
+    if dq is None:
+        return None
+    wq, scale = dq.inputs
+    attrs = tuple(sorted((k, a.value) for k, a in dq.attributes.items()))
+    return "dq", wq.dtype, int(wq.shape[0]), scale.dtype, len(scale.shape), attrs
+
+
+def _fused_dq(graph: ir.Graph, dqs: list[ir.Node], name: str) -> ir.Value:
+    """One DequantizeLinear over the concatenated quantised weights and scales (per output channel or per block
+    along K: both concatenate along N), inserted where the first one was; the old ones are left unused."""
+    wqs, scales = [d.inputs[0] for d in dqs], [d.inputs[1] for d in dqs]
+    wshape = ir.Shape([wqs[0].shape[0], sum(int(w.shape[1]) for w in wqs)])
+    sshape = ir.Shape([*scales[0].shape[:-1], sum(int(s.shape[-1]) for s in scales)])
+    wq = ir.Value(name=name, shape=wshape, type=ir.TensorType(wqs[0].dtype),
+                  const_value=_concatenated(wqs, 1, wshape))
+    scale = ir.Value(name=_fused_name([s.name for s in scales]), shape=sshape, type=ir.TensorType(scales[0].dtype),
+                     const_value=_concatenated(scales, -1, sshape))
+    graph.register_initializer(wq)
+    graph.register_initializer(scale)
+    dq = ir.Node("", "DequantizeLinear", [wq, scale], list(dqs[0].attributes.values()), num_outputs=1,
+                 name=f"{name}.dq")
+    out = dq.outputs[0]
+    out.name, out.dtype, out.shape = f"{name}.dequantized", dqs[0].outputs[0].dtype, wshape
+    graph.insert_before(dqs[0], dq)
+    return out
 
 
 def _replace_with_split(graph: ir.Graph, nodes: list[ir.Node], weight: ir.Value, widths: list[int],
@@ -81,74 +112,43 @@ def _replace_with_split(graph: ir.Graph, nodes: list[ir.Node], weight: ir.Value,
 
 
 def fuse_sibling_matmuls(graph: ir.Graph) -> list[dict]:
-    """Rewrite every group in place; returns what was fused (names and column widths) for export.json."""
-    fused = []
-    for nodes in _groups(graph):
-        weights = [n.inputs[1] for n in nodes]
-        widths = [int(w.shape[1]) for w in weights]
-        name = _fused_name([w.name for w in weights])
-        shape = ir.Shape([weights[0].shape[0], sum(widths)])
-        weight = ir.Value(name=name, shape=shape, type=ir.TensorType(weights[0].dtype),
-                          const_value=_concatenated(weights, 1, shape))
-        graph.register_initializer(weight)
-        _replace_with_split(graph, nodes, weight, widths, name)
-        for w in weights:
-            graph.initializers.pop(w.name)
-        fused.append({"weight": name, "from": [w.name for w in weights], "widths": widths})
-    return fused
-
-
-# --- the same fusion on quantised graphs: MatMul(x, DequantizeLinear(w_q, scale)) siblings ----------------------
-
-def _dq_weight(graph: ir.Graph, value: ir.Value | None) -> ir.Node | None:
-    """The DequantizeLinear (of a quantised initializer and its scale, no zero point) feeding only this MatMul."""
-    node = value.producer() if value is not None else None
-    if node is None or node.op_type != "DequantizeLinear" or len(node.inputs) != 2 or len(list(value.uses())) != 1:
-        return None
-    wq, scale = node.inputs
-    if _weight(graph, wq) is None or scale is None or scale.name not in graph.initializers:
-        return None
-    return node if len(list(wq.uses())) == 1 and len(list(scale.uses())) == 1 else None
-
-
-def _dq_signature(node: ir.Node) -> tuple:
-    attrs = tuple(sorted((k, a.value) for k, a in node.attributes.items()))
-    wq, scale = node.inputs
-    return wq.dtype, int(wq.shape[0]), scale.dtype, len(scale.shape), attrs
-
-
-def fuse_sibling_dq_matmuls(graph: ir.Graph) -> list[dict]:
-    """Quantised siblings (weight-only or W8A8: one activation Q/DQ already feeds them all) -> one DequantizeLinear
-    over the concatenated quantised weights and scales (per output channel, or per block along K: both concatenate
-    along N), one MatMul, one Split. The values are those of the separate GEMMs, bit for bit."""
-    by_input: dict[tuple, list[ir.Node]] = defaultdict(list)
+    """Fuse every group of MatMuls that read one activation through weights used nowhere else, plain (the fp16
+    export) or dequantised (the streamed recipes: weight-only or W8A8, whose one activation Q/DQ already feeds the
+    whole group); the values are those of the separate GEMMs. Rewrites in place; returns what was fused."""
+    groups: dict[tuple, list[ir.Node]] = defaultdict(list)
     for node in graph:
         if node.op_type == "MatMul" and node.domain == "":
-            dq = _dq_weight(graph, node.inputs[1])
-            if dq is not None:
-                by_input[(id(node.inputs[0]), _dq_signature(dq))].append(node)
+            signature = _signature(graph, node)
+            if signature is not None:
+                groups[(id(node.inputs[0]), signature)].append(node)
     fused = []
-    for nodes in (n for n in by_input.values() if len(n) >= 2):
-        dqs = [n.inputs[1].producer() for n in nodes]
-        wqs, scales = [d.inputs[0] for d in dqs], [d.inputs[1] for d in dqs]
-        widths = [int(w.shape[1]) for w in wqs]
-        name = _fused_name([w.name for w in wqs])
-        wshape = ir.Shape([wqs[0].shape[0], sum(widths)])
-        sshape = ir.Shape([*scales[0].shape[:-1], sum(int(s.shape[-1]) for s in scales)])
-        wq = ir.Value(name=name, shape=wshape, type=ir.TensorType(wqs[0].dtype),
-                      const_value=_concatenated(wqs, 1, wshape))
-        scale = ir.Value(name=_fused_name([s.name for s in scales]), shape=sshape,
-                         type=ir.TensorType(scales[0].dtype), const_value=_concatenated(scales, -1, sshape))
-        graph.register_initializer(wq)
-        graph.register_initializer(scale)
-        dq = ir.Node("", "DequantizeLinear", [wq, scale], list(dqs[0].attributes.values()), num_outputs=1,
-                     name=f"{name}.dq")
-        out = dq.outputs[0]
-        out.name, out.dtype, out.shape = f"{name}.dequantized", dqs[0].outputs[0].dtype, wshape
-        graph.insert_before(dqs[0], dq)
-        _replace_with_split(graph, nodes, dq.outputs[0], widths, name)
-        graph.remove(dqs, safe=True)
-        for value in wqs + scales:
+    for (_, signature), nodes in groups.items():
+        if len(nodes) < 2:
+            continue
+        if signature[0] == "plain":
+            sources, dqs = [n.inputs[1] for n in nodes], []
+        else:
+            dqs = [n.inputs[1].producer() for n in nodes]
+            sources = [d.inputs[0] for d in dqs]
+        widths = [int(w.shape[1]) for w in sources]
+        name = _fused_name([w.name for w in sources])
+        replaced = sources + [d.inputs[1] for d in dqs]  # weights and scales, before the nodes let go of them
+        if dqs:
+            weight = _fused_dq(graph, dqs, name)
+        else:
+            shape = ir.Shape([sources[0].shape[0], sum(widths)])
+            weight = ir.Value(name=name, shape=shape, type=ir.TensorType(sources[0].dtype),
+                              const_value=_concatenated(sources, 1, shape))
+            graph.register_initializer(weight)
+        _replace_with_split(graph, nodes, weight, widths, name)
+        if dqs:
+            graph.remove(dqs, safe=True)
+        for value in replaced:
             graph.initializers.pop(value.name)
-        fused.append({"weight": name, "from": [w.name for w in wqs], "widths": widths})
+        fused.append({"weight": name, "from": [w.name for w in sources], "widths": widths})
     return fused
+
+
+def fusion_record(applied: bool, fused: list[dict]) -> dict:
+    """What export.json and precision.json say about it."""
+    return {"applied": applied, "groups": len(fused), "weights": [f["weight"] for f in fused]}

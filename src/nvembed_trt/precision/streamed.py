@@ -21,7 +21,7 @@ from ..calibration.streamed import ActivationRanges, gemm_keys, streamed_ranges
 from ..checkpoint.layout import tensor_infos
 from ..checkpoint.loader import check_keys, expected_shapes, meta_model
 from ..console import note, quiet_logger
-from ..export.fusion import fuse_sibling_dq_matmuls
+from ..export.fusion import fuse_sibling_matmuls, fusion_record
 from ..export.progress import streaming_callback
 from ..export.signature import INDEX_DTYPE
 from ..export.trace import trace_onnx
@@ -91,7 +91,7 @@ def write_streamed_recipe(source: ModelSource, recipe: Recipe, dest: Path, *, po
                      recipe.block_size)
     done = quantize_graph(model, cfg, load, gemm_keys(cfg), spec, ranges, smoothing)
     cache = done.pop("cache")
-    fused = fuse_sibling_dq_matmuls(model.graph) if fuse_projections else []
+    fused = fuse_sibling_matmuls(model.graph) if fuse_projections else []
     weight_bytes = _initializer_bytes(model)
     external = weight_bytes > external_data_threshold
     path = dest / "model.onnx"
@@ -112,8 +112,7 @@ def write_streamed_recipe(source: ModelSource, recipe: Recipe, dest: Path, *, po
                              "block_size": spec.block_size if spec.weights == "int4" else None,
                              "opset": done["opset"], "gemms": done["gemms"], "weight_reads": cache.loads,
                              "smoothing": smoothing.describe() if smoothing else None},
-            "fused_projections": {"applied": fuse_projections, "groups": len(fused),
-                                  "weights": [f["weight"] for f in fused]},
+            "fused_projections": fusion_record(fuse_projections, fused),
             "initializer_bytes": weight_bytes, "external_data": external,
             "timings_s": {k: round(v, 2) for k, v in timings.items()}}
 

@@ -36,7 +36,7 @@ class RepositoryError(InputError):
 
 @dataclass(frozen=True)
 class RepoResult:
-    directory: Path
+    directory: Path | None  # None when only checked
     spec: RepoSpec
     meta: dict
 
@@ -78,7 +78,7 @@ def _copy_tokenizer(source, dest: Path) -> None:
             shutil.copyfile(source.checkpoint / name, dest / name)
 
 
-def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, max_batch_size: int | None = None,
+def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None, *, max_batch_size: int | None = None,
                       max_length: int | None = None, max_batch_tokens: int | None = None,
                       max_request_rows: int = 256, nv_embed_instances: int = 1, encoder_instances: int = 1,
                       output_dtype: str = "float32", providers: tuple[str, ...] = ("CPUExecutionProvider",),
@@ -86,7 +86,9 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str, *, ma
                       overwrite: bool = False, check_only: bool = False) -> RepoResult:
     """Write the repository to `output`, or with check_only run every check and write nothing (meta then says
     what was checked and, for a plan Triton cannot load, what the GPU host must build instead)."""
-    encoder, output = Path(encoder), Path(output)
+    if output is None and not check_only:
+        raise InputError("a repository needs an output folder (or check_only=True to write nothing)")
+    encoder, output = Path(encoder), Path(output) if output is not None else None
     facts = _encoder_facts(encoder, check_only)
     source = resolve_model(model, progress=False)
     limit_batch, limit_length = facts["max_batch_size"], facts["max_length"]

@@ -12,26 +12,14 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+from ..hostmem import process_memory_gib
 from .memlimit import MemoryLimit
 
 SAMPLE_S = 0.2
 
 
-def _rss_kinds(pid: int) -> tuple[float, float] | None:
-    """(RssAnon, RssFile) of a live process in GiB, or None once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    kb = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in text.splitlines())
-          if k in ("RssAnon", "RssFile")}
-    if len(kb) < 2:
-        return None
-    return kb["RssAnon"] / 2**20, kb["RssFile"] / 2**20
-
-
-class _Sampler(threading.Thread):
-    """Polls a child's anonymous and file-backed RSS until it exits; keeps the maxima."""
+class RssSampler(threading.Thread):
+    """Polls a child's anonymous and file-backed RSS until it exits (every 0.2 s); keeps the maxima in GiB."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -39,9 +27,9 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            kinds = _rss_kinds(self.pid)
-            if kinds is not None:
-                self.anon, self.file = max(self.anon, kinds[0]), max(self.file, kinds[1])
+            now = process_memory_gib(self.pid)
+            self.anon = max(self.anon, now.get("RssAnon", 0.0))
+            self.file = max(self.file, now.get("RssFile", 0.0))
             self.done.wait(SAMPLE_S)
 
 
@@ -55,7 +43,7 @@ def measured_step(cmd: list[str], memory_limit_gib: float | None = None) -> dict
     with (MemoryLimit(memory_limit_gib) if memory_limit_gib else nullcontext()) as limit:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, preexec_fn=limit.enter if limit else None)
-        sampler = _Sampler(proc.pid)
+        sampler = RssSampler(proc.pid)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
