@@ -88,7 +88,7 @@ def test_tensorrt_rtx_builds_every_recipe(built, name):
 def test_failing_gate_leaves_no_model(workspace, monkeypatch):
     export, calibration = workspace
     strict = Recipe(name="strict-int8", description="impossible gate", method="quantize", quantize_mode="int8",
-                    calibration_method="max", min_cosine=0.99, min_top10=1.01)
+                    calibration_method="max", min_cosine=0.99, min_top10=1.01, max_ndcg10_drop=0.005)
     monkeypatch.setitem(recipes_module.RECIPES, "strict-int8", strict)
     with pytest.raises(PrecisionGateError, match=r"top-10 agreement .* < 1.01.*no model was written"):
         onnx_with_recipe(export.onnx_path, "strict-int8", calibration)
@@ -111,7 +111,7 @@ def test_recipe_schema_is_strict():
     with pytest.raises(ValidationError, match="extra"):
         Recipe(name="x", description="x", method="copy", min_cosine=0.9, colour="red")
     with pytest.raises(ValidationError, match="low_precision is set exactly for method 'autocast'"):
-        Recipe(name="x", description="x", method="autocast", min_cosine=0.9)
+        Recipe(name="x", description="x", method="autocast", min_cosine=0.9, max_ndcg10_drop=0.005)
 
 
 def test_cli_recipes_lists_the_registry(capsys):
