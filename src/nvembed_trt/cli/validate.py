@@ -51,6 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "report states the reference used. Exits 1 when a threshold fails.")
     _common(v)
     v.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the validation set")
+    v.add_argument("--ranking-queries", type=int, default=200,
+                   help="judged queries of the ranking slice (4 distractor documents each; at most 200)")
     v.add_argument("--reference-dtype", choices=tuple(DTYPES), default="float32",
                    help="weight dtype of the PyTorch reference (default float32; thresholds assume it)")
     v.add_argument("--reference-autocast", action="store_true",
@@ -81,7 +83,8 @@ def _setup(args, dtype="float32", autocast=False):
 def run_validate(args: argparse.Namespace) -> int:
     embedder, name, found, missing = _setup(args, args.reference_dtype, args.reference_autocast)
     try:
-        report, path = run_validation(args.model, TorchRuntime(embedder), found, missing, args.pairs, args.output_dir)
+        report, path = run_validation(args.model, TorchRuntime(embedder), found, missing, args.pairs, args.output_dir,
+                                      args.ranking_queries)
     finally:
         for runtime in found:
             runtime.close()
