@@ -48,6 +48,9 @@ def test_recipe_passes_its_gate_and_records_how(built, name):
     assert parity["cosine_p1"] >= parity["cosine_min"] and parity["cosine_mean"] >= parity["cosine_p1"]
     if recipe.min_top10 is not None:
         assert parity["top10_agreement"] >= recipe.min_top10
+    ranking = parity["ranking"]       # the labelled slice: nDCG@10 within the recipe's budget of the fp32 graph's
+    assert ranking["passed"] and ranking["ndcg10_drop"] <= recipe.max_ndcg10_drop == ranking["budget"]
+    assert ranking["dataset"]["queries"] == 200 and ranking["ndcg10_reference"] > 0.01
     assert meta["recipe"]["name"] == name and len(meta["source_onnx_sha256"]) == 64
     if recipe.needs_calibration:
         assert meta["calibration"]["samples"] >= 1000 and len(meta["calibration"]["corpus_sha256"]) == 64
@@ -120,6 +123,7 @@ def test_cli_recipes_lists_the_registry(capsys):
     listed = [line.split(":")[0] for line in out.splitlines() if not line.startswith(" ")]
     assert listed == list(RECIPES)
     assert out.count("cannot pass on tiny:") == sum(r.tiny_limitation is not None for r in RECIPES.values())
+    assert "ranking slice: nDCG@10 at most 0.002 below fp32" in out.split("\nbf16:")[0].split("\nfp16:")[1]
 
 
 def test_ensemble_export_takes_a_recipe(tmp_path, workspace):

@@ -69,8 +69,9 @@ def list_recipes(args: argparse.Namespace) -> int:
         gate = f"min cosine >= {recipe.min_cosine}" + (
             f", top-10 agreement >= {recipe.min_top10}" if recipe.min_top10 is not None else "")
         made = "streamed from the checkpoint (any size)" if recipe.streamed else "from the fp32 export"
-        print(f"{recipe.name}: {recipe.description}\n    gate on every held-out slice: {gate}; verified with "
-              f"{recipe.verify_runtime}; made {made}")
+        print(f"{recipe.name}: {recipe.description}\n    gate on every held-out slice: {gate}; ranking slice: "
+              f"nDCG@10 at most {recipe.max_ndcg10_drop} below fp32; verified with {recipe.verify_runtime}; "
+              f"made {made}")
         if recipe.tiny_limitation:
             print(f"    cannot pass on tiny: {recipe.tiny_limitation}")
     return 0

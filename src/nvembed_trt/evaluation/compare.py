@@ -78,8 +78,9 @@ def compare(a_path: Path | str, b_path: Path | str, max_ndcg_drop: float | None 
     overlap = np.asarray([len(set(a.rows[q]["top10"]) & set(b.rows[q]["top10"])) / 10 for q in queries])
     low, high = paired_bootstrap(deltas[HEADLINE])
     order = sorted(range(len(queries)), key=lambda i: (overlap[i], -abs(deltas[HEADLINE][i]), queries[i]))
-    changed = [{"query_id": queries[i], "top10_overlap": float(overlap[i]), f"{HEADLINE}_a": a.rows[queries[i]][HEADLINE],
-                f"{HEADLINE}_b": b.rows[queries[i]][HEADLINE], "delta": float(deltas[HEADLINE][i])}
+    changed = [{"query_id": queries[i], "top10_overlap": float(overlap[i]),
+                f"{HEADLINE}_a": a.rows[queries[i]][HEADLINE], f"{HEADLINE}_b": b.rows[queries[i]][HEADLINE],
+                "delta": float(deltas[HEADLINE][i])}
                for i in order if overlap[i] < 1 or deltas[HEADLINE][i] != 0][:worst]
     mean_a = {m: float(np.mean([a.rows[q][m] for q in queries])) for m in MEASURES}
     mean_b = {m: float(np.mean([b.rows[q][m] for q in queries])) for m in MEASURES}

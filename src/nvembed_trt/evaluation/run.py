@@ -1,5 +1,6 @@
 """One retrieval evaluation: embed queries (with the task's instruction) and documents (none, cached), then
-scoring.score (exact search, metrics per query: the part the precision gate and `validate` share). The output folder (written whole or not at all):
+scoring.score (exact search, metrics per query: the part the precision gate and `validate` share). The output
+folder (written whole or not at all):
 
     report.json     sidecar: data set (hashes), embedder identity, instruction, max length, means, timings
     report.md       the same for people
@@ -82,7 +83,8 @@ def evaluate_embedder(dataset: RetrievalSet, embedder: Embedder, tokenizer, inst
               "documents_reused": cache_stats["reused"],
               "passages_per_s": round(embedded / cache_stats["seconds"], 2) if embedded else None,
               "query_seconds": round(query_s, 3), "queries_per_s": round(len(queries) / query_s, 2),
-              "search_and_metrics_seconds": round(search_s, 3), "total_seconds": round(time.perf_counter() - started, 3)}
+              "search_and_metrics_seconds": round(search_s, 3),
+              "total_seconds": round(time.perf_counter() - started, 3)}
     truncation = {"documents_truncated": int(doc_truncated.sum()),
                   "queries_truncated": int(token_counts(tokenizer, dataset.query_texts, instruction,
                                                         embedder.max_length)[1].sum())}
