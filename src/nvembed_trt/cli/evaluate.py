@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="texts per encoder call")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch runtime")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="torch runtime")
+    p.add_argument("--autocast", action="store_true",
+                   help="torch on cuda: run under torch.autocast('cuda', float16) as upstream does on a GPU")
     p.add_argument("--top-k", type=int, default=1000, help="documents ranked per query (default 1000)")
     p.add_argument("--ignore-identical-ids", action=argparse.BooleanOptionalAction, default=None,
                    help="a document with the query's id is not a hit (default: as the task does; ArguAna, Quora)")
@@ -58,6 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "of the standard library's docstrings as queries, their bodies as documents; "
                                    "disjoint from calibration) in BEIR's layout, with dataset.json saying how.")
     d.add_argument("--output", required=True, type=Path)
+    d.add_argument("--queries", type=int, default=200,
+                   help="judged queries, 4 distractor documents each (default 200, the gate's slice; at most 200)")
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(run=run_data)
 
@@ -75,7 +79,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         spec = EmbedderSpec(runtime=args.runtime, model=args.model, encoder=args.encoder, url=args.url,
                             protocol=args.protocol, max_length=args.max_length, batch_size=args.batch_size,
-                            device=args.device, dtype=args.dtype)
+                            device=args.device, dtype=args.dtype, autocast=args.autocast)
         settings = EvalSettings(dataset=args.data, split=args.split, task=args.task, instruction=args.instruction,
                                 embedder=spec, top_k=args.top_k, ignore_identical_ids=args.ignore_identical_ids,
                                 output=args.output, cache_dir=cache, ray=args.ray, overwrite=args.overwrite)
@@ -113,7 +117,9 @@ def run_data(args: argparse.Namespace) -> int:
     from ..evaluation.beir import write_beir
     from ..evaluation.stdlib_set import stdlib_retrieval_set
 
-    dataset = stdlib_retrieval_set()
+    if not 1 <= args.queries <= 200:
+        raise InputError(f"--queries must be 1..200, got {args.queries}")
+    dataset = stdlib_retrieval_set(args.queries)
     write_beir(dataset, args.output, args.overwrite)
     print(json.dumps({"wrote": str(args.output), "documents": len(dataset.doc_ids),
                       "queries": len(dataset.query_ids), "instruction": dataset.provenance["instruction"]}))

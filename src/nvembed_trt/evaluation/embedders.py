@@ -41,6 +41,7 @@ class EmbedderSpec(BaseModel):
     batch_size: int = 16
     device: Literal["cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    autocast: bool = False           # torch on cuda: upstream's GPU forward (fp32 weights, fp16 autocast)
 
     def label(self) -> str:
         return {"torch": f"torch:{self.model}", "url": f"url:{self.url}"}.get(self.runtime,
@@ -95,12 +96,13 @@ def _torch(spec: EmbedderSpec) -> Embedder:
     from ..embedder import Embedder as Reference
     from ..validation.runtimes import TorchRuntime
 
-    runtime = TorchRuntime(Reference.from_model(spec.model, spec.device, spec.dtype, progress=False))
+    runtime = TorchRuntime(Reference.from_model(spec.model, spec.device, spec.dtype, progress=False,
+                                                autocast=spec.autocast))
     reference = runtime.embedder
     embed = lambda texts, instruction: reference.encode(  # noqa: E731  (encode sorts by length itself)
         texts, instruction=instruction, max_length=spec.max_length, batch_size=spec.batch_size)
     identity = {"runtime": "torch", "model": reference.source.describe() | {"spec": None, "checkpoint": None},
-                "device": spec.device, "dtype": spec.dtype}
+                "device": spec.device, "dtype": spec.dtype, "autocast": spec.autocast}
     recipe = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[spec.dtype]
     return Embedder(spec, recipe, identity, embed, runtime.close, spec.max_length)
 

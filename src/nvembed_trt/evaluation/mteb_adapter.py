@@ -68,9 +68,10 @@ def encoder_class():
     return MTEBEncoder
 
 
-def beir_task(folder: Path | str, split: str = "test", name: str | None = None):
+def beir_task(folder: Path | str, split: str = "test", name: str | None = None, instruction: str | None = None):
     """A local BEIR folder as an mteb retrieval task (read strictly by beir.read_beir; nothing from the hub). Named
-    as the MTEB task it copies (e.g. SciFact) it gets that task's published instruction."""
+    as the MTEB task it copies (e.g. SciFact) it gets that task's published instruction; otherwise `instruction`
+    (a task sentence), else the general retrieval instruction."""
     _mteb()
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
@@ -84,7 +85,7 @@ def beir_task(folder: Path | str, split: str = "test", name: str | None = None):
         modalities=["text"], eval_splits=[split], eval_langs=["eng-Latn"], main_score="ndcg_at_10",
         dataset={"path": str(Path(folder).resolve()), "revision": dataset.corpus_sha256()[:12]},
         date=None, domains=None, task_subtypes=None, license=None, annotations_creators=None, dialect=None,
-        sample_creation=None, bibtex_citation="", prompt={"query": task_instruction(task)})
+        sample_creation=None, bibtex_citation="", prompt={"query": instruction or task_instruction(task)})
 
     class LocalBEIRTask(AbsTaskRetrieval):
         def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
