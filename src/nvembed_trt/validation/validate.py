@@ -113,17 +113,19 @@ def run_validation(model: str, reference_runtime, runtimes: list, missing: list[
     return report, stem.with_suffix(".json")
 
 
-def _ranking_cell(row: dict) -> str:
-    if "ndcg10" not in row:
-        return "-"
-    return f"{row['ndcg10']:.4f} ({row['ndcg10_drop']:+.4f}, {row['ndcg10_budget']})"
+def _ranking_cell(row: dict, ranked: bool) -> str:
+    """The ranking slice's cell (reports made before the slice existed have no column)."""
+    if not ranked:
+        return ""
+    return f"{row['ndcg10']:.4f} ({row['ndcg10_drop']:+.4f}, {row['ndcg10_budget']}) | "
 
 
 def validation_markdown(report: dict) -> str:
+    ranked = "ranking_dataset" in report
     lines = [f"Validation of `{report['model']}` on {report['host']} ({report['rows'][0]['rows'] if report['rows'] else 0}"
              f" rows of {report['dataset']['source']}): {'PASS' if report['passed'] else 'FAIL'}", "",
              "| runtime | recipe | min cosine | p1 cosine | mean cosine | max abs | top-10 | batched vs single | "
-             "nDCG@10 (drop, budget) | result |", "|---|---|---|---|---|---|---|---|---|---|"]
+             + ("nDCG@10 (drop, budget) | " if ranked else "") + "result |", "|---" * (10 if ranked else 9) + "|"]
     ref = report.get("reference")
     if ref is not None:
         lines[1:1] = ["", reference_line(ref)] + ([] if _fp32_reference(ref) else [
@@ -132,7 +134,7 @@ def validation_markdown(report: dict) -> str:
     for r in report["rows"]:
         lines.append(f"| {r['runtime']} | {r['recipe']} | {r['cosine_min']:.6f} | {r['cosine_p1']:.6f} | "
                      f"{r['cosine_mean']:.6f} | {r['max_abs']:.2e} | {r['top10_agreement']:.3f} | "
-                     f"{r['batched_vs_single_min_cosine']:.6f} | {_ranking_cell(r)} | "
+                     f"{r['batched_vs_single_min_cosine']:.6f} | {_ranking_cell(r, ranked)}"
                      f"{'pass' if r['passed'] else 'FAIL: ' + '; '.join(r['failures'])} |")
     lines += [f"- not available here: {m}" for m in report["not_available"]]
     return "\n".join(lines) + "\n"
