@@ -70,7 +70,7 @@ class CorpusCache:
 
     def __init__(self, root: Path, dataset: RetrievalSet, embedder: Embedder, tokenizer):
         self.dataset, self.embedder, self.tokenizer = dataset, embedder, tokenizer
-        self.folder = cache_folder(root, dataset, embedder)
+        self.folder = cache_folder(Path(root).resolve(), dataset, embedder)
         self.stats = {"folder": str(self.folder), "reused": 0, "embedded": 0, "seconds": 0.0, "discarded": None}
 
     def _describe(self, complete: bool) -> dict:

@@ -30,6 +30,7 @@ def embed_with_ray(embedder: Embedder, dataset: RetrievalSet, missing: list[int]
                               protocol=spec.protocol, max_length=spec.max_length, truncate="END",
                               **({"device": spec.device, "dtype": spec.dtype} if spec.runtime == "torch" else {}))
     meta = embed_corpus(settings)
+    passages.unlink()                  # the shards hold the rows now; a rerun writes what is still missing
     if meta["counts"]["rejected"]:
         raise NVEmbedError(f"embed-corpus rejected {meta['counts']['rejected']} document(s): see "
                            f"{output}/rejects.jsonl")
