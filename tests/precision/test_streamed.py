@@ -48,7 +48,7 @@ def ws(tmp_path_factory, tiny):
 
 
 def _gate(ws, tiny, recipe, path):
-    return verify_recipe(recipe, path, None, tiny.tokenizer, ws["heldout"], ws["reference"])
+    return verify_recipe(recipe, path, ws["export"].onnx_path, tiny.tokenizer, ws["heldout"], ws["reference"])
 
 
 def test_quantizers_round_trip_within_half_a_step():

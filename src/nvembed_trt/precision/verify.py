@@ -19,6 +19,7 @@ from ..calibration.corpus import stdlib_retrieval_set
 from ..evaluation.beir import RetrievalSet
 from ..evaluation.ranking import ranking_check, ranking_slice, slice_figures
 from .heldout import SlicedHeldOut, sliced_heldout
+from ..errors import InputError
 from ..pooling import masked_mean_l2_numpy
 from ..tokenizer import EmbeddingTokenizer, INPUT_TYPES
 from .recipes import Recipe
@@ -195,6 +196,9 @@ def verify_recipe(recipe: Recipe, candidate: Path, reference, tokenizer: Embeddi
     per slice, and nDCG@10 within the recipe's budget (`report["ranking"]`)."""
     heldout = heldout or sliced_heldout()
     ranking = ranking or ranking_slice()
+    if reference is None:
+        raise InputError("the gate needs its fp32 reference (a graph path or a runner) for the ranking slice, even "
+                         "with the held-out reference embeddings given")
     if reference_embeddings is None:
         reference_embeddings = _reference_embeddings(reference, tokenizer, heldout)
     runner = GraphRunner(candidate, recipe.verify_runtime)
