@@ -96,6 +96,8 @@ def test_exact_search_in_blocks_equals_a_full_sort():
         assert ranking.indices[q].tolist() == want
         assert np.allclose(ranking.scores[q], scores[q, want])
     assert 3 not in ranking.indices[10].tolist() and ranking.indices.shape == (11, 10)
+    small = exact_search(queries, docs, 3, query_block=4, doc_block=7)     # each block cut to its own best 3 first
+    assert small.indices.tolist() == [sorted(range(50), key=lambda d: (-scores[q, d], d))[:3] for q in range(11)]
 
 
 def test_metrics_follow_trec_eval():

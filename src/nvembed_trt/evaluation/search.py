@@ -42,11 +42,14 @@ def exact_search(queries: np.ndarray, docs: np.ndarray, k: int, exclude: list[in
         best_s = np.empty((len(q), 0), np.float32)
         for d0 in range(0, len(docs), doc_block):
             block = q @ docs[d0:d0 + doc_block].T                                  # [queries, block]
-            columns = np.broadcast_to(np.arange(d0, d0 + block.shape[1]), block.shape)
             if exclude is not None:
                 for row, doc in enumerate(exclude[q0:q0 + len(q)]):
                     if doc is not None and d0 <= doc < d0 + block.shape[1]:
                         block[row, doc - d0] = -np.inf
-            best_i, best_s = _top(np.concatenate([best_s, block], 1), np.concatenate([best_i, columns], 1), k)
+            columns = np.broadcast_to(np.arange(block.shape[1]), block.shape)
+            if block.shape[1] > k:                   # the block's own k best first: merge 2k columns, not the block
+                columns = np.argpartition(-block, k - 1, axis=1)[:, :k]
+                block = np.take_along_axis(block, columns, 1)
+            best_i, best_s = _top(np.concatenate([best_s, block], 1), np.concatenate([best_i, columns + d0], 1), k)
         indices[q0:q0 + len(q)], scores[q0:q0 + len(q)] = best_i, best_s
     return Ranking(indices, scores)
