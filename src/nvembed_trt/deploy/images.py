@@ -63,6 +63,11 @@ class ImageTable(BaseModel):
     def tag(self, release: Release) -> str:
         return f"{self.image}:{release.release}{self.suffix}"
 
+    def carrying(self, tensorrt: str) -> list[Release]:
+        """The releases whose image carries exactly this TensorRT (all four parts), oldest first."""
+        built = normalise_version(tensorrt)
+        return [r for r in self.releases if r.tensorrt == built]
+
     def by_release(self, name: str) -> Release:
         for r in self.releases:
             if r.release == name:
@@ -119,7 +124,7 @@ def triton_image_for_engine(meta: dict, where: Path | str = "engine.json") -> di
         return {"image": override, "release": None, "tensorrt": built,
                 "how": f"{OVERRIDE_ENV} (not checked against the table: its TensorRT must be {built})"}
     table = image_table()
-    matches = [r for r in table.releases if r.tensorrt == built]
+    matches = table.carrying(built)
     if not matches:
         known = ", ".join(f"{r.release}: {r.tensorrt}" for r in table.releases)
         newest = table.releases[-1]
