@@ -89,5 +89,5 @@ class FakeHost:
         forget()
         return fake_smi(self.bin, *args, **kwargs)
 
-    def tritonserver(self, *args, **kwargs) -> Path:
-        return fake_tritonserver(self.bin.parent / "triton" / "bin", *args, **kwargs)
+    def tritonserver(self, *args, root: str = "triton", **kwargs) -> Path:
+        return fake_tritonserver(self.bin.parent / root / "bin", *args, **kwargs)

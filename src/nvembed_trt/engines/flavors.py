@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..console import note
-from ..deploy.images import image_table
+from ..deploy.images import tensorrt_install_hint
 from ..errors import NVEmbedError
 from ..hostgpu import detect_gpus
 from .gpus import RTX_TARGETS, GPUProfile
@@ -30,15 +30,6 @@ class Flavor:
     install: str
     builds_without_gpu: bool
     timing_cache: bool
-
-
-def tensorrt_install_hint() -> str:
-    """pip install of the TensorRT that the newest NGC Triton release in deploy/ngc_triton.yaml carries: a plan built
-    with it has an image to be served in (an unpinned tensorrt-cu13 may be newer than every listed release)."""
-    newest = image_table().releases[-1]
-    return (f"pip install tensorrt-cu13=={newest.tensorrt} (the TensorRT of NGC Triton {newest.release}, so its plans "
-            f"have a serving image; the PyPI package fetches the wheel from NVIDIA's index), or build inside "
-            f"nvcr.io/nvidia/tensorrt:{newest.release}-py3")
 
 
 FLAVORS: dict[str, Flavor] = {f.name: f for f in (
