@@ -101,11 +101,15 @@ def default_image() -> str:
     return table.tag(table.releases[-1])
 
 
+def tensorrt_pin() -> str:
+    """The pip requirement for the TensorRT that the newest NGC Triton release in deploy/ngc_triton.yaml carries: a
+    plan built with it has an image to be served in (an unpinned tensorrt-cu13 may be newer than every listed one)."""
+    return f"tensorrt-cu13=={image_table().releases[-1].tensorrt}"
+
+
 def tensorrt_install_hint() -> str:
-    """pip install of the TensorRT that the newest NGC Triton release in deploy/ngc_triton.yaml carries: a plan built
-    with it has an image to be served in (an unpinned tensorrt-cu13 may be newer than every listed release)."""
     newest = image_table().releases[-1]
-    return (f"pip install tensorrt-cu13=={newest.tensorrt} (the TensorRT of NGC Triton {newest.release}, so its plans "
+    return (f"pip install {tensorrt_pin()} (the TensorRT of NGC Triton {newest.release}, so its plans "
             f"have a serving image; the PyPI package fetches the wheel from NVIDIA's index), or build inside "
             f"nvcr.io/nvidia/tensorrt:{newest.release}-py3")
 
