@@ -1,6 +1,6 @@
 """Render the manual's Results page (docs/results.md) from the curated files in benchmarks/published/<machine>/,
-never typed by hand. `python benchmarks/results_page.py --write` rewrites the page; without --write it prints it.
-tests/test_docs.py fails when the page differs from this script's output.
+never typed by hand. `python tools/docs_pages.py` rewrites the page (with the manual's other generated pages);
+tests/test_docs.py fails when the page differs from render().
 
 Each machine folder holds machine.json (what the machine is) and any of the files below; every section says when
 its figures were measured (the file's own `created_utc`/`created` stamps) or, for runs that recorded no time, when
@@ -24,7 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "benchmarks" / "published"
-PAGE = ROOT / "docs" / "results.md"
 IMAGES = "published"   # docs/published is a link to benchmarks/published: the site serves the plots from there
 
 sys.path.insert(0, str(ROOT / "src"))
@@ -125,10 +124,3 @@ def render() -> str:
         parts += machine_sections(machine)
     return spaced("\n".join(parts))
 
-
-if __name__ == "__main__":
-    if "--write" in sys.argv:
-        PAGE.write_text(render())
-        print(f"wrote {PAGE}")
-    else:
-        print(render(), end="")

@@ -1,6 +1,6 @@
 """Render the manual's command-line reference (docs/cli.md) from the argparse parser itself, so every command and
-option the CLI has is listed with its default and help, and nothing it lacks. `python tools/cli_reference.py
---write` rewrites the page; without --write it prints it. tests/test_docs.py fails when the page differs."""
+option the CLI has is listed with its default and help, and nothing it lacks. `python tools/docs_pages.py` rewrites
+the page; tests/test_docs.py fails when it differs from render()."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = ROOT / "docs" / "cli.md"
 
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -88,10 +87,3 @@ def render() -> str:
         lines += command_markdown(name, sub, _summary(parser, name))
     return "\n".join(lines).rstrip() + "\n"
 
-
-if __name__ == "__main__":
-    if "--write" in sys.argv:
-        PAGE.write_text(render())
-        print(f"wrote {PAGE}")
-    else:
-        print(render(), end="")
