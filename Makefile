@@ -1,5 +1,5 @@
 # The two commands a user needs: `make all` (the pipeline on the tiny model) and `make test`.
-# Everything installs itself into .venv on first use; TORCH_INDEX picks a CUDA wheel index (see README).
+# Everything installs itself into .venv on first use; TORCH_INDEX picks a CUDA wheel index (see docs/install.md).
 
 SHELL       := /bin/bash
 PYTHON      ?= python3
