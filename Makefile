@@ -1,5 +1,5 @@
 # The two commands a user needs: `make all` (the pipeline on the tiny model) and `make test`.
-# Everything installs itself into .venv on first use; TORCH_INDEX picks a CUDA wheel index (see README).
+# Everything installs itself into .venv on first use; TORCH_INDEX picks a CUDA wheel index (see docs/install.md).
 
 SHELL       := /bin/bash
 PYTHON      ?= python3
@@ -26,9 +26,11 @@ SERVE_ARGS  ?=
 ENCODER     ?= $(EXPORT_DIR)/$(RECIPE)
 ENCODER_FILE = $(if $(findstring engines/,$(ENCODER)),$(ENCODER)/model.plan,$(ENCODER)/model.onnx)
 PYTEST_ARGS ?=
+ACCEPT_ARGS ?=
 STAMP       := $(VENV)/.installed-stamp
 
-.PHONY: all install test embed export calibrate precision engines gpus triton-repo serve smoke validate bench clean help
+.PHONY: all install test embed export calibrate precision engines gpus triton-repo serve smoke validate bench clean help \
+	doctor gpu-acceptance
 
 help:
 	@echo "make all      the whole pipeline on MODEL=$(MODEL) (today: embed examples/sample.jsonl)"
@@ -43,6 +45,8 @@ help:
 	@echo "make smoke    serve on free ports, embed examples/sample.jsonl through /v1/embeddings and KServe, compare"
 	@echo "make validate every runtime and recipe found for NAME against the fp32 reference (exit 1 on failure)"
 	@echo "make bench    latency/throughput of every runtime (BENCH_ARGS='--batch 1,8 --seq 32,512 ...')"
+	@echo "make doctor   what this host has and lacks per stage (GPU=$(GPU): can it build and serve that profile)"
+	@echo "make gpu-acceptance  the first run on a GPU host, pip only, ~10 min on an H100 (ACCEPT_ARGS=--dry-run ...)"
 	@echo "make install  create $(VENV) with torch==$(TORCH_VERSION) and this package"
 	@echo "make clean    remove build outputs (keeps $(VENV))"
 
@@ -120,3 +124,10 @@ gpus: $(STAMP)
 
 clean:
 	rm -rf $(BUILD)
+
+doctor: $(STAMP)
+	$(BIN)/nvembed-trt doctor --gpu $(GPU)
+
+# installs CUDA torch and the pinned tensorrt into $(VENV) where the host has a GPU; report in $(BUILD)/gpu-acceptance/
+gpu-acceptance: $(STAMP)
+	$(BIN)/python benchmarks/gpu_acceptance.py --out $(BUILD)/gpu-acceptance $(ACCEPT_ARGS)

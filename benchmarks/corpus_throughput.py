@@ -19,6 +19,7 @@ machines are shared).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
@@ -62,6 +63,23 @@ def encode_only(corpus: Path, args) -> float:
     start = time.perf_counter()
     embedder.encode(texts, max_length=args.max_length, batch_size=args.batch_size)
     return time.perf_counter() - start
+
+
+def corpus_markdown(payload: dict) -> str:
+    """The table of one run (printed here; the Results page renders the published one)."""
+    lines = [f"{payload['rows']:,} rows, model {payload['model']}, max length {payload['max_length']}, "
+             f"{payload['cpus']} CPUs, 1-minute load average {payload['load_average_before'][0]:.1f} before and "
+             f"{payload['load_average_after'][0]:.1f} after; `Embedder.encode` alone (1 thread, in process): "
+             f"{payload['encode_only_rows_per_s']:,.1f} rows/s", "",
+             "| command | wall s | rows/s | vs faster embed | job s = startup + span + tail | span rows/s | "
+             "worker busy ms/row | idle in span ms/row | job overhead ms/row |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in payload["results"].items():
+        job = (f"{r['job_s']:.1f} = {r['startup_s']:.1f} + {r['span_s']:.1f} + {r['tail_s']:.1f}"
+               if "job_s" in r else "–")
+        lines.append(f"| {name} | {r['wall_s']:.1f} | {r['rows_per_s']:,.1f} | {r['ratio_vs_embed']:.2f} | {job} | "
+                     f"{r.get('span_rows_per_s', '–')} | {r.get('busy_ms_per_row', '–')} | "
+                     f"{r.get('idle_in_span_ms_per_row', '–')} | {r.get('overhead_per_row_ms', '–')} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -111,26 +129,15 @@ def main() -> None:
             # everything the job spends beyond the workers' own tokenise + encode + write, per row
             "overhead_per_row_ms": round(1000 * (run["seconds"] - busy) / args.rows, 3)}
 
-    print(f"{args.rows:,} rows ({distinct:,} distinct passages), model {args.model}, max length {args.max_length}, "
-          f"{os.cpu_count()} CPUs, load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
-    print(f"Embedder.encode alone (1 thread, in process): {args.rows / encode_s:,.1f} rows/s "
-          f"({1000 * encode_s / args.rows:.3f} ms/row)")
-    print("| command | wall s | rows/s | vs faster embed | job s = startup + span + tail | span rows/s | "
-          "worker busy ms/row | idle in span ms/row | job overhead ms/row |")
-    print("|---|---|---|---|---|---|---|---|---|")
     for r in results.values():
         r["rows_per_s"] = round(args.rows / r["wall_s"], 1)
         r["ratio_vs_embed"] = round(args.rows / r["wall_s"] / (args.rows / single), 3)
-    for name, r in results.items():
-        job = (f"{r['job_s']:.1f} = {r['startup_s']:.1f} + {r['span_s']:.1f} + {r['tail_s']:.1f}"
-               if "job_s" in r else "–")
-        print(f"| {name} | {r['wall_s']:.1f} | {r['rows_per_s']:,.1f} | {r['ratio_vs_embed']:.2f} | {job} | "
-              f"{r.get('span_rows_per_s', '–')} | {r.get('busy_ms_per_row', '–')} | "
-              f"{r.get('idle_in_span_ms_per_row', '–')} | {r.get('overhead_per_row_ms', '–')} |")
-    payload = {"host": platform.node(), "cpus": os.cpu_count(), "rows": args.rows, "model": args.model,
-               "encode_only_rows_per_s": round(args.rows / encode_s, 1),
+    payload = {"created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "host": platform.node(), "cpus": os.cpu_count(), "rows": args.rows, "model": args.model,
+               "distinct": distinct, "encode_only_rows_per_s": round(args.rows / encode_s, 1),
                "max_length": args.max_length, "load_average_before": load_before,
                "load_average_after": os.getloadavg(), "results": results}
+    print(corpus_markdown(payload))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "corpus-throughput.json").write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {RESULTS / 'corpus-throughput.json'}")

@@ -147,10 +147,10 @@ def _gb(n: int | None) -> str:
 
 
 def engine_markdown(results: dict) -> str:
-    """The README table of a published engine-scale.json."""
-    lines = [f"#### Full-size engine builds ({results['model']}, random weights; {results['cpus']} CPUs, "
+    """The Results page's table of a published engine-scale.json."""
+    lines = [f"{results['model']}, random weights; {results['cpus']} CPUs, "
              f"{results['memory_gib']} GiB, TensorRT-RTX ahead of time, target peak RSS <= "
-             f"{results['target_peak_rss_gib']:g} GiB)\n",
+             f"{results['target_peak_rss_gib']:g} GiB\n",
              "| recipe | step | target | wall | peak RSS | of it anonymous | output | matmul precision |",
              "|---|---|---|---|---|---|---|---|"]
     ck = results.get("checkpoint")

@@ -1,4 +1,4 @@
-"""The README's recipe tables, generated (never typed by hand).
+"""The recipe tables of the Results page (docs/results.md), generated (never typed by hand).
 
     # gate every recipe on a model (failing ones too: their figures are recorded) -> published JSON
     python benchmarks/recipes_table.py measure --export export/tiny --calibration calibration/tiny \\
@@ -6,13 +6,15 @@
     python benchmarks/recipes_table.py measure --model full-width-2l --calibration calibration/fw2l \\
         --rows-per-slice 8 --max-length 64 --recipes int8-wo,int4-wo,int8,fp8 \\
         --out benchmarks/published/cpu-2core-24gib/recipes-full-width-2l.json
-    # print the markdown from the published JSON (tiny, full-width-2l, quant-scale.json)
+    # print the markdown from the published JSON (tiny, full-width-2l, quant-scale.json); the Results page
+    # (benchmarks/results_page.py) includes it
     python benchmarks/recipes_table.py print
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
 import shutil
@@ -51,7 +53,8 @@ def measure(args: argparse.Namespace) -> None:
             shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    payload = {"model": args.model or args.export, "max_length": args.max_length,
+    payload = {"created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "model": args.model or args.export, "max_length": args.max_length,
                "rows_per_slice": args.rows_per_slice, "recipes": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
@@ -77,8 +80,8 @@ def _weight_bytes() -> dict[str, int]:
             "int4-wo": gemm // 2 + 2 * (gemm // 128) + 2 * rest}
 
 
-def _load(name: str) -> dict | None:
-    path = PUBLISHED / name
+def _load(name: str, machine: Path) -> dict | None:
+    path = machine / name
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -95,11 +98,11 @@ def _step_cell(step: dict | None, made_bytes: int | None) -> str:
             + (f", {made_bytes / 1e9:.2f} GB" if made_bytes else ""))
 
 
-def render() -> str:
+def render(machine: Path = PUBLISHED) -> str:
     from nvembed_trt.precision import RECIPES
 
-    tiny, fw, scale = _load("recipes-tiny.json"), _load("recipes-full-width-2l.json"), _load("quant-scale.json")
-    es = _load("engine-scale.json")
+    tiny, fw = _load("recipes-tiny.json", machine), _load("recipes-full-width-2l.json", machine)
+    scale, es = _load("quant-scale.json", machine), _load("engine-scale.json", machine)
     weights = _weight_bytes()
     lines = ["| recipe | tiny min cosine | tiny top-10 (worst slice) | tiny gate | full-width-2l min cosine | "
              "full-width-2l top-10 (worst slice) | full-size weight bytes | H100 batch-1 floor (arithmetic) | "

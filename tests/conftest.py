@@ -19,12 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU; torch.cuda.is_available() is False on this machine")
+    """`gpu`: needs an NVIDIA GPU (seen through NVML or nvidia-smi, as the build sees it); `cuda_torch`: also runs
+    torch on it (EngineRunner, the reference on CUDA), so needs a CUDA build of torch. Each skip says what is
+    missing and the command that fixes it."""
+    from nvembed_trt.hostgpu import gpu_run_problem
+
+    reasons = {needs_torch: gpu_run_problem(needs_torch) for needs_torch in (False, True)}
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "gpu" in item.keywords or "cuda_torch" in item.keywords:
+            reason = reasons["cuda_torch" in item.keywords]
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +67,13 @@ def tiny_repos(tmp_path_factory):
         repos[pooling] = repo_from_encoder("tiny", export.directory, root / f"repo-{pooling}", max_batch_size=8,
                                            max_length=SERVING_MAX_LENGTH, max_request_rows=64).directory
     return repos
+
+
+@pytest.fixture
+def fake_host(tmp_path, monkeypatch):
+    """PATH holding only fake NVIDIA tools (tests/fake_gpu.py): `fake_host.smi(gpus=...)`, `.tritonserver()`."""
+    from fake_gpu import FakeHost
+    from nvembed_trt.hostgpu import forget
+
+    yield FakeHost(tmp_path, monkeypatch)
+    forget()    # the next test detects this machine again

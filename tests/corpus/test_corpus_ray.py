@@ -181,6 +181,7 @@ def test_triton_runtime_through_kserve_and_the_front_door_equals_encode(cluster,
 
 
 @pytest.mark.gpu
+@pytest.mark.cuda_torch
 def test_engine_runtime_equals_encode(cluster, export, corpus, reference, tmp_path, cosine):
     """On a GPU host: an engine built for the present card (TensorRT where installed, else TensorRT-RTX), one GPU
     per actor, on the same rows. fp32 graph; TensorRT may use TF32 matmuls, hence 0.9999."""

@@ -28,7 +28,8 @@ def test_table_is_ordered_and_monotonic():
 
 
 @pytest.mark.parametrize("built, release", [("10.13.3.9", "25.10"), ("10.8.0.43", "25.02"), ("10.0.1.6", "24.05"),
-                                            ("10.13.2.6", "25.08"), ("10.13.3.9.post1", "25.10")])
+                                            ("10.13.2.6", "25.08"), ("10.13.3.9.post1", "25.10"),
+                                            ("11.0.0.114", "26.06"), ("11.3.0.99", "26.09")])
 def test_pick_newest_release_with_the_same_tensorrt(built, release, monkeypatch):
     monkeypatch.delenv(OVERRIDE_ENV, raising=False)
     pick = triton_image_for_engine({"flavor": "tensorrt", "flavor_version": built})
@@ -43,7 +44,8 @@ def test_no_release_carries_it(built, monkeypatch):
         triton_image_for_engine({"flavor": "tensorrt", "flavor_version": built}, "engines/h100/x/fp8/engine.json")
     msg = str(info.value)
     assert f"engine built with TensorRT {built}" in msg and "engines/h100/x/fp8/engine.json" in msg
-    assert "25.10: 10.13.3.9" in msg and "nvcr.io/nvidia/tensorrt:25.10-py3" in msg and OVERRIDE_ENV in msg
+    assert "25.10: 10.13.3.9" in msg and "26.09: 11.3.0.99" in msg and OVERRIDE_ENV in msg
+    assert "nvcr.io/nvidia/tensorrt:26.09-py3" in msg     # the newest listed release
 
 
 def test_override_is_recorded(monkeypatch):

@@ -188,6 +188,7 @@ def test_profiling_verbosity_is_checked(graphs, tmp_path):
 
 
 @pytest.mark.gpu
+@pytest.mark.cuda_torch
 def test_engine_runner_matches_reference_on_gpu(request, tmp_path, tiny, cosine):
     """On a GPU host: build for the present card with a flavor installed here that targets it (the tensorrt flavor
     first) and compare with the PyTorch reference; skip saying why when no profile and flavor fit this host."""

@@ -49,6 +49,7 @@ def test_autocast_is_refused_off_cuda(tiny):
 
 
 @pytest.mark.gpu
+@pytest.mark.cuda_torch
 def test_autocast_reference_on_cuda_is_upstreams_gpu_forward(tiny):
     """fp32 weights under fp16 autocast (upstream's GPU forward) against the fp32 reference on the same GPU."""
     fp32 = Embedder(tiny.model.to("cuda"), tiny.tokenizer)

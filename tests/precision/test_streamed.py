@@ -237,15 +237,3 @@ def test_cli_streams_from_a_model_with_ranges(ws, tmp_path, capsys):
         recipe_from_model("tiny", "int8", output=tmp_path / "x")
     with pytest.raises(InputError, match="recipe fp16 is made from an fp32 export"):
         recipe_from_model("tiny", "fp16", output=tmp_path / "x")
-
-
-def test_readme_recipe_tables_are_generated_from_published_json():
-    import importlib.util
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("recipes_table", repo / "benchmarks" / "recipes_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.render() in (repo / "README.md").read_text(), \
-        "README recipe tables differ from benchmarks/published/: run python benchmarks/recipes_table.py print"

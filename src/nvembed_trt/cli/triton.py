@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--encoder-instances", type=int, default=1)
     r.add_argument("--output-dtype", choices=("float32", "float16"), default="float32")
     r.add_argument("--providers", choices=tuple(PROVIDERS), default="cpu", help="ONNX Runtime encoder: cpu|cuda")
+    r.add_argument("--encoder-backend", choices=("tensorrt_plan", "python"), default="tensorrt_plan",
+                   help="an engine's encoder: Triton's tensorrt backend (NGC image), or python: the plan run by "
+                        "EngineRunner in the python backend (the bundled server; needs tensorrt and CUDA torch)")
     r.add_argument("--overwrite", action="store_true")
     r.add_argument("--check", action="store_true",
                    help="run every check (I/O names, max batch, shapes and profiles from engine.json, GPU memory) and "
@@ -118,7 +121,8 @@ def run_repo(args: argparse.Namespace) -> int:
                                max_length=args.max_length, max_batch_tokens=args.max_batch_tokens,
                                max_request_rows=args.max_request_rows, nv_embed_instances=args.nv_embed_instances,
                                encoder_instances=args.encoder_instances, output_dtype=args.output_dtype,
-                               providers=PROVIDERS[args.providers], overwrite=args.overwrite, check_only=args.check)
+                               providers=PROVIDERS[args.providers], overwrite=args.overwrite, check_only=args.check,
+                               encoder_backend=args.encoder_backend)
     spec = result.spec
     if args.check:
         print(f"consistent: {', '.join(result.meta['models'])} ({spec.encoder_kind} encoder, encoder batch "

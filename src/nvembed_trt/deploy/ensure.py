@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,15 +32,14 @@ class EnsureError(NVEmbedError):
 
 
 def node_compute_capability() -> str:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], check=True,
-                             capture_output=True, text=True, timeout=30).stdout.split()
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise EnsureError(f"cannot read this node's GPU with nvidia-smi ({exc}); is the pod given a GPU "
-                          f"(nvidia.com/gpu)? --compute-capability overrides") from exc
-    if not out:
-        raise EnsureError("nvidia-smi lists no GPU on this node")
-    return out[0]
+    """Device 0's compute capability, read as the build reads it (NVML or nvidia-smi: nvembed_trt.hostgpu)."""
+    from ..hostgpu import detect_gpus
+
+    found = detect_gpus(fresh=True)
+    if found.first() is None:
+        raise EnsureError(f"cannot read this node's GPU ({found.problem}); is the pod given a GPU "
+                          f"(nvidia.com/gpu)? --compute-capability overrides")
+    return found.first().compute_capability
 
 
 def _build(onnx_dir: Path, gpu: str, want_tensorrt: str | None, work: Path) -> tuple[Path, dict]:

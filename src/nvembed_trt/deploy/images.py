@@ -63,6 +63,11 @@ class ImageTable(BaseModel):
     def tag(self, release: Release) -> str:
         return f"{self.image}:{release.release}{self.suffix}"
 
+    def carrying(self, tensorrt: str) -> list[Release]:
+        """The releases whose image carries exactly this TensorRT (all four parts), oldest first."""
+        built = normalise_version(tensorrt)
+        return [r for r in self.releases if r.tensorrt == built]
+
     def by_release(self, name: str) -> Release:
         for r in self.releases:
             if r.release == name:
@@ -96,6 +101,19 @@ def default_image() -> str:
     return table.tag(table.releases[-1])
 
 
+def tensorrt_pin() -> str:
+    """The pip requirement for the TensorRT that the newest NGC Triton release in deploy/ngc_triton.yaml carries: a
+    plan built with it has an image to be served in (an unpinned tensorrt-cu13 may be newer than every listed one)."""
+    return f"tensorrt-cu13=={image_table().releases[-1].tensorrt}"
+
+
+def tensorrt_install_hint() -> str:
+    newest = image_table().releases[-1]
+    return (f"pip install {tensorrt_pin()} (the TensorRT of NGC Triton {newest.release}, so its plans "
+            f"have a serving image; the PyPI package fetches the wheel from NVIDIA's index), or build inside "
+            f"nvcr.io/nvidia/tensorrt:{newest.release}-py3")
+
+
 def check_triton_engine(meta: dict, where: Path | str = "engine.json") -> None:
     """Refuse engines Triton's tensorrt_plan backend cannot load (TensorRT-RTX plans)."""
     flavor = meta.get("flavor")
@@ -119,7 +137,7 @@ def triton_image_for_engine(meta: dict, where: Path | str = "engine.json") -> di
         return {"image": override, "release": None, "tensorrt": built,
                 "how": f"{OVERRIDE_ENV} (not checked against the table: its TensorRT must be {built})"}
     table = image_table()
-    matches = [r for r in table.releases if r.tensorrt == built]
+    matches = table.carrying(built)
     if not matches:
         known = ", ".join(f"{r.release}: {r.tensorrt}" for r in table.releases)
         newest = table.releases[-1]

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from ..console import note
+from ..deploy.images import tensorrt_install_hint
 from ..errors import NVEmbedError
+from ..hostgpu import detect_gpus
 from .gpus import RTX_TARGETS, GPUProfile
 
 
@@ -30,8 +33,7 @@ class Flavor:
 
 
 FLAVORS: dict[str, Flavor] = {f.name: f for f in (
-    Flavor("tensorrt", "tensorrt", "pip install tensorrt-cu13 (from NVIDIA's index), or use the NGC TensorRT/Triton "
-           "container", builds_without_gpu=False, timing_cache=True),
+    Flavor("tensorrt", "tensorrt", tensorrt_install_hint(), builds_without_gpu=False, timing_cache=True),
     Flavor("tensorrt-rtx", "tensorrt_rtx", "pip install tensorrt-rtx", builds_without_gpu=True, timing_cache=False),
 )}
 
@@ -48,15 +50,10 @@ def installed(flavor: Flavor) -> bool:
 
 
 def cuda_gpu() -> tuple[str, str] | None:
-    """(name, compute capability) of CUDA device 0, or None."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    major, minor = torch.cuda.get_device_capability(0)
-    return torch.cuda.get_device_name(0), f"{major}.{minor}"
+    """(name, compute capability) of CUDA device 0 as CUDA programs started here see it, or None. Read through NVML
+    or nvidia-smi (nvembed_trt.hostgpu): the venv's torch is the CPU wheel, so torch.cuda cannot answer this."""
+    first = detect_gpus().first()
+    return (first.name, first.compute_capability) if first else None
 
 
 def resolve_flavor(requested: str, gpu: GPUProfile) -> Flavor:
@@ -74,6 +71,10 @@ def resolve_flavor(requested: str, gpu: GPUProfile) -> Flavor:
             and present[1] == gpu.compute_capability:
         return FLAVORS["tensorrt"]
     if "tensorrt-rtx" in gpu.flavors and installed(FLAVORS["tensorrt-rtx"]):
+        if present and present[1] == gpu.compute_capability:   # the card is here, only TensorRT is missing
+            note(f"--flavor auto: building a TensorRT-RTX plan for {gpu.name} because the tensorrt flavor is not "
+                 f"installed; Triton's tensorrt_plan backend cannot load it. For a Triton engine: "
+                 f"{FLAVORS['tensorrt'].install}")
         return FLAVORS["tensorrt-rtx"]
     wanted = " or ".join(f"{FLAVORS[f].name} ({FLAVORS[f].install})" for f in gpu.flavors)
     raise FlavorError(f"no installed flavor can build for {gpu.name} on this machine; needs {wanted}"

@@ -81,8 +81,10 @@ def triton_backend_config(meta: dict) -> list[str]:
 
 
 class EngineRunner:
-    def __init__(self, engine_dir: Path | str):
-        import torch
+    """`device`: the CUDA device (index among the visible ones) the plan is loaded on and run on."""
+
+    def __init__(self, engine_dir: Path | str, device: int = 0):
+        from ..hostgpu import gpu_run_problem
 
         engine_dir = Path(engine_dir)
         self.meta = json.loads((engine_dir / ENGINE_JSON).read_text())
@@ -93,15 +95,21 @@ class EngineRunner:
                                        present[0] if present else "this GPU")
         if problem:
             raise EngineMismatchError(f"{engine_dir}: {problem}")
-        runtime = self.trt.Runtime(self.trt.Logger(self.trt.Logger.ERROR))
-        if triton_backend_config(self.meta):  # a version-compatible plan runs its embedded lean runtime
-            runtime.engine_host_code_allowed = True
-        self.engine = runtime.deserialize_cuda_engine((engine_dir / "model.plan").read_bytes())
-        if self.engine is None:
-            raise EngineMismatchError(f"{engine_dir / 'model.plan'} did not deserialise on {present[0]}")
-        self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream()
-        self.torch = torch
+        problem = gpu_run_problem(needs_torch=True)   # device buffers and the stream are torch's
+        if problem:
+            raise EngineMismatchError(f"{engine_dir}: EngineRunner {problem}")
+        import torch
+
+        self.torch, self.device = torch, torch.device("cuda", device)
+        with torch.cuda.device(self.device):
+            runtime = self.trt.Runtime(self.trt.Logger(self.trt.Logger.ERROR))
+            if triton_backend_config(self.meta):  # a version-compatible plan runs its embedded lean runtime
+                runtime.engine_host_code_allowed = True
+            self.engine = runtime.deserialize_cuda_engine((engine_dir / "model.plan").read_bytes())
+            if self.engine is None:
+                raise EngineMismatchError(f"{engine_dir / 'model.plan'} did not deserialise on {present[0]}")
+            self.context = self.engine.create_execution_context()
+            self.stream = torch.cuda.Stream(self.device)
 
     def profile_for(self, batch: int, sequence: int) -> int:
         for index, profile in enumerate(self.meta["profiles"]):
@@ -112,20 +120,27 @@ class EngineRunner:
                             f"{p['sequence']['min']}..{p['sequence']['max']}" for p in self.meta["profiles"])
         raise EngineMismatchError(f"no profile covers batch {batch} x sequence {sequence} ({covered})")
 
-    def run(self, batch: TokenizedBatch) -> np.ndarray:
+    def run_arrays(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The engine's first output (embeddings [B, H], or token_states [B, T, H]) as float32 on the host, for the
+        inputs engine.json names ([B, T] integer arrays; one of the engine's profiles must cover B x T)."""
         torch = self.torch
-        rows, width = batch.input_ids.shape
-        self.context.set_optimization_profile_async(self.profile_for(rows, width), self.stream.cuda_stream)
-        tensors = {name: torch.from_numpy(getattr(batch, name).astype(np.int32)).cuda()
-                   for name in self.meta["inputs"]}
-        for name, tensor in tensors.items():
-            self.context.set_input_shape(name, tuple(tensor.shape))
-            self.context.set_tensor_address(name, tensor.data_ptr())
-        out_name = self.meta["outputs"][0]
-        out = torch.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=torch.float32, device="cuda")
-        self.context.set_tensor_address(out_name, out.data_ptr())
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise NVEmbedError("TensorRT execution failed")
-        self.stream.synchronize()
-        result = out.cpu().numpy()
-        return result if out_name == "embeddings" else masked_mean_l2_numpy(result, batch.pool_mask)
+        rows, width = feeds[self.meta["inputs"][0]].shape
+        with torch.cuda.device(self.device):
+            self.context.set_optimization_profile_async(self.profile_for(rows, width), self.stream.cuda_stream)
+            tensors = {name: torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.int32)).to(self.device)
+                       for name in self.meta["inputs"]}
+            for name, tensor in tensors.items():
+                self.context.set_input_shape(name, tuple(tensor.shape))
+                self.context.set_tensor_address(name, tensor.data_ptr())
+            out_name = self.meta["outputs"][0]
+            out = torch.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=torch.float32, device=self.device)
+            self.context.set_tensor_address(out_name, out.data_ptr())
+            torch.cuda.current_stream(self.device).synchronize()   # the inputs' copies, made on the default stream
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise NVEmbedError("TensorRT execution failed")
+            self.stream.synchronize()
+            return out.cpu().numpy()
+
+    def run(self, batch: TokenizedBatch) -> np.ndarray:
+        result = self.run_arrays({name: getattr(batch, name) for name in self.meta["inputs"]})
+        return result if self.meta["outputs"][0] == "embeddings" else masked_mean_l2_numpy(result, batch.pool_mask)

@@ -38,6 +38,9 @@ def encoder_config(spec: RepoSpec) -> mc.ModelConfig:
     if spec.encoder_kind == "tensorrt_plan":
         config.platform = "tensorrt_plan"
         _parameters(config, spec.encoder_parameters)
+    elif spec.encoder_kind == "tensorrt_python":
+        config.backend = "python"
+        _parameters(config, {"plan_file": "model.plan"})
     else:
         config.backend = "python"
         _parameters(config, {"onnx_file": "model.onnx", "providers": ",".join(spec.onnx_providers)})
@@ -45,7 +48,7 @@ def encoder_config(spec: RepoSpec) -> mc.ModelConfig:
         _tensor(config.input, name, "INT32", [-1])
     _tensor(config.output, spec.encoder_output, "FP32", spec.encoder_output_dims)
     _instances(config, spec.encoder_instances, gpu=spec.on_gpu)
-    if spec.engine_profiles:
+    if spec.engine_profiles and spec.encoder_kind == "tensorrt_plan":   # instance profiles: the tensorrt backend's
         config.instance_group[0].profile.extend(spec.engine_profiles)
     return config
 

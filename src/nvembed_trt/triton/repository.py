@@ -24,7 +24,7 @@ from ..packing import ShapeLimit, default_batch_tokens
 from ..engines.gpus import engine_memory_problems, engine_serving_parameters, served_limits
 from ..engines.runner import triton_backend_config
 from .config import check_repository, repository_configs, to_pbtxt
-from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
+from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENCODER_MODELS, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
 SHIM = "from nvembed_trt.triton.models.{module} import TritonPythonModel  # noqa: F401  (importable module)\n"
@@ -41,17 +41,28 @@ class RepoResult:
     meta: dict
 
 
-def _encoder_facts(encoder: Path, check_only: bool = False) -> dict:
+ENCODER_BACKENDS = ("tensorrt_plan", "python")   # for an engine: Triton's tensorrt backend, or encoder_trt
+
+
+def _encoder_facts(encoder: Path, check_only: bool = False, backend: str = "tensorrt_plan") -> dict:
+    if backend not in ENCODER_BACKENDS:
+        raise InputError(f"encoder backend must be one of {', '.join(ENCODER_BACKENDS)}, got {backend!r}")
     if (encoder / "engine.json").is_file():
         meta = json.loads((encoder / "engine.json").read_text())
         refusal = None
-        try:
-            image = triton_image_for_engine(meta, encoder / "engine.json")  # refuses RTX plans; NGC image by TRT
-        except ImageError as exc:
-            if not check_only:
-                raise
-            image, refusal = None, str(exc)
-        return {"kind": "tensorrt_plan", "file": encoder / "model.plan", "inputs": meta["inputs"], "meta": meta,
+        if backend == "python":   # the plan runs in the stub's Python with its own flavor: no NGC TensorRT to match
+            image = {"image": default_image(), "how": "python-backend TensorRT encoder (encoder_trt): the server "
+                     f"needs only the python backend, the stub's Python needs {meta['flavor']} "
+                     f"{meta['flavor_version']} and CUDA torch"}
+        else:
+            try:
+                image = triton_image_for_engine(meta, encoder / "engine.json")  # refuses RTX plans; NGC image by TRT
+            except ImageError as exc:
+                if not check_only:
+                    raise
+                image, refusal = None, str(exc)
+        kind = "tensorrt_plan" if backend == "tensorrt_plan" else "tensorrt_python"
+        return {"kind": kind, "file": encoder / "model.plan", "inputs": meta["inputs"], "meta": meta,
                 "refusal": refusal,
                 "outputs": meta["outputs"], "max_batch_size": meta["serving"]["max_batch_size"],
                 "max_length": meta["serving"]["max_sequence_length"],
@@ -83,13 +94,16 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
                       max_request_rows: int = 256, nv_embed_instances: int = 1, encoder_instances: int = 1,
                       output_dtype: str = "float32", providers: tuple[str, ...] = ("CPUExecutionProvider",),
                       max_queue_delay_us: int = 0, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
-                      overwrite: bool = False, check_only: bool = False) -> RepoResult:
+                      overwrite: bool = False, check_only: bool = False,
+                      encoder_backend: str = "tensorrt_plan") -> RepoResult:
     """Write the repository to `output`, or with check_only run every check and write nothing (meta then says
-    what was checked and, for a plan Triton cannot load, what the GPU host must build instead)."""
+    what was checked and, for a plan Triton cannot load, what the GPU host must build instead). For an engine,
+    `encoder_backend="python"` serves the plan with the python-backend TensorRT encoder (encoder_trt) instead of
+    Triton's tensorrt backend: for servers that have only the python backend (the one bundled with nvidia-pytriton)."""
     if output is None and not check_only:
         raise InputError("a repository needs an output folder (or check_only=True to write nothing)")
     encoder, output = Path(encoder), Path(output) if output is not None else None
-    facts = _encoder_facts(encoder, check_only)
+    facts = _encoder_facts(encoder, check_only, encoder_backend)
     source = resolve_model(model, progress=False)
     limit_batch, limit_length = facts["max_batch_size"], facts["max_length"]
     batch = max_batch_size or limit_batch or 8
@@ -110,7 +124,7 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
     problems: list[str] = []
     if facts["meta"] is not None:  # an engine: no batch beyond the serving maximum, whatever a profile would take
         limits = served_limits(facts["meta"]["profiles"], batch)
-        parameters = engine_serving_parameters(facts["meta"])
+        parameters = engine_serving_parameters(facts["meta"]) if facts["kind"] == "tensorrt_plan" else {}
         problems += engine_memory_problems(facts["meta"], source.config, encoder_instances)
     spec = RepoSpec(encoder_kind=facts["kind"], pooling="engine" if "embeddings" in facts["outputs"] else "ensemble",
                     hidden_size=source.config.embedding_dim, max_length=length, shape_limits=limits,
@@ -138,6 +152,10 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
         version_dir = staging / ENCODER / "1"
         if spec.encoder_kind == "tensorrt_plan":
             shutil.copyfile(facts["file"], version_dir / "model.plan")
+        elif spec.encoder_kind == "tensorrt_python":   # EngineRunner reads the plan and its engine.json
+            (version_dir / "model.py").write_text(SHIM.format(module="encoder_trt"))
+            shutil.copyfile(facts["file"], version_dir / "model.plan")
+            shutil.copyfile(encoder / "engine.json", version_dir / "engine.json")
         else:
             (version_dir / "model.py").write_text(SHIM.format(module="encoder_onnx"))
             shutil.copyfile(facts["file"], version_dir / "model.onnx")
@@ -147,8 +165,10 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
         meta = sidecar("triton-repository", model=source.describe(), served_model_id=served_model_id(source),
                        encoder=str(encoder), encoder_sha256=sha256_file(facts["file"]), recipe=_recipe(encoder),
                        spec=spec.to_json(), models=list(configs), kserve_model=ENSEMBLE, engine=facts["engine"],
+                       encoder_runtime=ENCODER_MODELS[spec.encoder_kind],
                        triton_image=facts["triton_image"],
-                       server={"backend_config": triton_backend_config(facts["meta"]) if facts["meta"] else []})
+                       server={"backend_config": triton_backend_config(facts["meta"])
+                               if spec.encoder_kind == "tensorrt_plan" else []})
         write_json(staging / "repo.json", meta)
     return RepoResult(output, spec, meta)
 

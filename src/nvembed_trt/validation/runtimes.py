@@ -17,6 +17,7 @@ import numpy as np
 
 from ..embedder import Embedder
 from ..engines.flavors import cuda_gpu
+from ..hostgpu import gpu_run_problem
 from ..precision.verify import GraphRunner
 from ..tokenizer import EmbeddingTokenizer
 
@@ -213,9 +214,9 @@ def discover(name: str, embedder: Embedder, runtimes: list[str], recipes: list[s
             missing.append(f"onnx: no graphs under {export}/ (run nvembed-trt export / precision)")
     if "engine" in runtimes:
         folders = [plan.parent for plan in sorted((root / "engines").glob(f"*/{name}/*/model.plan"))]
-        present = cuda_gpu()
-        if present is None:
-            missing.append(f"engine: {len(folders)} engine(s) found, but running them needs a GPU")
+        present, problem = cuda_gpu(), gpu_run_problem(needs_torch=True)
+        if problem:
+            missing.append(f"engine: {len(folders)} engine(s) found, but running them (EngineRunner) {problem}")
         else:
             chosen, notes = select_engines(folders, present, installed_versions(), wanted)
             found += [EngineRuntime(folder, embedder.tokenizer, folder.name, meta=meta) for folder, meta in chosen]
