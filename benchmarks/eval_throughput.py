@@ -20,6 +20,7 @@ import os
 import platform
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / platform.node()
@@ -106,7 +107,8 @@ def main() -> None:
         work = Path(tmp)
         rows = measure_runtimes(args.model, args.max_length, work)
         gate = measure_gate(args.model, work)
-    result = {"host": platform.node(), "cpus": os.cpu_count(), "model": args.model, "max_length": args.max_length,
+    result = {"created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "host": platform.node(), "cpus": os.cpu_count(), "model": args.model, "max_length": args.max_length,
               "dataset": "stdlib-docstrings (200 queries, 1,000 documents)", "load_average_before": before,
               "load_average_after": os.getloadavg(), "runtimes": rows, "gate": gate}
     RESULTS.mkdir(parents=True, exist_ok=True)

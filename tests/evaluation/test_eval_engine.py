@@ -43,9 +43,9 @@ def test_engine_folder_is_read_and_its_limit_enforced(tmp_path, tiny):
 
 
 def test_engine_without_a_gpu_is_a_clear_error(tmp_path, capsys):
-    import torch
+    from nvembed_trt.engines.flavors import cuda_gpu
 
-    if torch.cuda.is_available():
+    if cuda_gpu() is not None:
         pytest.skip("this host has a GPU: the no-GPU error path does not apply")
     folder, _ = fake_engine(tmp_path)
     data = write_beir(stdlib_retrieval_set(5), tmp_path / "stdlib")
