@@ -27,6 +27,9 @@ ENCODER     ?= $(EXPORT_DIR)/$(RECIPE)
 ENCODER_FILE = $(if $(findstring engines/,$(ENCODER)),$(ENCODER)/model.plan,$(ENCODER)/model.onnx)
 PYTEST_ARGS ?=
 ACCEPT_ARGS ?=
+# another tritonserver for serve/smoke/validate/bench: /opt/tritonserver/bin/tritonserver in NVIDIA's image (TensorRT)
+TRITONSERVER ?=
+TRITON_FLAG = $(if $(TRITONSERVER),--tritonserver $(TRITONSERVER))
 STAMP       := $(VENV)/.installed-stamp
 
 .PHONY: all install test embed export calibrate precision engines gpus triton-repo serve smoke validate bench clean help \
@@ -105,19 +108,19 @@ $(REPO_DIR)/repo.json: $(ENCODER_FILE)
 	$(BIN)/nvembed-trt triton-repo --model $(MODEL) --encoder $(ENCODER) --output $(REPO_DIR) --overwrite
 
 serve: $(REPO_DIR)/repo.json
-	$(BIN)/nvembed-trt serve --repo $(REPO_DIR) --port $(PORT) $(SERVE_ARGS)
+	$(BIN)/nvembed-trt serve --repo $(REPO_DIR) --port $(PORT) $(TRITON_FLAG) $(SERVE_ARGS)
 
 smoke: $(REPO_DIR)/repo.json
 	@mkdir -p $(BUILD)/$(NAME)
 	$(BIN)/nvembed-trt smoke --repo $(REPO_DIR) --model $(MODEL) --input examples/sample.jsonl \
-		--report $(BUILD)/$(NAME)/serving-check.json
+		--report $(BUILD)/$(NAME)/serving-check.json $(TRITON_FLAG)
 
 validate: $(REPO_DIR)/repo.json
-	$(BIN)/nvembed-trt validate --model $(MODEL) --name $(NAME)
+	$(BIN)/nvembed-trt validate --model $(MODEL) --name $(NAME) $(TRITON_FLAG)
 
 BENCH_ARGS ?= --batch 1,8 --seq 32,128,512 --concurrency 1,4,8
 bench: $(REPO_DIR)/repo.json
-	$(BIN)/nvembed-trt bench --model $(MODEL) --name $(NAME) $(BENCH_ARGS)
+	$(BIN)/nvembed-trt bench --model $(MODEL) --name $(NAME) $(TRITON_FLAG) $(BENCH_ARGS)
 
 gpus: $(STAMP)
 	@$(BIN)/nvembed-trt gpus

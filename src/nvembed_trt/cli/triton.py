@@ -11,7 +11,7 @@ from ..serving.settings import API_KEY_ENV, ServeSettings
 from ..provenance import sha256_file, sidecar, write_json
 from ..textio import check_output_path, read_texts, save_embeddings
 from ..tokenizer import INPUT_TYPES
-from ..triton.server import EXIT_TIMEOUT_S
+from ..triton.server import EXIT_TIMEOUT_S, READY_TIMEOUT_S
 from ..tokenizer import TRUNCATE_MODES
 
 PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider")}
@@ -81,6 +81,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help=f"{text}" + (f" (default {default})" if default is not None else ""))
     s.add_argument("--triton-exit-timeout", type=int, default=EXIT_TIMEOUT_S,
                    help=f"Triton's exit timeout in seconds (default {EXIT_TIMEOUT_S})")
+    s.add_argument("--triton-ready-timeout", type=float, default=READY_TIMEOUT_S,
+                   help=f"seconds Triton may take to load the repository and become ready (default "
+                        f"{READY_TIMEOUT_S}; a full-size plan on a slow disk needs more)")
     s.set_defaults(run=run_serve)
 
     k = sub.add_parser("smoke", help="serve a repository on free ports, embed a file, compare with the reference",
@@ -91,6 +94,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--model", required=True)
     k.add_argument("--input", required=True)
     k.add_argument("--report", type=Path, help="also write the report as JSON here")
+    k.add_argument("--tritonserver", type=Path, help="the tritonserver to serve with (NVIDIA's image for a TensorRT "
+                                                     "plan: /opt/tritonserver/bin/tritonserver)")
     k.set_defaults(run=run_smoke)
 
     c = sub.add_parser("client", help="call a running server", description="Client commands.")
@@ -156,15 +161,17 @@ def run_serve(args: argparse.Namespace) -> int:
         problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']} (got {e['input']!r})"
                              for e in exc.errors())
         raise InputError(problems) from None
+    if args.triton_ready_timeout <= 0:
+        raise InputError(f"--triton-ready-timeout must be > 0 seconds, got {args.triton_ready_timeout}")
     triton = TritonOptions(args.triton_host, args.http_port, args.grpc_port, args.metrics_port, args.tritonserver,
-                           args.triton_exit_timeout)
+                           args.triton_exit_timeout, args.triton_ready_timeout)
     return serve(args.repo, settings, triton)
 
 
 def run_smoke(args: argparse.Namespace) -> int:
     from ..serving.smoke import serving_check
 
-    report = serving_check(args.repo, args.model, read_texts(args.input).texts)
+    report = serving_check(args.repo, args.model, read_texts(args.input).texts, tritonserver=args.tritonserver)
     if args.report:
         write_json(args.report, sidecar("serving-check", **report))
     print(f"served {report['texts']} texts through {args.repo} ({report['recipe']}, threshold "

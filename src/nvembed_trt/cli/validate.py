@@ -42,6 +42,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipes", type=_choices(tuple(RECIPES)), help="comma list of recipes (default: every one found)")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--output-dir", type=Path, help="default: benchmarks/results/<host>/")
+    p.add_argument("--tritonserver", type=Path, help="the tritonserver for the triton runtime (NVIDIA's image for a "
+                                                     "TensorRT plan: /opt/tritonserver/bin/tritonserver); default "
+                                                     "the one bundled with nvidia-pytriton")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _setup(args, dtype="float32", autocast=False):
     embedder = Embedder.from_model(args.model, args.device, dtype, progress=False, autocast=autocast)
     name = args.name or Path(args.model).name
-    found, missing = discover(name, embedder, args.runtimes, args.recipes)
+    found, missing = discover(name, embedder, args.runtimes, args.recipes, tritonserver=args.tritonserver)
     return embedder, name, found, missing
 
 
