@@ -151,3 +151,15 @@ def test_pytorch_ptq_path_on_cpu(workspace, tmp_path, capsys):
         main(["quantize-torch", "--model", "tiny", "--recipe", "fp8", "--calibration", str(calibration),
               "--reference-onnx", str(export.onnx_path), "--output", str(tmp_path / "x")])
     assert info.value.code == 2 and "invalid choice: 'fp8'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, named", [(["--no-gate"], "--no-gate"),
+                                          (["--opset", "18", "--no-fuse-projections"], "--opset, --fuse-projections"),
+                                          (["--pooling", "engine", "--gate-rows-per-slice", "4"],
+                                           "--gate-rows-per-slice, --pooling")])
+def test_model_only_options_are_refused_with_onnx(tmp_path, capsys, extra, named):
+    """An accepted option acts: the --model group's options would be ignored by an --onnx recipe, so they are refused
+    (before the graph is read)."""
+    assert main(["precision", "--onnx", str(tmp_path / "model.onnx"), "--recipe", "fp16", *extra]) == 2
+    verb = "is" if "," not in named else "are"
+    assert f"error: {named} {verb} for --model only (streamed from a checkpoint)" in capsys.readouterr().err

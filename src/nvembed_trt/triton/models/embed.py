@@ -4,8 +4,8 @@ packed into batches one encoder shape covers (nvembed_trt.packing), sent to the 
 when the encoder emits token states, and returned per request. A bad request gets INVALID_ARG naming the row, the
 limit and the value; the other requests of the batch are answered. Every setting comes from the model config.
 
-The encoder's outputs are asked for in CPU memory: a tensorrt_plan encoder leaves them on the GPU, where python_backend's
-`as_numpy()` raises ("Tensor is stored in GPU and cannot be converted to NumPy"). Any encoder failure (an error
+The encoder's outputs are asked for in CPU memory: a tensorrt_plan encoder leaves them on the GPU, where
+python_backend's `as_numpy()` raises ("Tensor is stored in GPU and cannot be converted to NumPy"). Any encoder failure (an error
 response, a missing output, an exception from BLS) is answered as an error to the requests whose rows it held; the
 model itself keeps serving, so the supervisor has nothing to reload."""
 

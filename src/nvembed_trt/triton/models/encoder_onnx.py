@@ -5,8 +5,8 @@ asking for CUDAExecutionProvider fails to load where ONNX Runtime has no CUDA (t
 build; install the `cuda` extra, onnxruntime-gpu), and each instance runs on the GPU Triton assigned it
 (model_instance_device_id). ONNX Runtime creates a session on the next provider, with only a warning, when the CUDA
 provider is present but fails to load (cuDNN or a CUDA major the wheel was not built for missing): the session's
-first provider is checked after creation and such a session is refused. Callers send packed batches (see triton/spec.py); several requests in one call are run
-grouped by shape."""
+first provider is checked after creation and such a session is refused. Callers send packed batches (see
+triton/spec.py); several requests in one call are run grouped by shape."""
 
 from __future__ import annotations
 
