@@ -218,4 +218,7 @@ def test_cli(onnx_repo, tmp_path, capsys):
     assert main(["deploy", "k8s", "--repo", str(onnx_repo), "--output", str(out)]) == 2    # exists, no --overwrite
     assert main(["deploy", "k8s", "--repo", str(onnx_repo), "--output", str(tmp_path / "x"), "--storage", "s3"]) == 2
     assert "--storage-uri" in capsys.readouterr().err
-    assert main(["deploy", "images"]) == 0 and "25.10" in capsys.readouterr().out
+    assert main(["deploy", "images"]) == 0
+    out = capsys.readouterr().out
+    assert "25.10" in out
+    assert "execution_context_allocation_strategy ON_PROFILE_CHANGE: from 25.05 on (before: STATIC)" in out

@@ -81,4 +81,7 @@ def run_images(args: argparse.Namespace) -> int:
     print("release  image                                          TensorRT     evidence")
     for r in table.releases:
         print(f"{r.release:8} {table.tag(r):46} {r.tensorrt:12} {r.evidence}")
+    print("tensorrt_backend settings (an older release ignores the value and acts on the one in brackets):")
+    for s in table.tensorrt_backend_settings:
+        print(f"  {s.parameter} {s.value}: from {s.since} on (before: {s.otherwise}); {s.evidence}")
     return 0

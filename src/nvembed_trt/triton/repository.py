@@ -14,14 +14,15 @@ from pathlib import Path
 
 import onnx
 
-from ..deploy.images import ImageError, default_image, engine_facts, triton_image_for_engine
+from ..deploy.images import (ImageError, default_image, engine_facts, honoured_setting, image_table, release_of,
+                             triton_image_for_engine)
 from ..errors import InputError
 from ..provenance import sha256_file, sidecar, write_json
 from ..source import resolve_model
 from ..staging import staged_directory
 from ..tokenizer.files import bundled_sentencepiece_model, write_tokenizer_files
 from ..packing import ShapeLimit, default_batch_tokens
-from ..engines.gpus import engine_memory_problems, engine_serving_parameters, served_limits
+from ..engines.gpus import engine_memory_problems, engine_memory_report, engine_serving_parameters, served_limits
 from ..engines.runner import triton_backend_config
 from .config import check_repository, repository_configs, to_pbtxt
 from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENCODER_MODELS, ENSEMBLE, TOKENIZER_DIR, RepoSpec
@@ -79,6 +80,22 @@ def _encoder_facts(encoder: Path, check_only: bool = False, backend: str = "tens
                      f"(model.onnx)")
 
 
+STRATEGY = "execution_context_allocation_strategy"
+
+
+def served_backend_settings(meta: dict, image: dict | None) -> dict:
+    """The tensorrt_backend parameters the engine asks for, as the chosen Triton release honours them: {parameter:
+    {asked, honoured, why}}. Without an image (a plan Triton cannot load, checked only) the newest release is
+    assumed."""
+    asked = engine_serving_parameters(meta)[STRATEGY]
+    if image is None:
+        release = image_table().releases[-1].release
+    else:
+        release = image.get("release") or release_of(image.get("image") or "")
+    honoured, why = honoured_setting(release, STRATEGY, asked)
+    return {STRATEGY: {"asked": asked, "honoured": honoured, "why": why, "release": release}}
+
+
 def _copy_tokenizer(source, dest: Path) -> None:
     dest.mkdir(parents=True)
     if source.checkpoint is None:
@@ -122,10 +139,17 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
     limits = facts["limits"] or (ShapeLimit("onnx", batch, length),)
     parameters: dict[str, str] = {}
     problems: list[str] = []
+    backend, memory = {}, None
     if facts["meta"] is not None:  # an engine: no batch beyond the serving maximum, whatever a profile would take
         limits = served_limits(facts["meta"]["profiles"], batch)
-        parameters = engine_serving_parameters(facts["meta"]) if facts["kind"] == "tensorrt_plan" else {}
-        problems += engine_memory_problems(facts["meta"], source.config, encoder_instances)
+        counted, why = None, ""          # the python-backend encoder (encoder_trt) takes no tensorrt_backend settings
+        if facts["kind"] == "tensorrt_plan":
+            backend = served_backend_settings(facts["meta"], facts["triton_image"])
+            strategy = backend[STRATEGY]
+            parameters = {STRATEGY: strategy["honoured"]}   # what the release acts on is what config.pbtxt says
+            counted, why = strategy["honoured"], strategy["why"] or ""
+        problems += engine_memory_problems(facts["meta"], source.config, encoder_instances, counted, why)
+        memory = engine_memory_report(facts["meta"], source.config, encoder_instances, counted)
     spec = RepoSpec(encoder_kind=facts["kind"], pooling="engine" if "embeddings" in facts["outputs"] else "ensemble",
                     hidden_size=source.config.embedding_dim, max_length=length, shape_limits=limits,
                     max_batch_tokens=max_batch_tokens or default_batch_tokens(limits),
@@ -142,6 +166,7 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
         return RepoResult(output, spec, {"checked_only": True, "models": list(configs), "spec": spec.to_json(),
                                          "encoder": str(encoder), "engine": facts["engine"],
                                          "triton_loads_this_plan": facts["refusal"] is None,
+                                         "tensorrt_backend": backend, "encoder_memory": memory,
                                          "gpu_host_must": facts["refusal"]})
     with staged_directory(output, overwrite) as staging:
         for name, config in configs.items():
@@ -166,9 +191,9 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
                        encoder=str(encoder), encoder_sha256=sha256_file(facts["file"]), recipe=_recipe(encoder),
                        spec=spec.to_json(), models=list(configs), kserve_model=ENSEMBLE, engine=facts["engine"],
                        encoder_runtime=ENCODER_MODELS[spec.encoder_kind],
-                       triton_image=facts["triton_image"],
+                       triton_image=facts["triton_image"], encoder_memory=memory,
                        server={"backend_config": triton_backend_config(facts["meta"])
-                               if spec.encoder_kind == "tensorrt_plan" else []})
+                               if spec.encoder_kind == "tensorrt_plan" else [], "tensorrt_backend": backend})
         write_json(staging / "repo.json", meta)
     return RepoResult(output, spec, meta)
 
