@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--model", required=True, help="preset name or checkpoint directory (tokenizer, dims)")
     r.add_argument("--encoder", required=True, type=Path, help="engines/<gpu>/<name>/<recipe>/ or export/<name>/")
     r.add_argument("--output", type=Path, help="e.g. triton_repo/<name>/ (not with --check)")
+    r.add_argument("--gpu", help="with an ONNX export: a TensorRT repository for this GPU profile made here, without "
+                                 "a GPU; the plan is built on the node by `deploy ensure-engine` from the graph "
+                                 "written beside it (<output>-onnx/)")
     r.add_argument("--max-batch-size", type=int, help="encoder rows per batch; default: the engine's serving "
                                                       "maximum, else 8")
     r.add_argument("--max-length", type=int, help="default: the engine's longest profile sequence, else 512")
@@ -127,7 +130,7 @@ def run_repo(args: argparse.Namespace) -> int:
                                max_request_rows=args.max_request_rows, nv_embed_instances=args.nv_embed_instances,
                                encoder_instances=args.encoder_instances, output_dtype=args.output_dtype,
                                providers=PROVIDERS[args.providers], overwrite=args.overwrite, check_only=args.check,
-                               encoder_backend=args.encoder_backend)
+                               encoder_backend=args.encoder_backend, gpu=args.gpu)
     spec = result.spec
     if args.check:
         print(f"consistent: {', '.join(result.meta['models'])} ({spec.encoder_kind} encoder, encoder batch "
@@ -139,7 +142,14 @@ def run_repo(args: argparse.Namespace) -> int:
     print(f"wrote {result.directory} ({spec.encoder_kind} encoder, pooling in the {spec.pooling}, encoder batch "
           f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length}); "
           f"serve it with: nvembed-trt serve --repo {result.directory}")
-    if spec.encoder_kind == "tensorrt_plan":
+    if result.meta.get("onnx_dir"):
+        onnx_dir = result.directory.with_name(result.meta["onnx_dir"])
+        print(f"no plan yet: the GPU node builds it (TensorRT {result.meta['triton_image']['tensorrt']}, the "
+              f"{result.meta['triton_image']['image']} image's) from {onnx_dir}/; upload both folders side by side "
+              f"and deploy with: nvembed-trt deploy k8s --repo {result.directory} --output deploy/<name>; by hand "
+              f"on the node: nvembed-trt deploy ensure-engine --store {result.directory} --onnx {onnx_dir} "
+              f"--output <models>/{result.directory.name}")
+    elif spec.encoder_kind == "tensorrt_plan":
         from ..deploy.images import ngc_commands
 
         lines = ngc_commands(result.directory, result.meta["triton_image"]["image"])

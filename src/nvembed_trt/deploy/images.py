@@ -209,7 +209,8 @@ def engine_facts(meta: dict) -> dict:
     return {"flavor": meta.get("flavor"), "flavor_version": meta.get("flavor_version"),
             "gpu_profile": gpu.get("profile"), "compute_capability": gpu.get("compute_capability"),
             "engine_bytes": meta.get("engine_bytes"), "serving": meta.get("serving"),
-            "onnx": meta.get("onnx"), "recipe": meta.get("recipe")}
+            "onnx": meta.get("onnx"), "recipe": meta.get("recipe"),
+            **({"plan": meta["plan"]} if meta.get("plan") else {})}
 
 
 def builder_image(triton_image: str) -> str:
