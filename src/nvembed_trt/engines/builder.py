@@ -37,7 +37,8 @@ from ..errors import InputError, NVEmbedError
 from ..hostmem import process_memory_gib
 from ..provenance import atomic_path, sha256_file, sidecar, write_json
 from ..staging import check_output_dir, staged_directory
-from .flavors import Flavor, FlavorError, check_machine, import_flavor, network_flags, resolve_flavor, set_targets
+from .flavors import (Flavor, FlavorError, check_machine, hardware_compatibility_level, import_flavor, network_flags,
+                      resolve_flavor, set_targets)
 from .gpus import GIB, GPUProfile, get_gpu
 
 ENGINE_JSON = "engine.json"
@@ -332,9 +333,8 @@ def _deserialised_facts(trt, plan_path: Path, profiles: int) -> tuple[dict | str
 # --- the build --------------------------------------------------------------------------------------------------
 
 def _compatibility(trt, config, flavor: Flavor, version_compatible: bool) -> dict:
-    level = getattr(config, "hardware_compatibility_level", None)
     return {"version_compatible": version_compatible,
-            "hardware_compatibility_level": getattr(level, "name", "NONE"),
+            "hardware_compatibility_level": hardware_compatibility_level(config, flavor),
             "runtime_needs": (["runtime.engine_host_code_allowed = True",
                                "Triton: --backend-config=tensorrt,version-compatible=true"]
                               if version_compatible else []),
