@@ -80,7 +80,7 @@ install: $(STAMP)
 # and the whole suite runs against it. Commit the new constraints.txt once the tests pass.
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
-	$(BIN)/uv pip compile pyproject.toml --extra test --extra corpus --extra serving --universal --upgrade \
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra test --extra corpus --extra serving --universal --upgrade \
 		--no-python-downloads --excludes <(echo torch) --custom-compile-command "make lock" --output-file $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
 	@touch $(STAMP)

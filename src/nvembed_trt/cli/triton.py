@@ -140,8 +140,8 @@ def run_repo(args: argparse.Namespace) -> int:
             print(f"this plan is not one Triton loads: {result.meta['gpu_host_must']}")
         return 0
     print(f"wrote {result.directory} ({spec.encoder_kind} encoder, pooling in the {spec.pooling}, encoder batch "
-          f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length}); "
-          f"serve it with: nvembed-trt serve --repo {result.directory}")
+          f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length})"
+          + ("" if result.meta.get("onnx_dir") else f"; serve it with: nvembed-trt serve --repo {result.directory}"))
     if result.meta.get("onnx_dir"):
         onnx_dir = result.directory.with_name(result.meta["onnx_dir"])
         print(f"no plan yet: the GPU node builds it (TensorRT {result.meta['triton_image']['tensorrt']}, the "
