@@ -302,13 +302,12 @@ def device_memory_figures(engine, profiles: int) -> dict:
     """TensorRT's own device memory per optimisation profile of a deserialised engine: what an execution context
     bound to that profile allocates (activations and tactic scratch; the weights are the engine's, counted apart).
     engine.json `device_memory`; the repository's memory check counts it instead of its estimate."""
-    per_profile = getattr(engine, "get_device_memory_size_for_profile_v2", None)
-    name = "ICudaEngine.get_device_memory_size_for_profile_v2"
-    if per_profile is None:     # TensorRT 10.0 had only the 32-bit-size call
-        per_profile, name = engine.get_device_memory_size_for_profile, "ICudaEngine.get_device_memory_size_for_profile"
-    figures = [int(per_profile(i)) for i in range(profiles)]
-    return {"per_profile_bytes": figures, "max_bytes": int(getattr(engine, "device_memory_size_v2", max(figures))),
-            "source": name}
+    if not hasattr(engine, "get_device_memory_size_for_profile_v2"):   # TensorRT 10.0 (NGC 24.05) lacks the _v2 calls
+        return {"unavailable": "this TensorRT has no get_device_memory_size_for_profile_v2 (TensorRT 10.1 and later "
+                               "have it); the repository's memory check uses its estimate"}
+    figures = [int(engine.get_device_memory_size_for_profile_v2(i)) for i in range(profiles)]
+    return {"per_profile_bytes": figures, "max_bytes": int(engine.device_memory_size_v2),
+            "source": "ICudaEngine.get_device_memory_size_for_profile_v2"}
 
 
 def _deserialised_facts(trt, plan_path: Path, profiles: int) -> tuple[dict | str, dict]:
