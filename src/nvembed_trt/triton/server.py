@@ -112,8 +112,9 @@ def bundled_server_problem(repo: Path | str) -> str | None:
         return None
     return (f"{repo} serves a TensorRT engine, and the tritonserver bundled with nvidia-pytriton has no TensorRT "
             f"backend: pass --tritonserver /opt/tritonserver/bin/tritonserver in NVIDIA's Triton image "
-            f"({needs['triton_image']}, the release carrying the engine's TensorRT; see deploy/Dockerfile), or serve "
-            f"an ONNX encoder here")
+            f"({needs['triton_image']}, the release carrying the engine's TensorRT; see deploy/Dockerfile), make "
+            f"the repository with `triton-repo --encoder-backend python` (the plan run in the python backend), or "
+            f"serve an ONNX encoder here")
 
 
 class TritonServer:
