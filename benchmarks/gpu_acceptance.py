@@ -128,7 +128,7 @@ class Acceptance:
     # --- the steps ----------------------------------------------------------------------------------------------
 
     def setup(self) -> dict:
-        from nvembed_trt.deploy.images import tensorrt_pin
+        from nvembed_trt.ngc_triton import tensorrt_pin
         from nvembed_trt.doctor import module_version
 
         done = {}

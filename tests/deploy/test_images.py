@@ -8,8 +8,9 @@ import shutil
 import pytest
 from .deploy_data import TRT_VERSION
 
-from nvembed_trt.deploy.images import (OVERRIDE_ENV, ImageError, builder_image, image_table, ngc_commands,
-                                       normalise_version, triton_image_for_engine)
+from nvembed_trt.deploy.images import builder_image, ngc_commands
+from nvembed_trt.ngc_triton import ImageError, image_table, normalise_version
+from nvembed_trt.triton.images import OVERRIDE_ENV, triton_image_for_engine
 from nvembed_trt.triton import repo_from_encoder
 
 

@@ -14,7 +14,7 @@ import yaml
 from nvembed_trt.cli.main import main
 from nvembed_trt.deploy import ensure as ensure_module
 from nvembed_trt.deploy.bundle import deploy_k8s
-from nvembed_trt.deploy.images import image_table
+from nvembed_trt.ngc_triton import image_table
 from nvembed_trt.deploy.spec import DeployOptions, resolve, volume_gib
 from nvembed_trt.engines import EngineBuildError, EngineResult, get_gpu
 from nvembed_trt.errors import InputError

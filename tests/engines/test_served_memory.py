@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from nvembed_trt.config import NVEmbedConfig
-from nvembed_trt.deploy.images import honoured_setting, image_table, release_of, triton_image_for_engine
+from nvembed_trt.ngc_triton import honoured_setting, image_table, release_of
+from nvembed_trt.triton.images import triton_image_for_engine
 from nvembed_trt.engines.builder import device_memory_figures
 from nvembed_trt.engines.gpus import (engine_device_memory, engine_memory_problems, engine_memory_report,
                                       full_size_fp16_bytes, gpu_registry)

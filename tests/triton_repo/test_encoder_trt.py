@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from nvembed_trt.deploy.images import ImageError
+from nvembed_trt.ngc_triton import ImageError
 from nvembed_trt.engines.gpus import get_gpu
 from nvembed_trt.errors import InputError
 from nvembed_trt.triton import repo_from_encoder

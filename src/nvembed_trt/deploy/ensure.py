@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import NVEmbedError
-from .images import normalise_version
+from ..ngc_triton import normalise_version
 
 PLAN = Path("encoder") / "1" / "model.plan"
 
@@ -149,7 +149,7 @@ def _built_engine_problems(built: dict, meta: dict, onnx_dir: Path) -> list[str]
 def _record_engine(repo: Path, meta: dict, built: dict) -> None:
     """repo.json says which engine the repository now holds (what `deploy` and a restarted pod read)."""
     from ..provenance import sha256_file
-    from .images import engine_facts
+    from ..triton.images import engine_facts
 
     meta = {**meta, "engine": engine_facts(built), "encoder_sha256": sha256_file(repo / PLAN)}
     (repo / "repo.json").write_text(json.dumps(meta, indent=2) + "\n")

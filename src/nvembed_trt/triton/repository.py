@@ -16,9 +16,8 @@ from pathlib import Path
 
 import onnx
 
-from ..deploy.images import (ImageError, default_image, engine_facts, honoured_setting, image_table, release_of,
-                             triton_image_for_engine)
 from ..errors import InputError
+from ..ngc_triton import ImageError, default_image, honoured_setting, image_table, release_of
 from ..provenance import sha256_file, sidecar, write_json
 from ..source import resolve_model
 from ..staging import staged_directory
@@ -28,6 +27,7 @@ from ..engines.gpus import (engine_memory_problems, engine_memory_report, engine
                             served_limits)
 from ..engines.runner import triton_backend_config
 from .config import check_repository, repository_configs, to_pbtxt
+from .images import engine_facts, triton_image_for_engine
 from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENCODER_MODELS, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
