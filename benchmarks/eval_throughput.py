@@ -40,7 +40,7 @@ def measure_runtimes(model: str, max_length: int, work: Path) -> list[dict]:
     from nvembed_trt.evaluation.cache import CorpusCache
     from nvembed_trt.evaluation.embedders import open_embedder
     from nvembed_trt.evaluation.run import evaluate_embedder
-    from nvembed_trt.evaluation.stdlib_set import INSTRUCTION, stdlib_retrieval_set
+    from nvembed_trt.retrieval.stdlib_set import INSTRUCTION, stdlib_retrieval_set
     from nvembed_trt.export import onnx_from_model
     from nvembed_trt.serving.process import ServeProcess
     from nvembed_trt.source import resolve_model, tokenizer_for
@@ -75,7 +75,7 @@ def measure_runtimes(model: str, max_length: int, work: Path) -> list[dict]:
 
 def measure_gate(model: str, work: Path) -> dict:
     """verify_recipe on the fp32 export against itself: held-out slices only, then with the ranking slice."""
-    from nvembed_trt.evaluation.ranking import ranking_slice, slice_figures
+    from nvembed_trt.retrieval.ranking import ranking_slice, slice_figures
     from nvembed_trt.precision.heldout import sliced_heldout
     from nvembed_trt.precision.verify import GraphRunner, embed_heldout
     from nvembed_trt.source import resolve_model, tokenizer_for

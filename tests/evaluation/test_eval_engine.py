@@ -12,9 +12,9 @@ import pytest
 from nvembed_trt.cli.main import main
 from nvembed_trt.engines.gpus import get_gpu
 from nvembed_trt.errors import InputError
-from nvembed_trt.evaluation.beir import write_beir
+from nvembed_trt.retrieval.beir import write_beir
 from nvembed_trt.evaluation.embedders import EmbedderSpec, open_embedder
-from nvembed_trt.evaluation.stdlib_set import QUERY_TASK, stdlib_retrieval_set
+from nvembed_trt.retrieval.stdlib_set import QUERY_TASK, stdlib_retrieval_set
 
 
 def fake_engine(root, gpu="l40s", recipe="fp16"):

@@ -24,7 +24,7 @@ import numpy as np
 from ..console import note, track
 from ..corpus.shards import remove_temporaries, shard_paths, write_shard
 from ..provenance import sidecar, write_json
-from .beir import RetrievalSet
+from ..retrieval.beir import RetrievalSet
 from .embedders import Embedder, identity_key
 
 CACHE_JSON = "cache.json"

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..tokenizer import QUERY_TASK, instruction_for_task
-from .beir import read_beir
+from ..retrieval.beir import read_beir
 from .embedders import Embedder
 from .instructions import TASK_INSTRUCTIONS, task_name
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import NVEmbedError
 from ..provenance import atomic_path
-from .beir import RetrievalSet
+from ..retrieval.beir import RetrievalSet
 from .embedders import Embedder
 
 RUNTIMES = {"torch": "torch", "onnx": "onnx", "engine": "engine", "url": "triton"}

@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict
 from ..console import note
 from ..provenance import sidecar, write_json
 from ..staging import staged_directory
-from .beir import RetrievalSet, read_beir
+from ..retrieval.beir import RetrievalSet, read_beir
 from .cache import CorpusCache, token_counts
 from .embedders import Embedder, EmbedderSpec, open_embedder
 from .instructions import IGNORE_IDENTICAL_IDS, query_instruction, task_name
-from .metrics import HEADLINE, MEASURES
-from .scoring import TOP_K, Scored, score
+from ..retrieval.metrics import HEADLINE, MEASURES
+from ..retrieval.scoring import TOP_K, Scored, score
 
 REPORT, PER_QUERY, RUN = "report.json", "per_query.jsonl", "run.trec"
 

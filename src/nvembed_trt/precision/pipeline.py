@@ -20,7 +20,7 @@ from .recipes import RECIPES, get_recipe
 from .heldout import sliced_heldout
 from .streamed import RANGES_FILE, calibration_arrays, collect_ranges, write_streamed_recipe
 from .verify import TorchRunner, verify_recipe
-from ..evaluation.ranking import ranking_slice
+from ..retrieval.ranking import ranking_slice
 
 PRECISION_JSON = "precision.json"
 

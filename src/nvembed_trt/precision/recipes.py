@@ -1,7 +1,7 @@
 """Precision recipes, one registry. Each recipe is a schema-checked object carrying how it is made and the
 accuracy it must keep on held-out text; choices shown to users come from RECIPES.
 
-`max_ndcg10_drop` is the ranking budget: on the labelled slice (evaluation/stdlib_set.py) the recipe's nDCG@10 may
+`max_ndcg10_drop` is the ranking budget: on the labelled slice (retrieval/stdlib_set.py) the recipe's nDCG@10 may
 fall below the fp32 reference's by at most this much (absolute). Budgets stay at or above 0.001, the spread two
 servers of the same model show (vLLM #52630): tighter ones would measure noise."""
 

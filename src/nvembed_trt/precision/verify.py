@@ -1,7 +1,7 @@
 """The gate before a recipe's graph is called engine-ready: embed the sliced held-out set (heldout.py: 1,120 rows
 of queries, passages short and long, code, non-English and unicode text; never the calibration corpus) with the
 candidate and with the fp32 reference, and compare per slice: per-row cosine (min, p1, mean), max abs error and
-top-10 neighbour agreement. Then the ranking slice (evaluation/stdlib_set.py: 200 judged queries over 1,000
+top-10 neighbour agreement. Then the ranking slice (retrieval/stdlib_set.py: 200 judged queries over 1,000
 documents): the candidate's nDCG@10 may fall below the reference's by at most the recipe's max_ndcg10_drop. A
 recipe passes only if every slice meets its thresholds; every failure is reported at once.
 
@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 
 from ..calibration.corpus import stdlib_retrieval_set
-from ..evaluation.beir import RetrievalSet
-from ..evaluation.ranking import ranking_check, ranking_slice, slice_figures
+from ..retrieval.beir import RetrievalSet
+from ..retrieval.ranking import ranking_check, ranking_slice, slice_figures
 from .heldout import SlicedHeldOut, sliced_heldout
 from ..errors import InputError
 from ..pooling import masked_mean_l2_numpy

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..precision.recipes import RECIPES
-from ..evaluation.ranking import ranking_check, ranking_slice, slice_figures
+from ..retrieval.ranking import ranking_check, ranking_slice, slice_figures
 from ..precision.verify import heldout_set, top_k_agreement
 from ..provenance import sidecar, write_json
 from ..tokenizer import INPUT_TYPES
