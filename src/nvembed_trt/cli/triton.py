@@ -179,7 +179,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_smoke(args: argparse.Namespace) -> int:
-    from ..serving.smoke import serving_check
+    from ..validation.smoke import serving_check
 
     report = serving_check(args.repo, args.model, read_texts(args.input).texts, tritonserver=args.tritonserver)
     if args.report:

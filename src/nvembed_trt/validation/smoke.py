@@ -14,7 +14,7 @@ from ..client import EmbeddingClient
 from ..embedder import Embedder
 from ..errors import NVEmbedError
 from ..precision.recipes import RECIPES
-from .process import ServeProcess
+from ..serving.process import ServeProcess
 
 
 def recipe_threshold(repo: Path) -> tuple[str, float]:
