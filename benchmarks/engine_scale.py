@@ -8,7 +8,7 @@ engine.json), so the only step left for a GPU host is serving.
         [--model nv-embed-v2] [--gpus l40s,rtx-6000-ada] [--recipes fp16,int8-wo,int4-wo] [--strip-weights] [--keep]
         [--memory-limit-gib 20]
 
---memory-limit-gib runs each build in a memory cgroup of that size (root; validation/memlimit.py) after evicting
+--memory-limit-gib runs each build in a memory cgroup of that size (root; measured/memlimit.py) after evicting
 the graph's data file from the page cache: peak RSS then shows what the build needs on a machine of that size,
 not the mapped weights the kernel keeps resident while memory is free.
 
@@ -28,10 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-from nvembed_trt.validation.steps import drop_file_cache
-from nvembed_trt.validation.steps import file_bytes as _size
-from nvembed_trt.validation.steps import machine_facts
-from nvembed_trt.validation.steps import measured_step as measured
+from measured.steps import drop_file_cache
+from measured.steps import file_bytes as _size
+from measured.steps import machine_facts
+from measured.steps import measured_step as measured
 
 HOST = "cpu-2core-24gib"
 PUBLISHED = Path(__file__).resolve().parent / "published" / HOST / "engine-scale.json"

@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from nvembed_trt.validation.steps import machine_facts, measured_step
+from measured.steps import machine_facts, measured_step
 
 RESULTS = Path(__file__).resolve().parent / "results" / platform.node()
 

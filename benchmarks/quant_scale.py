@@ -20,10 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from nvembed_trt.validation.steps import drop_file_cache
-from nvembed_trt.validation.steps import file_bytes as _size
-from nvembed_trt.validation.steps import machine_facts
-from nvembed_trt.validation.steps import measured_step as measured
+from measured.steps import drop_file_cache
+from measured.steps import file_bytes as _size
+from measured.steps import machine_facts
+from measured.steps import measured_step as measured
 
 HOST = "cpu-2core-24gib"
 PUBLISHED = Path(__file__).resolve().parent / "published" / HOST / "quant-scale.json"

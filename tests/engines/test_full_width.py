@@ -16,8 +16,11 @@ import pytest
 
 from nvembed_trt.checkpoint.loader import parameter_count
 from nvembed_trt.export import onnx_from_model
+from conftest import REPO
 from nvembed_trt.presets import PRESETS
-from nvembed_trt.validation.steps import RssSampler
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from measured.steps import RssSampler  # noqa: E402  (the benchmarks' sampler, beside them)
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install tensorrt-rtx)")
 PARAMS = 1_307_656_192
