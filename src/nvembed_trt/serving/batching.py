@@ -3,14 +3,20 @@
 Rows of every admitted request wait in one queue. Whenever a dispatch slot is free, the waiting rows are packed
 (nvembed_trt.packing: length-sorted, under the token budget, each batch covered by one encoder shape) and the batch
 holding the oldest waiting row is sent; the rest wait for the next slot, where they may pack with newer arrivals.
-No timer delays a batch: what accumulates while the encoder is busy is what gets batched. The queue is bounded in
-rows (429 beyond it); a cancelled request's waiting rows are dropped. Urgent rows (the readiness probe) go to the
-head of the queue, so a probe measures the encoder, not the backlog; `last_progress` says when a batch last came
-back, so a slow answer under load can be told from a broken encoder."""
+No timer delays a batch: what accumulates while the encoder is busy is what gets batched. A cancelled request's
+waiting rows are dropped. Urgent rows (the readiness probe) go to the head of the queue, so a probe measures the
+encoder, not the backlog; `last_progress` says when a batch last came back, so a slow answer under load can be told
+from a broken encoder.
+
+Admission: a request enters the queue only if the work it would wait behind (tokens queued and at the encoder),
+plus its own, can be done before its deadline at the encoder's measured rate (real tokens per second of busy time,
+`Throughput`); else QueueFull says how long to wait (429 + Retry-After), and a request that alone needs more than a
+whole deadline is TooBig (413). The queue is also bounded in rows and tokens, which bounds its memory."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,8 +29,45 @@ from ..pooling import pool_or_check
 from .metrics import Metrics
 
 
+SAFETY = 0.9   # a request is admitted if its estimated finish is within this share of the time it has left
+
+
 class QueueFull(Exception):
-    """More rows would wait than the queue holds."""
+    """The queue cannot take this request now; `retry_after_s` estimates when it could."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0):
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after_s))
+
+
+class TooBig(Exception):
+    """This request alone is more than the queue or one deadline can ever hold: retrying will not help."""
+
+
+class Throughput:
+    """The encoder's rate when it is kept busy: real tokens per second of the time each batch held it (from its
+    dispatch, or the previous batch's return if later, to its return), decayed with a half-life of HALF_LIFE_S such
+    seconds. Only batches that show capacity count: sent while more rows waited, or as full as their width allows; a
+    lone small batch under light load (the readiness probe) would make the encoder look slow. Known after
+    MIN_SAMPLES of them."""
+
+    HALF_LIFE_S = 10.0
+    MIN_SAMPLES = 3
+
+    def __init__(self) -> None:
+        self.tokens = self.seconds = 0.0
+        self.samples = 0
+        self.last_return = 0.0
+
+    def returned(self, dispatched: float, now: float, tokens: int, counts: bool) -> None:
+        held, self.last_return = now - max(self.last_return, dispatched), now
+        if counts and held > 0:
+            decay = 0.5 ** (held / self.HALF_LIFE_S)
+            self.tokens, self.seconds = self.tokens * decay + tokens, self.seconds * decay + held
+            self.samples += 1
+
+    def rate(self) -> float | None:
+        return self.tokens / self.seconds if self.samples >= self.MIN_SAMPLES else None
 
 
 @dataclass(eq=False)
@@ -33,6 +76,7 @@ class Job:
     future: asyncio.Future
     out: np.ndarray
     remaining: int
+    queued_tokens: int   # tokens of its rows still waiting (not yet sent to the encoder)
     admitted: float = field(default_factory=time.perf_counter)
 
 
@@ -45,10 +89,15 @@ class Pending:
 class Batcher:
     def __init__(self, packer: Packer, pad_id: int, inputs: tuple[str, ...], dim: int,
                  run: Callable[[dict[str, np.ndarray]], Awaitable[np.ndarray]], metrics: Metrics,
-                 max_inflight: int = 2, max_queued_rows: int = 65536):
+                 max_inflight: int = 2, max_queued_rows: int = 65536, max_queued_tokens: int = 1 << 22,
+                 timeout_s: float = 60.0):
         self.packer, self.pad_id, self.inputs, self.dim, self.run = packer, pad_id, inputs, dim, run
-        self.metrics, self.max_queued_rows = metrics, max_queued_rows
+        self.metrics, self.max_queued_rows, self.max_queued_tokens = metrics, max_queued_rows, max_queued_tokens
+        self.timeout_s = timeout_s
         self.pending: list[Pending] = []
+        self.queued_tokens = 0     # tokens of the pending rows
+        self.inflight_tokens = 0   # tokens of the batches at the encoder
+        self.throughput = Throughput()
         self.slots = asyncio.Semaphore(max_inflight)
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -64,31 +113,90 @@ class Batcher:
         for task in list(self.inflight):
             task.cancel()
 
-    async def embed(self, rows: list[Row], urgent: bool = False) -> np.ndarray:
-        """float32 (N, D) for `rows`, in order. Raises QueueFull, or what the encoder run raised. Urgent rows go
-        ahead of every waiting row (they still wait for a free dispatch slot)."""
-        if not urgent and len(self.pending) + len(rows) > self.max_queued_rows:
-            raise QueueFull(f"{len(self.pending)} inputs are waiting and this request adds {len(rows)}; the queue "
-                            f"holds {self.max_queued_rows}")
+    @property
+    def backlog_tokens(self) -> int:
+        return self.queued_tokens + self.inflight_tokens
+
+    def wait_s(self, tokens: int = 0) -> float | None:
+        """Estimated seconds until the backlog plus `tokens` more are done (None while the rate is unknown)."""
+        rate = self.throughput.rate()
+        return None if rate is None else (self.backlog_tokens + tokens) / rate
+
+    def admit(self, rows: int, tokens: int, deadline: float | None) -> None:
+        """Raise TooBig or QueueFull unless `rows` rows of `tokens` tokens can join the queue and, at the measured
+        rate, be done before `deadline` (time.monotonic())."""
+        rate, backlog = self.throughput.rate(), self.backlog_tokens
+        drain_s = backlog / rate if rate else 1.0
+        if rows > self.max_queued_rows or tokens > self.max_queued_tokens:
+            raise TooBig(f"this request has {rows} inputs of {tokens} tokens after truncation; the queue holds "
+                         f"{self.max_queued_rows} inputs (--max-queued-inputs) and {self.max_queued_tokens} tokens "
+                         f"(--max-queued-tokens)")
+        if len(self.pending) + rows > self.max_queued_rows:
+            raise QueueFull(f"{len(self.pending)} inputs are waiting and this request adds {rows}; the queue holds "
+                            f"{self.max_queued_rows} (--max-queued-inputs)", drain_s)
+        if backlog + tokens > self.max_queued_tokens:
+            raise QueueFull(f"{backlog} tokens are queued or at the encoder and this request adds {tokens}; the queue "
+                            f"holds {self.max_queued_tokens} (--max-queued-tokens)", drain_s)
+        if rate is None or deadline is None:
+            return
+        if tokens / rate > SAFETY * self.timeout_s:
+            raise TooBig(f"this request is {tokens} tokens after truncation: at the encoder's measured {rate:.0f} "
+                         f"tokens/s it needs ~{tokens / rate:.1f} s, more than the {self.timeout_s:g} s deadline "
+                         f"(--request-timeout); send fewer inputs per request")
+        left = deadline - time.monotonic()
+        finish = (backlog + tokens) / rate
+        if finish > SAFETY * left:
+            raise QueueFull(f"{backlog} tokens are queued or at the encoder ahead of this request's {tokens} "
+                            f"(~{finish:.1f} s at the measured {rate:.0f} tokens/s), more than the {left:.1f} s left "
+                            f"before its deadline (--request-timeout)", finish - SAFETY * left)
+
+    async def embed(self, rows: list[Row], urgent: bool = False, deadline: float | None = None) -> np.ndarray:
+        """float32 (N, D) for `rows`, in order. Raises TooBig or QueueFull (see `admit`), or what the encoder run
+        raised. Urgent rows (the probe) are not refused and go ahead of every waiting row (they still wait for a
+        free dispatch slot)."""
+        tokens = sum(len(r.ids) for r in rows)
+        if not urgent:
+            self.admit(len(rows), tokens, deadline)
         loop = asyncio.get_running_loop()
-        job = Job(rows, loop.create_future(), np.empty((len(rows), self.dim), dtype=np.float32), len(rows))
+        job = Job(rows, loop.create_future(), np.empty((len(rows), self.dim), dtype=np.float32), len(rows), tokens)
         waiting = [Pending(job, i) for i in range(len(rows))]
         if urgent:   # the batch holding the oldest waiting row goes next: urgent rows become the oldest
             self.pending[:0] = waiting
         else:
             self.pending.extend(waiting)
-        self.metrics.queue_rows.set(len(self.pending))
+        self.queued_tokens += tokens
+        self._gauges()
         self.wakeup.set()
         try:
             return await job.future
         finally:
             if not job.future.done():   # cancelled (client gone, deadline): its waiting rows go too
                 job.future.cancel()
+                self._forget(job)
+                self._gauges()
+
+    def _forget(self, job: Job) -> None:
+        """A finished job's rows still waiting no longer count (they leave `pending` at the next batch)."""
+        self.queued_tokens -= job.queued_tokens
+        job.queued_tokens = 0
+
+    def _gauges(self) -> None:
+        self.metrics.queue_rows.set(len(self.pending))
+        self.metrics.queue_tokens.set(self.backlog_tokens)
+        rate = self.throughput.rate()
+        if rate is not None:
+            self.metrics.encoder_rate.set(rate)
 
     def _next_batch(self) -> tuple[list[Pending], PackedBatch] | None:
-        self.pending = [p for p in self.pending if not p.job.future.done()]
-        self.metrics.queue_rows.set(len(self.pending))
+        live = []
+        for p in self.pending:
+            if p.job.future.done():   # cancelled, or failed in another batch
+                self._forget(p.job)
+            else:
+                live.append(p)
+        self.pending = live
         if not self.pending:
+            self._gauges()
             return None
         rows = [p.job.rows[p.index] for p in self.pending]
         plan = self.packer.plan([len(r.ids) for r in rows])          # lengths only: arrays for one batch below
@@ -97,7 +205,11 @@ class Batcher:
         members = [self.pending[i] for i in chosen.index]
         taken = set(chosen.index)
         self.pending = [p for i, p in enumerate(self.pending) if i not in taken]
-        self.metrics.queue_rows.set(len(self.pending))
+        for p in members:
+            p.job.queued_tokens -= len(p.job.rows[p.index].ids)
+        self.queued_tokens -= chosen.real_tokens
+        self.inflight_tokens += chosen.real_tokens
+        self._gauges()
         return members, chosen
 
     async def _loop(self) -> None:
@@ -109,11 +221,14 @@ class Batcher:
                 self.slots.release()
                 self.wakeup.clear()
                 continue
-            task = asyncio.get_running_loop().create_task(self._dispatch(*picked))
+            members, batch = picked
+            full = len(members) >= self.packer.rows_at(batch.arrays["input_ids"].shape[1])
+            task = asyncio.get_running_loop().create_task(self._dispatch(members, batch, full or bool(self.pending)))
             self.inflight.add(task)
             task.add_done_callback(self.inflight.discard)
 
-    async def _dispatch(self, members: list[Pending], batch: PackedBatch) -> None:
+    async def _dispatch(self, members: list[Pending], batch: PackedBatch, shows_capacity: bool) -> None:
+        ok, dispatched = False, time.monotonic()
         try:
             now = time.perf_counter()
             for p in members:
@@ -128,6 +243,7 @@ class Batcher:
                     if not p.job.future.done():
                         p.job.future.set_exception(exc)
                 return
+            ok = True
             self.last_progress = time.monotonic()
             for p, vector in zip(members, vectors):
                 job = p.job
@@ -138,4 +254,7 @@ class Batcher:
                 if job.remaining == 0:
                     job.future.set_result(job.out)
         finally:
+            self.throughput.returned(dispatched, time.monotonic(), batch.real_tokens, ok and shows_capacity)
+            self.inflight_tokens -= batch.real_tokens
+            self._gauges()
             self.slots.release()

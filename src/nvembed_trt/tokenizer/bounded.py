@@ -42,6 +42,7 @@ SCAN_CHUNK = 4096        # characters examined at a time when looking for a hard
 EXACT_COUNT_WINDOWS = 8  # under NONE, count an over-long prompt exactly up to this many guaranteed windows
 SPACE, META = ord(" "), ord("▁")
 JOINER_CANDIDATES = "\n\x00\x01\x1f"
+GIL_FREE_CHARS = 512     # longer strings go through encode_batch, which releases the GIL while it tokenises
 
 
 class TooLongError(InputError):
@@ -166,6 +167,8 @@ class BoundedEncoder:
     def _ids(self, text: str, budget: TokenBudget | None = None) -> list[int]:
         if budget is not None:
             budget.charge(len(text))
+        if len(text) > GIL_FREE_CHARS:   # Tokenizer.encode holds the GIL throughout (a 1M-character run: ~2 s)
+            return self.tokenizer.encode_batch([text], add_special_tokens=False)[0].ids
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def _continued(self, text: str, joined: bool, budget: TokenBudget | None) -> list[int]:

@@ -21,7 +21,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from ..errors import InputError, TokenizerError
-from .bounded import BoundedEncoder, Encoded, TokenBudget, check_truncate
+from .bounded import GIL_FREE_CHARS, BoundedEncoder, Encoded, TokenBudget, check_truncate
 from .files import SpecialTokens, read_fast_tokenizer, read_special_tokens
 
 MIN_MAX_LENGTH = 2  # BOS plus one token
@@ -80,6 +80,8 @@ class EmbeddingTokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """Tokens without special tokens added, like transformers' tokenizer.tokenize()."""
+        if len(text) > GIL_FREE_CHARS:   # encode_batch releases the GIL while it tokenises; encode does not
+            return self.tokenizer.encode_batch([text], add_special_tokens=False)[0].tokens
         return self.tokenizer.encode(text, add_special_tokens=False).tokens
 
     def _instruction_length(self, instruction: str) -> int:
