@@ -8,8 +8,8 @@ waiting rows are dropped. Urgent rows (the readiness probe) go to the head of th
 encoder, not the backlog; `last_progress` says when a batch last came back, so a slow answer under load can be told
 from a broken encoder.
 
-Admission: a request enters the queue only if the work it would wait behind (tokens queued and at the encoder),
-plus its own, can be done before its deadline at the encoder's measured rate (real tokens per second of busy time,
+Admission: a request enters the queue only if the work it would wait behind (tokens queued, at the encoder, and
+reserved by requests still being tokenised), plus its own, can be done before its deadline at the encoder's measured rate (real tokens per second of busy time,
 `Throughput`); else QueueFull says how long to wait (429 + Retry-After), and a request that alone needs more than a
 whole deadline is TooBig (413). The queue is also bounded in rows and tokens, which bounds its memory."""
 
@@ -29,7 +29,7 @@ from ..pooling import pool_or_check
 from .metrics import Metrics
 
 
-SAFETY = 0.9   # a request is admitted if its estimated finish is within this share of the time it has left
+SAFETY = 0.8   # a request is admitted if its estimated finish is within this share of the time it has left
 
 
 class QueueFull(Exception):
@@ -51,7 +51,7 @@ class Throughput:
     lone small batch under light load (the readiness probe) would make the encoder look slow. Known after
     MIN_SAMPLES of them."""
 
-    HALF_LIFE_S = 10.0
+    HALF_LIFE_S = 3.0
     MIN_SAMPLES = 3
 
     def __init__(self) -> None:
@@ -97,6 +97,7 @@ class Batcher:
         self.pending: list[Pending] = []
         self.queued_tokens = 0     # tokens of the pending rows
         self.inflight_tokens = 0   # tokens of the batches at the encoder
+        self.reserved_tokens = 0   # estimated tokens of admitted requests still being tokenised
         self.throughput = Throughput()
         self.slots = asyncio.Semaphore(max_inflight)
         self.wakeup = asyncio.Event()
@@ -115,7 +116,7 @@ class Batcher:
 
     @property
     def backlog_tokens(self) -> int:
-        return self.queued_tokens + self.inflight_tokens
+        return self.queued_tokens + self.inflight_tokens + self.reserved_tokens
 
     def wait_s(self, tokens: int = 0) -> float | None:
         """Estimated seconds until the backlog plus `tokens` more are done (None while the rate is unknown)."""
@@ -149,6 +150,17 @@ class Batcher:
             raise QueueFull(f"{backlog} tokens are queued or at the encoder ahead of this request's {tokens} "
                             f"(~{finish:.1f} s at the measured {rate:.0f} tokens/s), more than the {left:.1f} s left "
                             f"before its deadline (--request-timeout)", finish - SAFETY * left)
+
+    def reserve(self, rows: int, tokens: int, deadline: float | None) -> None:
+        """Admit a request on its estimated size before it is tokenised (so a burst is refused before its
+        tokenisation is paid for): `admit`, then its tokens count in the backlog until `release`d."""
+        self.admit(rows, tokens, deadline)
+        self.reserved_tokens += tokens
+        self._gauges()
+
+    def release(self, tokens: int) -> None:
+        self.reserved_tokens -= tokens
+        self._gauges()
 
     async def embed(self, rows: list[Row], urgent: bool = False, deadline: float | None = None) -> np.ndarray:
         """float32 (N, D) for `rows`, in order. Raises TooBig or QueueFull (see `admit`), or what the encoder run

@@ -7,7 +7,7 @@ against them. Errors are OpenAI's error object, so the SDKs surface our messages
 from __future__ import annotations
 
 import base64
-from typing import Literal
+from typing import Annotated, Literal
 
 import jiter
 import numpy as np
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..tokenizer import TRUNCATE_MODES
 
 STRICT = ConfigDict(extra="forbid", strict=True)
+Text = Annotated[str, Field(min_length=1)]
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
 FLOATS_PER_CHUNK = 1 << 16   # ~8 ms of orjson per chunk here
 
@@ -47,7 +48,8 @@ class EmbeddingRequest(BaseModel):
 
     model_config = STRICT
 
-    input: str | list[str] = Field(description="a text or a list of texts to embed")
+    input: Text | Annotated[list[Text], Field(min_length=1)] = Field(
+        description="a text or a list of texts to embed (none of them empty)")
     model: str = Field(description="the served model's id (GET /v1/models)")
     input_type: Literal["query", "passage"] = Field(
         "passage", description="query: the model's retrieval instruction is prepended; passage: none")
@@ -91,10 +93,21 @@ def validation_error(exc: ValidationError, model: type[BaseModel]) -> APIError:
         message = f"unknown field (the API takes {', '.join(model.model_fields)})"
     elif first["type"] == "missing":
         message = "field required"
-    elif field == "input" or field.startswith("input."):
-        field, message = "input", "must be a string or a list of strings"
+    elif field == "input" or field.startswith("input."):   # one problem, whichever branch of the union it is in
+        return APIError(422, f"input{input_problem(errors)}", param="input", code="invalid_value")
     more = f" ({len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return APIError(422, f"{field}: {message}{more}", param=field.split(".")[0], code="invalid_value")
+
+
+def input_problem(errors: list[dict]) -> str:
+    """What is wrong with `input` (a string or a list of strings, none empty), from its union's errors."""
+    for error in errors:
+        if error["loc"][:1] == ("input",) and error["type"] == "too_short":
+            return " is an empty list; send at least one string"
+        if error["loc"][:1] == ("input",) and error["type"] == "string_too_short":
+            index = next((p for p in error["loc"][2:] if isinstance(p, int)), None)
+            return " is an empty string" if index is None else f"[{index}] is an empty string"
+    return ": must be a string or a list of strings"
 
 
 # ---- responses (documentation and the fuzz test's check; built as dicts) -----------------------------------------

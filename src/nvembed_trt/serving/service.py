@@ -10,6 +10,7 @@ its tokens in the queue (max_queued_tokens, max_queued_inputs) and its vectors."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -33,6 +34,7 @@ from .schemas import APIError, EmbeddingRequest, parse_json
 from .settings import ServeSettings
 
 TOKENIZE_CHUNK = 64   # inputs tokenised per call in the tokenizer pool
+CHARS_PER_TOKEN = 4   # admission's estimate before tokenising (English text: ~4-5)
 
 
 def utf8_size(text: str, limit: int) -> int:
@@ -65,11 +67,12 @@ class Embedded:
 
 
 class Ticket:
-    """One embeddings request in progress: counted in the service's `active` until closed, and its body's bytes in
-    `pending_bytes` until its texts are tokenised (429 past max_pending_bytes)."""
+    """One embeddings request in progress: counted in the service's `active` until closed, its body's bytes in
+    `pending_bytes` (429 past max_pending_bytes) and its estimated tokens in the queue's backlog until its texts are
+    tokenised."""
 
     def __init__(self, service: EmbeddingService):
-        self.service, self.bytes, self.closed = service, 0, False
+        self.service, self.bytes, self.reserved, self.closed = service, 0, 0, False
 
     def hold(self, size: int) -> None:
         service, extra = self.service, size - self.bytes
@@ -84,8 +87,12 @@ class Ticket:
         self.bytes = size
 
     def release(self) -> None:
+        """Its texts are tokenised: its body's bytes and its reserved tokens no longer count."""
         self.service.pending_bytes -= self.bytes
         self.bytes = 0
+        if self.reserved:
+            self.service.batcher.release(self.reserved)
+            self.reserved = 0
 
     def close(self) -> None:
         if not self.closed:
@@ -189,7 +196,8 @@ class EmbeddingService:
         return APIError(429, f"{message}; retry in {headers['Retry-After']} s", headers=headers)
 
     def prepare(self, request: EmbeddingRequest) -> Prepared:
-        """The request's texts and settings, after the limits that need no tokenisation (404, 400, 413)."""
+        """The request's texts and settings, after the limits that need no tokenisation (404, 400, 413); the schema
+        has refused empty ones (422)."""
         settings = self.settings
         if request.model != self.model_id:
             raise APIError(404, f"model {request.model!r} is not served here; served models: {self.model_id}",
@@ -199,14 +207,10 @@ class EmbeddingService:
                                 f"{self.dim}-dimensional embeddings (NV-Embed-v2 was not trained for shorter vectors)",
                            param="dimensions")
         texts = request.texts
-        if not texts:
-            raise APIError(400, "input is an empty list; send at least one string", param="input")
         if len(texts) > settings.max_inputs:
             raise APIError(413, f"input has {len(texts)} items, above the limit of {settings.max_inputs} per "
                                 f"request (--max-inputs)", param="input")
         for i, text in enumerate(texts):
-            if not text:
-                raise APIError(400, f"input[{i}] is an empty string", param="input")
             size = utf8_size(text, settings.max_input_bytes)
             if size > settings.max_input_bytes:
                 raise APIError(413, f"input[{i}] is {size} bytes, above the limit of {settings.max_input_bytes} "
@@ -268,7 +272,28 @@ class EmbeddingService:
             raise APIError(504, f"the request took more than the {self.settings.request_timeout_s:g} s deadline "
                                 f"(--request-timeout; {time.monotonic() - start:.1f} s so far)") from None
 
+    def estimate_tokens(self, job: Prepared) -> int:
+        """The request's tokens before tokenising: CHARS_PER_TOKEN characters a token, each input capped at the
+        model's limit (what admission reserves; the exact count replaces it)."""
+        cap, instruction = self.spec.max_length, len(job.instruction) // CHARS_PER_TOKEN + 2
+        return sum(min(cap, instruction + len(text) // CHARS_PER_TOKEN) for text in job.texts)
+
+    @contextlib.contextmanager
+    def queue_errors(self):
+        """The batcher's refusals as answers: 413 (no deadline can hold it), 429 + Retry-After (not now)."""
+        try:
+            yield
+        except TooBig as exc:
+            raise APIError(413, str(exc), param="input") from None
+        except QueueFull as exc:
+            reason = "deadline" if "deadline" in str(exc) else "queue"
+            raise self.refuse(reason, f"the server is busy: {exc}", exc.retry_after) from None
+
     async def _embed(self, job: Prepared, ticket: Ticket, deadline: float) -> Embedded:
+        estimate = self.estimate_tokens(job)
+        with self.queue_errors():
+            self.batcher.reserve(len(job.texts), estimate, deadline)
+        ticket.reserved = estimate
         rows = await self._rows(job)
         job.texts = None   # the texts and the body's bytes are no longer held
         ticket.release()
@@ -276,12 +301,8 @@ class EmbeddingService:
         self.metrics.input_tokens.inc(tokens)
         self.metrics.inputs_per_request.observe(len(rows))
         try:
-            vectors = await self.batcher.embed(rows, deadline=deadline)
-        except TooBig as exc:
-            raise APIError(413, str(exc), param="input") from None
-        except QueueFull as exc:
-            reason = "deadline" if "deadline" in str(exc) else "queue"
-            raise self.refuse(reason, f"the server is busy: {exc}", exc.retry_after) from None
+            with self.queue_errors():
+                vectors = await self.batcher.embed(rows, deadline=deadline)
         except EncoderFailure as exc:
             self.set_health(False, f"encoder failed: {exc}")
             raise APIError(503, f"the encoder failed; the server is healing itself: {exc}",
