@@ -29,6 +29,7 @@ from ..pooling import pool_or_check
 from .metrics import Metrics
 
 
+PACK_WINDOW = 256   # at least this many of the oldest waiting rows are packed into the next batch
 SAFETY = 0.8   # a request is admitted if its estimated finish is within this share of the time it has left
 
 
@@ -45,10 +46,11 @@ class TooBig(Exception):
 
 
 class Throughput:
-    """The encoder's rate when it is kept busy: real tokens per second of the time each batch held it (from its
-    dispatch, or the previous batch's return if later, to its return), decayed with a half-life of HALF_LIFE_S such
-    seconds. Only batches that show capacity count: sent while more rows waited, or as full as their width allows; a
-    lone small batch under light load (the readiness probe) would make the encoder look slow. Known after
+    """The rate at which the queue drains while it has work: real tokens per second of the time each batch took to
+    come back after the previous one (or after the queue last became busy), decayed with a half-life of
+    HALF_LIFE_S such seconds. That time includes the front door's own gaps between batches, which a deadline must
+    also absorb. Only batches that show capacity count: sent while more rows waited, or as full as their width
+    allows; a lone small batch under light load (the readiness probe) would make the encoder look slow. Known after
     MIN_SAMPLES of them."""
 
     HALF_LIFE_S = 3.0
@@ -57,13 +59,17 @@ class Throughput:
     def __init__(self) -> None:
         self.tokens = self.seconds = 0.0
         self.samples = 0
-        self.last_return = 0.0
+        self.last_return = self.busy_since = 0.0
 
-    def returned(self, dispatched: float, now: float, tokens: int, counts: bool) -> None:
-        held, self.last_return = now - max(self.last_return, dispatched), now
-        if counts and held > 0:
-            decay = 0.5 ** (held / self.HALF_LIFE_S)
-            self.tokens, self.seconds = self.tokens * decay + tokens, self.seconds * decay + held
+    def busy(self, now: float) -> None:
+        """Work arrived at an empty queue: a busy period begins."""
+        self.busy_since = now
+
+    def returned(self, now: float, tokens: int, counts: bool) -> None:
+        took, self.last_return = now - max(self.last_return, self.busy_since), now
+        if counts and took > 0:
+            decay = 0.5 ** (took / self.HALF_LIFE_S)
+            self.tokens, self.seconds = self.tokens * decay + tokens, self.seconds * decay + took
             self.samples += 1
 
     def rate(self) -> float | None:
@@ -77,6 +83,7 @@ class Job:
     out: np.ndarray
     remaining: int
     queued_tokens: int   # tokens of its rows still waiting (not yet sent to the encoder)
+    waiting: int         # its rows still waiting
     admitted: float = field(default_factory=time.perf_counter)
 
 
@@ -95,10 +102,12 @@ class Batcher:
         self.metrics, self.max_queued_rows, self.max_queued_tokens = metrics, max_queued_rows, max_queued_tokens
         self.timeout_s = timeout_s
         self.pending: list[Pending] = []
-        self.queued_tokens = 0     # tokens of the pending rows
+        self.queued_rows = 0       # live pending rows (finished jobs' rows may still sit in `pending`)
+        self.queued_tokens = 0     # their tokens
         self.inflight_tokens = 0   # tokens of the batches at the encoder
         self.reserved_tokens = 0   # estimated tokens of admitted requests still being tokenised
         self.throughput = Throughput()
+        self.window = max(PACK_WINDOW, 4 * max(limit.max_batch for limit in packer.limits))
         self.slots = asyncio.Semaphore(max_inflight)
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -132,8 +141,8 @@ class Batcher:
             raise TooBig(f"this request has {rows} inputs of {tokens} tokens after truncation; the queue holds "
                          f"{self.max_queued_rows} inputs (--max-queued-inputs) and {self.max_queued_tokens} tokens "
                          f"(--max-queued-tokens)")
-        if len(self.pending) + rows > self.max_queued_rows:
-            raise QueueFull(f"{len(self.pending)} inputs are waiting and this request adds {rows}; the queue holds "
+        if self.queued_rows + rows > self.max_queued_rows:
+            raise QueueFull(f"{self.queued_rows} inputs are waiting and this request adds {rows}; the queue holds "
                             f"{self.max_queued_rows} (--max-queued-inputs)", drain_s)
         if backlog + tokens > self.max_queued_tokens:
             raise QueueFull(f"{backlog} tokens are queued or at the encoder and this request adds {tokens}; the queue "
@@ -170,13 +179,17 @@ class Batcher:
         if not urgent:
             self.admit(len(rows), tokens, deadline)
         loop = asyncio.get_running_loop()
-        job = Job(rows, loop.create_future(), np.empty((len(rows), self.dim), dtype=np.float32), len(rows), tokens)
+        job = Job(rows, loop.create_future(), np.empty((len(rows), self.dim), dtype=np.float32), len(rows), tokens,
+                  len(rows))
         waiting = [Pending(job, i) for i in range(len(rows))]
+        if not self.queued_rows and not self.inflight_tokens:
+            self.throughput.busy(time.monotonic())
         if urgent:   # the batch holding the oldest waiting row goes next: urgent rows become the oldest
             self.pending[:0] = waiting
         else:
             self.pending.extend(waiting)
         self.queued_tokens += tokens
+        self.queued_rows += len(rows)
         self._gauges()
         self.wakeup.set()
         try:
@@ -188,38 +201,46 @@ class Batcher:
                 self._gauges()
 
     def _forget(self, job: Job) -> None:
-        """A finished job's rows still waiting no longer count (they leave `pending` at the next batch)."""
+        """A finished job's rows still waiting no longer count (they leave `pending` when they reach the window)."""
         self.queued_tokens -= job.queued_tokens
-        job.queued_tokens = 0
+        self.queued_rows -= job.waiting
+        job.queued_tokens = job.waiting = 0
 
     def _gauges(self) -> None:
-        self.metrics.queue_rows.set(len(self.pending))
+        self.metrics.queue_rows.set(self.queued_rows)
         self.metrics.queue_tokens.set(self.backlog_tokens)
         rate = self.throughput.rate()
         if rate is not None:
             self.metrics.encoder_rate.set(rate)
 
     def _next_batch(self) -> tuple[list[Pending], PackedBatch] | None:
-        live = []
-        for p in self.pending:
-            if p.job.future.done():   # cancelled, or failed in another batch
+        """The batch holding the oldest waiting row, packed among the oldest `window` rows only: a deep queue
+        costs the event loop O(window log window) per batch, not O(queue) (50,000 waiting rows: 55 ms a batch)."""
+        window, scanned = [], 0
+        while scanned < len(self.pending) and len(window) < self.window:
+            p = self.pending[scanned]
+            scanned += 1
+            if p.job.future.done():   # cancelled, or failed in another batch: its rows leave here
                 self._forget(p.job)
             else:
-                live.append(p)
-        self.pending = live
-        if not self.pending:
+                window.append(p)
+        rest = self.pending[scanned:]
+        if not window:
+            self.pending = rest
             self._gauges()
             return None
-        rows = [p.job.rows[p.index] for p in self.pending]
+        rows = [p.job.rows[p.index] for p in window]
         plan = self.packer.plan([len(r.ids) for r in rows])          # lengths only: arrays for one batch below
         oldest = next(index for index in plan if 0 in index)          # pending keeps admission order
         chosen = batch_of(rows, oldest, self.pad_id, self.inputs)
-        members = [self.pending[i] for i in chosen.index]
+        members = [window[i] for i in chosen.index]
         taken = set(chosen.index)
-        self.pending = [p for i, p in enumerate(self.pending) if i not in taken]
+        self.pending = [p for i, p in enumerate(window) if i not in taken] + rest
         for p in members:
             p.job.queued_tokens -= len(p.job.rows[p.index].ids)
+            p.job.waiting -= 1
         self.queued_tokens -= chosen.real_tokens
+        self.queued_rows -= len(members)
         self.inflight_tokens += chosen.real_tokens
         self._gauges()
         return members, chosen
@@ -235,12 +256,12 @@ class Batcher:
                 continue
             members, batch = picked
             full = len(members) >= self.packer.rows_at(batch.arrays["input_ids"].shape[1])
-            task = asyncio.get_running_loop().create_task(self._dispatch(members, batch, full or bool(self.pending)))
+            task = asyncio.get_running_loop().create_task(self._dispatch(members, batch, full or self.queued_rows > 0))
             self.inflight.add(task)
             task.add_done_callback(self.inflight.discard)
 
     async def _dispatch(self, members: list[Pending], batch: PackedBatch, shows_capacity: bool) -> None:
-        ok, dispatched = False, time.monotonic()
+        ok = False
         try:
             now = time.perf_counter()
             for p in members:
@@ -266,7 +287,7 @@ class Batcher:
                 if job.remaining == 0:
                     job.future.set_result(job.out)
         finally:
-            self.throughput.returned(dispatched, time.monotonic(), batch.real_tokens, ok and shows_capacity)
+            self.throughput.returned(time.monotonic(), batch.real_tokens, ok and shows_capacity)
             self.inflight_tokens -= batch.real_tokens
             self._gauges()
             self.slots.release()
