@@ -163,7 +163,8 @@ def main() -> int:
     parser.add_argument("--factor", type=float, default=2.0, help="offered load / measured capacity (default 2)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the overload (default 60)")
     parser.add_argument("--capacity-seconds", type=float, default=20.0)
-    parser.add_argument("--clients", type=int, default=8, help="closed-loop clients measuring capacity")
+    parser.add_argument("--clients", type=int, default=32, help="closed-loop clients measuring capacity (enough to "
+                                                                "keep the encoder busy; default 32)")
     parser.add_argument("--inputs", type=int, default=64, help="passages per request (default 64)")
     parser.add_argument("--request-timeout", type=float, default=10.0, help="the server's deadline (default 10 s)")
     parser.add_argument("--burst", type=int, default=0, help="also N simultaneous large requests (default none)")

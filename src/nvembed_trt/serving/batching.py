@@ -9,7 +9,7 @@ encoder, not the backlog; `last_progress` says when a batch last came back, so a
 from a broken encoder.
 
 Admission: a request enters the queue only if the work it would wait behind (tokens queued, at the encoder, and
-reserved by requests still being tokenised), plus its own, can be done before its deadline at the encoder's measured rate (real tokens per second of busy time,
+reserved by requests still being tokenised), plus its own, and its own tokenisation, can be done before its deadline at the encoder's measured rate (real tokens per second of busy time,
 `Throughput`); else QueueFull says how long to wait (429 + Retry-After), and a request that alone needs more than a
 whole deadline is TooBig (413). The queue is also bounded in rows and tokens, which bounds its memory."""
 
@@ -30,6 +30,7 @@ from .metrics import Metrics
 
 
 PACK_WINDOW = 256   # at least this many of the oldest waiting rows are packed into the next batch
+COLD_BATCHES = 64   # full batches of work a busy queue takes before the encoder's rate is measured
 SAFETY = 0.8   # a request is admitted if its estimated finish is within this share of the time it has left
 
 
@@ -46,12 +47,12 @@ class TooBig(Exception):
 
 
 class Throughput:
-    """The rate at which the queue drains while it has work: real tokens per second of the time each batch took to
-    come back after the previous one (or after the queue last became busy), decayed with a half-life of
-    HALF_LIFE_S such seconds. That time includes the front door's own gaps between batches, which a deadline must
-    also absorb. Only batches that show capacity count: sent while more rows waited, or as full as their width
-    allows; a lone small batch under light load (the readiness probe) would make the encoder look slow. Known after
-    MIN_SAMPLES of them."""
+    """A stage's rate while it has work (the encoder's here, the tokenizer pool's in the service): real tokens per
+    second of the time each piece of work took to come back after the previous one (or after the stage became
+    busy), decayed with a half-life of HALF_LIFE_S such seconds. For the encoder that time includes the front door's
+    own gaps between batches, which a deadline must also absorb. Only work that shows capacity counts: for the
+    encoder, batches sent while more rows waited, or as full as their width allows (a lone small batch under light
+    load, such as the readiness probe, would make it look slow). Known after MIN_SAMPLES of them."""
 
     HALF_LIFE_S = 3.0
     MIN_SAMPLES = 3
@@ -62,7 +63,7 @@ class Throughput:
         self.last_return = self.busy_since = 0.0
 
     def busy(self, now: float) -> None:
-        """Work arrived at an empty queue: a busy period begins."""
+        """Work arrived at the idle stage: a busy period begins."""
         self.busy_since = now
 
     def returned(self, now: float, tokens: int, counts: bool) -> None:
@@ -108,6 +109,7 @@ class Batcher:
         self.reserved_tokens = 0   # estimated tokens of admitted requests still being tokenised
         self.throughput = Throughput()
         self.window = max(PACK_WINDOW, 4 * max(limit.max_batch for limit in packer.limits))
+        self.cold_tokens = COLD_BATCHES * packer.max_batch_tokens
         self.slots = asyncio.Semaphore(max_inflight)
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -132,9 +134,10 @@ class Batcher:
         rate = self.throughput.rate()
         return None if rate is None else (self.backlog_tokens + tokens) / rate
 
-    def admit(self, rows: int, tokens: int, deadline: float | None) -> None:
+    def admit(self, rows: int, tokens: int, deadline: float | None, lead_s: float = 0.0) -> None:
         """Raise TooBig or QueueFull unless `rows` rows of `tokens` tokens can join the queue and, at the measured
-        rate, be done before `deadline` (time.monotonic())."""
+        rate, be done before `deadline` (time.monotonic()), `lead_s` seconds from now being spent before they
+        join (tokenising)."""
         rate, backlog = self.throughput.rate(), self.backlog_tokens
         drain_s = backlog / rate if rate else 1.0
         if rows > self.max_queued_rows or tokens > self.max_queued_tokens:
@@ -147,23 +150,31 @@ class Batcher:
         if backlog + tokens > self.max_queued_tokens:
             raise QueueFull(f"{backlog} tokens are queued or at the encoder and this request adds {tokens}; the queue "
                             f"holds {self.max_queued_tokens} (--max-queued-tokens)", drain_s)
-        if rate is None or deadline is None:
+        if deadline is None:
+            return
+        if rate is None:   # until the rate is measured: an idle queue takes any request, a busy one COLD_BATCHES
+            if backlog and backlog + tokens > self.cold_tokens:
+                raise QueueFull(f"the encoder's rate is not measured yet and {backlog} tokens are queued ahead of "
+                                f"this request's {tokens}; until it is, the queue takes {self.cold_tokens} tokens",
+                                1.0)
             return
         if tokens / rate > SAFETY * self.timeout_s:
             raise TooBig(f"this request is {tokens} tokens after truncation: at the encoder's measured {rate:.0f} "
                          f"tokens/s it needs ~{tokens / rate:.1f} s, more than the {self.timeout_s:g} s deadline "
                          f"(--request-timeout); send fewer inputs per request")
         left = deadline - time.monotonic()
-        finish = (backlog + tokens) / rate
+        finish = lead_s + (backlog + tokens) / rate
         if finish > SAFETY * left:
             raise QueueFull(f"{backlog} tokens are queued or at the encoder ahead of this request's {tokens} "
-                            f"(~{finish:.1f} s at the measured {rate:.0f} tokens/s), more than the {left:.1f} s left "
+                            f"(~{finish:.1f} s at the measured {rate:.0f} tokens/s"
+                            f"{f', tokenising included' if lead_s else ''}), more than the {left:.1f} s left "
                             f"before its deadline (--request-timeout)", finish - SAFETY * left)
 
-    def reserve(self, rows: int, tokens: int, deadline: float | None) -> None:
+    def reserve(self, rows: int, tokens: int, deadline: float | None, lead_s: float = 0.0) -> None:
         """Admit a request on its estimated size before it is tokenised (so a burst is refused before its
-        tokenisation is paid for): `admit`, then its tokens count in the backlog until `release`d."""
-        self.admit(rows, tokens, deadline)
+        tokenisation is paid for; `lead_s`: the time its tokenisation is expected to take): `admit`, then its tokens
+        count in the backlog until `embed` replaces them with its rows, or they are `release`d."""
+        self.admit(rows, tokens, deadline, lead_s)
         self.reserved_tokens += tokens
         self._gauges()
 
@@ -171,19 +182,21 @@ class Batcher:
         self.reserved_tokens -= tokens
         self._gauges()
 
-    async def embed(self, rows: list[Row], urgent: bool = False, deadline: float | None = None) -> np.ndarray:
+    async def embed(self, rows: list[Row], urgent: bool = False, deadline: float | None = None,
+                    reserved: int = 0) -> np.ndarray:
         """float32 (N, D) for `rows`, in order. Raises TooBig or QueueFull (see `admit`), or what the encoder run
-        raised. Urgent rows (the probe) are not refused and go ahead of every waiting row (they still wait for a
-        free dispatch slot)."""
+        raised. `reserved`: the tokens this request reserved, which its exact count replaces. Urgent rows (the
+        probe) are not refused and go ahead of every waiting row (they still wait for a free dispatch slot)."""
         tokens = sum(len(r.ids) for r in rows)
+        self.reserved_tokens -= reserved
         if not urgent:
             self.admit(len(rows), tokens, deadline)
+        if not self.queued_rows and not self.inflight_tokens:
+            self.throughput.busy(time.monotonic())
         loop = asyncio.get_running_loop()
         job = Job(rows, loop.create_future(), np.empty((len(rows), self.dim), dtype=np.float32), len(rows), tokens,
                   len(rows))
         waiting = [Pending(job, i) for i in range(len(rows))]
-        if not self.queued_rows and not self.inflight_tokens:
-            self.throughput.busy(time.monotonic())
         if urgent:   # the batch holding the oldest waiting row goes next: urgent rows become the oldest
             self.pending[:0] = waiting
         else:
@@ -256,7 +269,8 @@ class Batcher:
                 continue
             members, batch = picked
             full = len(members) >= self.packer.rows_at(batch.arrays["input_ids"].shape[1])
-            task = asyncio.get_running_loop().create_task(self._dispatch(members, batch, full or self.queued_rows > 0))
+            saturated = full or self.queued_rows > 0
+            task = asyncio.get_running_loop().create_task(self._dispatch(members, batch, saturated))
             self.inflight.add(task)
             task.add_done_callback(self.inflight.discard)
 

@@ -28,7 +28,7 @@ from ..provenance import versions
 from ..tokenizer import INPUT_TYPES, EmbeddingTokenizer, OverBudget, TokenBudget, TooLongError
 from ..triton.spec import ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 from .backend import EncoderFailure, TritonEncoder
-from .batching import SAFETY, Batcher, QueueFull, TooBig
+from .batching import SAFETY, Batcher, QueueFull, Throughput, TooBig
 from .metrics import Metrics
 from .schemas import APIError, EmbeddingRequest, parse_json
 from .settings import ServeSettings
@@ -82,21 +82,21 @@ class Ticket:
         if service.pending_bytes + extra > limit:
             raise service.refuse("pending_bytes", f"the server holds {service.pending_bytes} bytes of request bodies "
                                                   f"not yet tokenised and this request adds {size}; the limit is "
-                                                  f"{limit} (--max-pending-bytes)", close=True)
+                                                  f"{limit} (--max-pending-bytes)")
         service.pending_bytes += extra
         self.bytes = size
 
     def release(self) -> None:
-        """Its texts are tokenised: its body's bytes and its reserved tokens no longer count."""
+        """Its texts are tokenised: its body's bytes no longer count."""
         self.service.pending_bytes -= self.bytes
         self.bytes = 0
-        if self.reserved:
-            self.service.batcher.release(self.reserved)
-            self.reserved = 0
 
     def close(self) -> None:
         if not self.closed:
             self.release()
+            if self.reserved:   # it never reached the queue (refused, failed, cancelled while tokenised)
+                self.service.batcher.release(self.reserved)
+                self.reserved = 0
             self.service.active -= 1
             self.closed = True
 
@@ -128,6 +128,8 @@ class EmbeddingService:
         self.repo_sha256 = hashlib.sha256((self.repo / "repo.json").read_bytes()).hexdigest()
         self.active = 0            # embeddings requests in progress (tickets)
         self.pending_bytes = 0     # their bodies' bytes not yet tokenised
+        self.tokenizing = 0        # estimated tokens of the requests in the tokenizer pool
+        self.tokenizer_rate = Throughput()
         self.tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenize")
 
     @property
@@ -187,13 +189,12 @@ class EmbeddingService:
         self.active += 1
         return ticket
 
-    def refuse(self, reason: str, message: str, retry_after_s: float = 1.0, close: bool = False) -> APIError:
-        """429 with Retry-After, counted by reason."""
+    def refuse(self, reason: str, message: str, retry_after_s: float = 1.0) -> APIError:
+        """429 with Retry-After, counted by reason. The connection stays open: the rest of a body still arriving is
+        read and dropped (bounded by the body timeout), so the client reads its 429 instead of a reset."""
         self.metrics.refusals.labels(reason).inc()
-        headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
-        if close:
-            headers["Connection"] = "close"
-        return APIError(429, f"{message}; retry in {headers['Retry-After']} s", headers=headers)
+        after = str(max(1, math.ceil(retry_after_s)))
+        return APIError(429, f"{message}; retry in {after} s", headers={"Retry-After": after})
 
     def prepare(self, request: EmbeddingRequest) -> Prepared:
         """The request's texts and settings, after the limits that need no tokenisation (404, 400, 413); the schema
@@ -245,17 +246,40 @@ class EmbeddingService:
         except InputError as exc:
             raise APIError(400, str(exc), param="input") from None
 
-    async def _rows(self, job: Prepared) -> list[Row]:
-        """All tokenisation off the event loop, in chunks of TOKENIZE_CHUNK inputs (requests interleave, and a
-        cancelled or late request stops), but for a request that tokenises fewer than inline_tokenize_chars."""
+    def inline(self, job: Prepared) -> bool:
+        """Whether the request is tokenised on the event loop: it reads fewer than inline_tokenize_chars."""
+        cost = len(job.texts) * (len(job.instruction) + 4) + sum(map(len, job.texts))
+        return cost <= self.settings.inline_tokenize_chars
+
+    def tokenize_wait_s(self, estimate: int) -> float:
+        """Seconds until a request of `estimate` tokens is tokenised, behind those being tokenised (FIFO), at the
+        tokenizer pool's measured rate (0 while unknown)."""
+        rate = self.tokenizer_rate.rate()
+        return (self.tokenizing + estimate) / rate if rate else 0.0
+
+    async def _rows(self, job: Prepared, estimate: int) -> list[Row]:
+        """All tokenisation off the event loop (but for an `inline` request), in chunks of TOKENIZE_CHUNK inputs
+        submitted at once: requests are tokenised first come, first served (taking turns would make every request
+        of a burst late), and a cancelled or late request's chunks not yet started never run."""
         texts, budget = job.texts, TokenBudget(self.settings.max_tokenize_chars)
-        cost = len(texts) * (len(job.instruction) + 4) + sum(map(len, texts))
-        if cost <= self.settings.inline_tokenize_chars:
+        if self.inline(job):
             return self.tokenize(texts, job.instruction, job.truncate, budget)
         loop, rows = asyncio.get_running_loop(), []
-        for lo in range(0, len(texts), TOKENIZE_CHUNK):
-            rows += await loop.run_in_executor(self.tokenize_pool, self.tokenize, texts[lo:lo + TOKENIZE_CHUNK],
-                                               job.instruction, job.truncate, budget, lo)
+        chunks = [loop.run_in_executor(self.tokenize_pool, self.tokenize, texts[lo:lo + TOKENIZE_CHUNK],
+                                       job.instruction, job.truncate, budget, lo)
+                  for lo in range(0, len(texts), TOKENIZE_CHUNK)]
+        if not self.tokenizing:
+            self.tokenizer_rate.busy(time.monotonic())
+        self.tokenizing += estimate
+        try:
+            for chunk in chunks:   # in order: an error names the first input that has one
+                rows += await chunk
+        finally:
+            self.tokenizing -= estimate
+            for chunk in chunks:
+                if not chunk.cancel() and not chunk.cancelled():
+                    chunk.exception()   # finished after an earlier chunk failed: its outcome is read, not logged
+        self.tokenizer_rate.returned(time.monotonic(), sum(len(r.ids) for r in rows), True)
         return rows
 
     async def embed(self, body: bytes, ticket: Ticket) -> Embedded:
@@ -291,18 +315,20 @@ class EmbeddingService:
 
     async def _embed(self, job: Prepared, ticket: Ticket, deadline: float) -> Embedded:
         estimate = self.estimate_tokens(job)
+        lead_s = 0.0 if self.inline(job) else self.tokenize_wait_s(estimate)
         with self.queue_errors():
-            self.batcher.reserve(len(job.texts), estimate, deadline)
+            self.batcher.reserve(len(job.texts), estimate, deadline, lead_s)
         ticket.reserved = estimate
-        rows = await self._rows(job)
+        rows = await self._rows(job, estimate)
         job.texts = None   # the texts and the body's bytes are no longer held
         ticket.release()
         tokens = sum(len(r.ids) for r in rows)
         self.metrics.input_tokens.inc(tokens)
         self.metrics.inputs_per_request.observe(len(rows))
+        reserved, ticket.reserved = ticket.reserved, 0   # the exact count replaces the estimate in the queue
         try:
             with self.queue_errors():
-                vectors = await self.batcher.embed(rows, deadline=deadline)
+                vectors = await self.batcher.embed(rows, deadline=deadline, reserved=reserved)
         except EncoderFailure as exc:
             self.set_health(False, f"encoder failed: {exc}")
             raise APIError(503, f"the encoder failed; the server is healing itself: {exc}",

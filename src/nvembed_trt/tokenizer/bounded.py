@@ -27,6 +27,7 @@ len(tokenize(instruction)) positions) still holds; NONE refuses an over-long inp
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,15 +83,18 @@ class OverBudget(InputError):
 
 
 class TokenBudget:
-    """Characters the tokenizer may still read for one request (every string handed to it is charged first)."""
+    """Characters the tokenizer may still read for one request (every string handed to it is charged first; chunks
+    of one request may be tokenised on several threads)."""
 
     def __init__(self, chars: int):
         self.limit = self.left = chars
+        self.lock = threading.Lock()
 
     def charge(self, chars: int) -> None:
-        self.left -= chars
-        if self.left < 0:
-            raise OverBudget(self.limit)
+        with self.lock:
+            self.left -= chars
+            if self.left < 0:
+                raise OverBudget(self.limit)
 
 
 @dataclass(frozen=True)
