@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from nvembed_trt.cli.main import main
-from nvembed_trt.engines import engine_from_onnx
+from nvembed_trt.engines import BuildSettings, engine_from_onnx
 from nvembed_trt.engines.flavors import cuda_gpu
 from nvembed_trt.engines.gpus import gpu_registry
 from nvembed_trt.engines.refit import RefitError, refit_engine
@@ -26,7 +26,8 @@ def tiny_fp16(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(tiny_fp16, tmp_path_factory):
-    return engine_from_onnx(tiny_fp16, "rtx-6000-ada", tmp_path_factory.mktemp("e") / "rtx-6000-ada" / "tiny" / "fp16")
+    return engine_from_onnx(tiny_fp16, tmp_path_factory.mktemp("e") / "rtx-6000-ada" / "tiny" / "fp16",
+                            BuildSettings(gpu="rtx-6000-ada"))
 
 
 def test_full_plan_is_not_refitted(built, capsys):
@@ -65,9 +66,9 @@ def test_stripped_plan_refits_to_the_full_engine(tiny_fp16, tmp_path):
     matching = [g.name for g in gpu_registry().values() if g.compute_capability == cc and "tensorrt-rtx" in g.flavors]
     if not matching:
         pytest.skip(f"{name} (compute capability {cc}) is not a tensorrt-rtx target: refit of an RTX plan needs one")
-    full = engine_from_onnx(tiny_fp16, matching[0], tmp_path / "full", flavor="tensorrt-rtx")
-    stripped = engine_from_onnx(tiny_fp16, matching[0], tmp_path / "stripped", flavor="tensorrt-rtx",
-                                strip_weights=True)
+    full = engine_from_onnx(tiny_fp16, tmp_path / "full", BuildSettings(gpu=matching[0], flavor="tensorrt-rtx"))
+    stripped = engine_from_onnx(tiny_fp16, tmp_path / "stripped",
+                                BuildSettings(gpu=matching[0], flavor="tensorrt-rtx", strip_weights=True))
     assert stripped.meta["weights"]["stripped"] is True
     assert stripped.meta["engine_bytes"] < 0.5 * full.meta["engine_bytes"]
     plan = refit_engine(stripped.directory)

@@ -59,7 +59,7 @@ def test_engine_without_a_gpu_is_a_clear_error(tmp_path, capsys):
 def test_engine_ranks_as_the_onnx_export(tmp_path):
     """On a GPU host: the fp32 export built for the present card; same top-10s as ONNX Runtime on the same graph
     (TensorRT may use TF32 matmuls: metrics within 1e-3)."""
-    from nvembed_trt.engines.builder import engine_from_onnx
+    from nvembed_trt.engines.builder import BuildSettings, engine_from_onnx
     from nvembed_trt.engines.flavors import cuda_gpu, runnable_targets
     from nvembed_trt.engines.gpus import gpu_registry
     from nvembed_trt.evaluation.run import EvalSettings, run_eval
@@ -70,7 +70,8 @@ def test_engine_ranks_as_the_onnx_export(tmp_path):
         pytest.skip(why)
     gpu, flavor = targets[0]
     export = onnx_from_model("tiny", tmp_path / "export", parity=False).directory
-    engine = engine_from_onnx(export / "model.onnx", gpu.name, tmp_path / "engine", flavor=flavor.name).directory
+    engine = engine_from_onnx(export / "model.onnx", tmp_path / "engine",
+                              BuildSettings(gpu=gpu.name, flavor=flavor.name)).directory
     data = write_beir(stdlib_retrieval_set(), tmp_path / "stdlib")
     reports = {}
     for runtime, encoder in (("onnx", export), ("engine", engine)):

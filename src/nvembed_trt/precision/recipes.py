@@ -67,6 +67,16 @@ class Recipe(BaseModel):
     def needs_calibration(self) -> bool:
         return self.method not in ("copy", "weight-only")
 
+    def gate(self, figures: dict, where: str = "") -> list[str]:
+        """What in a report's figures (cosine_min, top10_agreement) misses this recipe's thresholds: the one check
+        the precision gate (per held-out slice) and validate (per runtime) share. A NaN fails."""
+        problems = []
+        if not figures["cosine_min"] >= self.min_cosine:
+            problems.append(f"{where}min cosine {figures['cosine_min']:.6f} < {self.min_cosine}")
+        if self.min_top10 is not None and not figures["top10_agreement"] >= self.min_top10:
+            problems.append(f"{where}top-10 agreement {figures['top10_agreement']:.3f} < {self.min_top10}")
+        return problems
+
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe(name="fp32", description="the fp32 export as is (reference)", method="copy", min_cosine=0.99999,
