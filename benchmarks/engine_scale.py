@@ -117,7 +117,7 @@ def main() -> None:
                         if i == 0 and not stripped and not args.no_repo:
                             # a TensorRT-RTX plan is no Triton encoder: check its profile's repository, write none
                             repo = args.workdir / "triton-repo"
-                            check = meta["flavor"] == "tensorrt-rtx"
+                            check = meta.flavor == "tensorrt-rtx"
                             where = ["--check"] if check else ["--output", str(repo), "--overwrite"]
                             entry["triton_repo"] = {**measured([cli, "triton-repo", "--model", str(ckpt), "--encoder",
                                                                 str(engine)] + where), "checked_only": check}

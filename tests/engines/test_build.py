@@ -76,12 +76,12 @@ def test_engine_and_metadata(engines, graphs, pooling, recipe):
 def test_another_rtx_target(graphs, tmp_path, capfd):
     result = engine_from_onnx(graphs[1][("engine", "int8")], tmp_path / "a10" / "tiny" / "int8",
                               BuildSettings(gpu="a10"))
-    assert result.meta["gpu"]["aot_targets"] == ["SM86"] and result.meta["serving"]["max_batch_size"] == 8
+    assert result.meta.gpu["aot_targets"] == ["SM86"] and result.meta.serving["max_batch_size"] == 8
     # TensorRT-RTX printed "[TRT] [F] Thread context has not been set!" on every build (a hardware-compatibility
     # query it does not support): a build says what it wrote and nothing fatal-looking
     printed = "".join(capfd.readouterr())          # TensorRT's default logger writes to stdout
     assert "[F]" not in printed and "Thread context" not in printed
-    assert result.meta["compatibility"]["hardware_compatibility_level"] == "NONE"
+    assert result.meta.compatibility["hardware_compatibility_level"] == "NONE"
 
 
 def test_hopper_is_refused_for_tensorrt_rtx(graphs, tmp_path):
