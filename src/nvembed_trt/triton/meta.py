@@ -27,7 +27,7 @@ class TritonImage(BaseModel):
     tensorrt: str | None = None
 
 
-class BackendSetting(BaseModel):
+class ServedSetting(BaseModel):
     """A tensorrt_backend model parameter: what the engine asks for, what the chosen release acts on, and why."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,7 +40,7 @@ class BackendSetting(BaseModel):
 class ServerNeeds(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     backend_config: list[str]                      # tritonserver --backend-config items
-    tensorrt_backend: dict[str, BackendSetting]    # per parameter; empty without Triton's tensorrt backend
+    tensorrt_backend: dict[str, ServedSetting]    # per parameter; empty without Triton's tensorrt backend
 
 
 class RepoMeta(Sidecar):

@@ -31,7 +31,7 @@ from ..engines.builder import graph_io, graph_weight_bytes
 from ..engines.gpus import engine_memory_problems, engine_memory_report, engine_serving_parameters, get_gpu
 from ..engines.runner import triton_backend_config
 from .config import check_repository, repository_configs, to_pbtxt
-from .meta import BackendSetting, RepoMeta, ServerNeeds, TritonImage
+from .meta import RepoMeta, ServedSetting, ServerNeeds, TritonImage
 from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENCODER_MODELS, ENSEMBLE, TOKENIZER_DIR, EncoderKind, RepoSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
@@ -164,13 +164,13 @@ def encoder_facts(encoder: Path, check_only: bool = False, backend: str = "tenso
                      f"(model.onnx)")
 
 
-def served_backend_settings(engine: EngineMeta, release: str | None) -> dict[str, BackendSetting]:
+def served_backend_settings(engine: EngineMeta, release: str | None) -> dict[str, ServedSetting]:
     """The tensorrt_backend parameters the engine asks for, as the Triton release serving it honours them. Without
     a release (a plan Triton cannot load, checked only) the newest one is assumed."""
     asked = engine_serving_parameters(engine)[STRATEGY]
     release = release or image_table().releases[-1].release
     honoured, why = honoured_setting(release, STRATEGY, asked)
-    return {STRATEGY: BackendSetting(asked=asked, honoured=honoured, why=why, release=release)}
+    return {STRATEGY: ServedSetting(asked=asked, honoured=honoured, why=why, release=release)}
 
 
 def image_release(image: TritonImage | None) -> str | None:
@@ -185,7 +185,7 @@ def _place_graph(encoder: Path, dest: Path) -> None:
     names = ["model.onnx", "model.onnx.data", *sorted(p.name for p in encoder.glob("*.json"))]
     sources = {name: encoder / name for name in names if (encoder / name).is_file()}
     export = graph_sidecars(encoder).export
-    if export is not None and "export.json" not in sources:
+    if export is not None and export.FILE not in sources:
         sources[export.FILE] = encoder.parent / export.FILE
     for name, path in sources.items():
         try:
