@@ -19,6 +19,8 @@ AllocationStrategy = Literal["STATIC", "ON_PROFILE_CHANGE"]
 
 
 class Range(BaseModel):
+    """min <= opt <= max, all >= 1: TensorRT tunes kernels for opt."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     min: int
     opt: int
@@ -34,6 +36,8 @@ class Range(BaseModel):
 
 
 class OptimizationProfile(BaseModel):
+    """One TensorRT optimisation profile: the batch and sequence ranges one execution context takes."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     batch: Range
