@@ -55,7 +55,7 @@ def test_refit_checks_graph_and_gpu_before_deserialising(built, tiny_fp16, tmp_p
         with pytest.raises(RefitError, match=r"refitting deserialises the engine, which needs a CUDA GPU; this "
                                              r"machine has none \(run `nvembed-trt refit` on the serving host\)"):
             refit_engine(engine)
-    with pytest.raises(InputError, match=r"holds no engine.json"):
+    with pytest.raises(InputError, match=r"no engine.json; make it with `nvembed-trt build"):
         refit_engine(tmp_path)
 
 

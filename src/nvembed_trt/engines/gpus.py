@@ -85,7 +85,8 @@ class GPUProfile(BaseModel):
                              f"profile sequence {longest}")
         if not any(p.covers(1, 2) for p in self.profiles):
             raise ValueError("no profile accepts a single short request (batch 1, sequence 2)")
-        squeezed = [p.describe() for p in self.profiles if p.batch.min > self.serving.max_batch_size]
+        squeezed = [f"{p.name}: batch {p.batch.min}..{self.serving.max_batch_size} x sequence {p.sequence.min}.."
+                     f"{p.sequence.max}" for p in self.profiles if p.batch.min > self.serving.max_batch_size]
         if squeezed:
             raise ValueError(f"the serving max_batch_size leaves no batch in profile(s) {'; '.join(squeezed)}")
         problems = coverage_problems(self.served_limits(), self.serving.max_sequence_length)
