@@ -4,12 +4,14 @@ quantisation method); engine.json says how."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
 from nvembed_trt.calibration import calibration_from_corpus, python_reference_corpus
+from nvembed_trt.artifacts import SidecarError
 from nvembed_trt.cli.main import main
 from nvembed_trt.engines import BuildSettings, EngineBuildError, FlavorError, engine_from_onnx, get_gpu
 from nvembed_trt.engines.flavors import FLAVORS, cuda_gpu, installed
@@ -76,7 +78,7 @@ def test_engine_and_metadata(engines, graphs, pooling, recipe):
 def test_another_rtx_target(graphs, tmp_path, capfd):
     result = engine_from_onnx(graphs[1][("engine", "int8")], tmp_path / "a10" / "tiny" / "int8",
                               BuildSettings(gpu="a10"))
-    assert result.meta.gpu["aot_targets"] == ["SM86"] and result.meta.serving["max_batch_size"] == 8
+    assert result.meta.gpu.aot_targets == ["SM86"] and result.meta.serving.max_batch_size == 8
     # TensorRT-RTX printed "[TRT] [F] Thread context has not been set!" on every build (a hardware-compatibility
     # query it does not support): a build says what it wrote and nothing fatal-looking
     printed = "".join(capfd.readouterr())          # TensorRT's default logger writes to stdout
@@ -96,13 +98,16 @@ def test_missing_flavor_says_how_to_install(graphs, tmp_path):
         engine_from_onnx(graphs[1][("engine", "fp16")], tmp_path / "e", BuildSettings(gpu="l40s", flavor="tensorrt"))
 
 
-def test_unsupported_node_is_named(tmp_path):
+def test_unsupported_node_is_named(graphs, tmp_path):
     node = helper.make_node("Frobnicate", ["input_ids"], ["embeddings"], name="frob_1", domain="example.ops")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT32, ["b", "s"])],
                               [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["b", 4])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("example.ops", 1)])
     path = tmp_path / "bad.onnx"
     onnx.save(model, path)
+    with pytest.raises(SidecarError, match=r"no precision.json or export.json beside the graph"):
+        engine_from_onnx(path, tmp_path / "out", BuildSettings(gpu=GPU))   # nothing would say its recipe
+    shutil.copyfile(graphs[1][("engine", "fp32")].parent.parent / "export.json", tmp_path / "export.json")
     with pytest.raises(EngineBuildError, match=r"cannot parse .*bad.onnx: node 'frob_1' \(Frobnicate\)"):
         engine_from_onnx(path, tmp_path / "out", BuildSettings(gpu=GPU))
     assert not (tmp_path / "out").exists()
@@ -122,12 +127,12 @@ def test_existing_output_and_missing_onnx(graphs, tmp_path, capsys):
 def test_plan_is_streamed_and_engine_json_says_how(engines):
     """The plan goes to its file through IStreamWriter (no host copy); engine.json records verbosity and limits."""
     meta = engines[("engine", "fp16")].meta
-    how = meta["builder"]["serialization"]
-    assert how["method"] == "stream" and how["chunks"] >= 1 and 0 < how["largest_chunk_bytes"] <= meta["engine_bytes"]
-    assert meta["builder"]["profiling_verbosity"] == "detailed" and meta["weights"] == {"stripped": False}
-    assert meta["compatibility"] == {"version_compatible": False, "hardware_compatibility_level": "NONE",
-                                     "runtime_needs": [], "loads_with": f"tensorrt-rtx {trt.__version__} exactly"}
-    assert meta["builder"]["timing_cache"] == "not used (tensorrt-rtx ignores timing caches)"
+    how = meta.builder.serialization
+    assert how["method"] == "stream" and how["chunks"] >= 1 and 0 < how["largest_chunk_bytes"] <= meta.engine_bytes
+    assert meta.builder.profiling_verbosity == "detailed" and not meta.weights.stripped
+    assert meta.compatibility == {"version_compatible": False, "hardware_compatibility_level": "NONE",
+                                  "runtime_needs": [], "loads_with": f"tensorrt-rtx {trt.__version__} exactly"}
+    assert meta.builder.timing_cache == "not used (tensorrt-rtx ignores timing caches)"
     assert not list(engines[("engine", "fp16")].directory.parent.glob(".*tmp*"))  # no temporary left behind
 
 
@@ -135,6 +140,7 @@ FULL_DISK = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # writes past the limit fail with EFBIG, like a full disk
 resource.setrlimit(resource.RLIMIT_FSIZE, (4 * 2**20, 4 * 2**20))
+from nvembed_trt.artifacts import SidecarError
 from nvembed_trt.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """

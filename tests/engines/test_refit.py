@@ -69,7 +69,7 @@ def test_stripped_plan_refits_to_the_full_engine(tiny_fp16, tmp_path):
     full = engine_from_onnx(tiny_fp16, tmp_path / "full", BuildSettings(gpu=matching[0], flavor="tensorrt-rtx"))
     stripped = engine_from_onnx(tiny_fp16, tmp_path / "stripped",
                                 BuildSettings(gpu=matching[0], flavor="tensorrt-rtx", strip_weights=True))
-    assert stripped.meta.weights["stripped"] is True
+    assert stripped.meta.weights.stripped is True
     assert stripped.meta.engine_bytes < 0.5 * full.meta.engine_bytes
     plan = refit_engine(stripped.directory)
     meta = json.loads((stripped.directory / "engine.json").read_text())
