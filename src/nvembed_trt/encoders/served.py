@@ -20,11 +20,14 @@ def front_door_models(client) -> dict:
     return next(m for m in client.front_door.models() if m["id"] == client.model)
 
 
-def served_limits(client) -> tuple[int | None, int | None]:
+def served_limits(url: str, protocol: str, api_key: str | None = None) -> tuple[int | None, int | None]:
     """(max rows per request, max tokens per row) of a deployment: a Triton repository's nv_embed model config
-    (KServe), or the front door's /v1/models (its row limit is its own business: None)."""
+    (KServe), or the front door's /v1/models (its row limit is its own business: None). Asked with a client of its
+    own: tritonclient's HTTP client (gevent) must stay in the thread that first uses it."""
+    from ..client import EmbeddingClient
     from ..triton.spec import ENSEMBLE
 
+    client = EmbeddingClient(url, protocol, api_key=api_key or os.environ.get(API_KEY_ENV))
     if client.front_door is not None:
         return None, int(front_door_models(client)["max_input_tokens"])
     if client.protocol == "grpc":
@@ -45,8 +48,8 @@ class ServedEmbedder:
         from ..client import EmbeddingClient
 
         self.url, self.truncate, self.recipe, self.batch_size = url, truncate, recipe, batch_size
+        self.max_rows, limit = served_limits(url, protocol, api_key)   # rows per request (KServe), tokens per row
         self.client = EmbeddingClient(url, protocol, api_key=api_key or os.environ.get(API_KEY_ENV))
-        self.max_rows, limit = served_limits(self.client)   # rows per request (KServe), tokens per row
         self.max_length = limit or 0
         self.name = "front-door" if self.client.front_door is not None else f"kserve-{protocol}"
 
