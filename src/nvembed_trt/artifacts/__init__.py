@@ -3,8 +3,8 @@
 (RepoMeta) lives with the repository (nvembed_trt.triton.meta). Light: pydantic and the standard library."""
 
 from .engine import EngineMeta
-from .graph import EXPORT_RECIPES, ExportMeta, GraphSidecars, ModelFacts, PrecisionMeta, graph_sidecars
+from .graph import DTYPE_RECIPES, ExportMeta, GraphSidecars, ModelFacts, PrecisionMeta, graph_sidecars
 from .sidecar import Sidecar, SidecarError
 
-__all__ = ["EXPORT_RECIPES", "EngineMeta", "ExportMeta", "GraphSidecars", "ModelFacts", "PrecisionMeta", "Sidecar",
+__all__ = ["DTYPE_RECIPES", "EngineMeta", "ExportMeta", "GraphSidecars", "ModelFacts", "PrecisionMeta", "Sidecar",
            "SidecarError", "graph_sidecars"]

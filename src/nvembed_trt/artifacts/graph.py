@@ -3,7 +3,8 @@ and `graph_sidecars(folder)`, what every later stage knows about a graph folder:
 exported from, and which sidecar says so.
 
 The recipe name is canonical from the moment a graph is made: an fp32 export says `recipe: fp32`, a float16 export
-`fp16` (EXPORT_RECIPES, the one place a dtype becomes a recipe name), a recipe graph its registry name. Engines and
+`fp16` (DTYPE_RECIPES, the one place a dtype becomes a recipe name: exports and the PyTorch reference's weights), a
+recipe graph its registry name. Engines and
 repositories copy it; nothing downstream derives it again."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .sidecar import Sidecar, SidecarError
 
-EXPORT_RECIPES = {"float32": "fp32", "float16": "fp16"}   # an export's dtype -> its recipe name
+DTYPE_RECIPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}   # a plain dtype -> its recipe name
 
 
 class ModelFacts(BaseModel):
@@ -52,7 +53,7 @@ class ExportMeta(Sidecar):
     ARTIFACT = "onnx-export"
     MADE_BY = "nvembed-trt export --model <model> --output {folder}"
 
-    recipe: str                      # canonical: fp32 or fp16 (EXPORT_RECIPES)
+    recipe: str                      # canonical: fp32 or fp16 (DTYPE_RECIPES)
     model: ModelFacts
     config: dict[str, Any]           # the model's config.json as exported (NVEmbedConfig.to_hf_dict())
     opset: int

@@ -8,18 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifacts.engine import EngineMeta
-from ..artifacts.graph import graph_sidecars
+from ..artifacts.graph import DTYPE_RECIPES, graph_sidecars
 from ..errors import InputError
 from ..packing import ShapeLimit
 
 RUNTIMES = ("onnx", "engine", "torch", "triton")
 
 
-def encoder_facts(runtime: str, encoder: Path | None) -> dict:
+def encoder_facts(runtime: str, encoder: Path | None, dtype: str = "float32") -> dict:
     """What the --encoder folder holds, from its sidecars: the graph or plan, the recipe, and the model config
-    fingerprint it was exported from (to refuse an encoder of another model)."""
+    fingerprint it was exported from (to refuse an encoder of another model). The PyTorch reference's recipe is its
+    weights' dtype (--dtype)."""
     if runtime in ("torch", "triton"):
-        return {"recipe": "fp32" if runtime == "torch" else None}
+        return {"recipe": DTYPE_RECIPES[dtype] if runtime == "torch" else None}
     if encoder is None:
         raise InputError(f"--runtime {runtime} needs --encoder DIR (an export or recipe folder with model.onnx, "
                          f"or an engine folder with model.plan)")

@@ -124,7 +124,8 @@ def resolve(settings: CorpusSettings) -> Resolved:
     files = resolve_inputs(settings.inputs, settings.text_column, settings.id_column)
     source = resolve_model(settings.model, progress=False)
     instruction = resolve_instruction(settings.input_type, settings.instruction)
-    facts = encoder_facts(settings.runtime, Path(settings.encoder).resolve() if settings.encoder else None)
+    facts = encoder_facts(settings.runtime, Path(settings.encoder).resolve() if settings.encoder else None,
+                          settings.dtype)
     fingerprint = source.config.fingerprint()
     if facts.get("config_fingerprint") and facts["config_fingerprint"] != fingerprint:
         raise InputError(f"--encoder {settings.encoder} was exported from another model configuration "

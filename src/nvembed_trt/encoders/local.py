@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts.graph import DTYPE_RECIPES
 from ..encoding import INPUT_NAMES, PackedBatch
 from ..packing import ShapeLimit
 from .base import ANY_SHAPE, encode_packed
 
 ONNX_RUNTIMES = ("onnxruntime", "onnx-reference")
-TORCH_RECIPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}   # the reference's weight dtype
 
 
 class TorchEncoder:
@@ -23,7 +23,7 @@ class TorchEncoder:
 
     def __init__(self, embedder, limit: ShapeLimit = ANY_SHAPE):
         self.embedder, self.shape_limits = embedder, (limit,)
-        self.recipe = TORCH_RECIPES[str(embedder.model.dtype).removeprefix("torch.")]
+        self.recipe = DTYPE_RECIPES[str(embedder.model.dtype).removeprefix("torch.")]
 
     @classmethod
     def from_source(cls, source, device: str = "cpu", dtype: str = "float32") -> TorchEncoder:

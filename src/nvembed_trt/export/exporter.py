@@ -21,7 +21,7 @@ from ..checkpoint.loader import check_keys, expected_shapes, load_model, meta_mo
 from ..console import note, quiet_logger
 from ..embedder import torch_device
 from ..errors import InputError
-from ..artifacts.graph import EXPORT_RECIPES, ExportMeta
+from ..artifacts.graph import DTYPE_RECIPES, ExportMeta
 from ..provenance import sha256_file
 from ..source import ModelSource, resolve_model, tokenizer_for
 from ..staging import check_output_dir, staged_directory
@@ -143,7 +143,7 @@ def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype:
         slimming = {"requested": True, **slim_if_valid(onnx_path, external, validate)}
         if slimming["applied"]:
             report, parity_meta = slimming.pop("graph"), slimming.pop("parity")
-    meta = ExportMeta.new(recipe=EXPORT_RECIPES[dtype], model=source.describe(), config=cfg.to_hf_dict(),
+    meta = ExportMeta.new(recipe=DTYPE_RECIPES[dtype], model=source.describe(), config=cfg.to_hf_dict(),
                           opset=opset, dtype=dtype, signature=sig.describe(), external_data=external,
                           weight_bytes=weight_bytes, pre_transposed_weights=transposed,
                           fused_projections=fusion_record(fuse, fused), graph=report, parity=parity_meta,
