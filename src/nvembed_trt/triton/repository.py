@@ -24,6 +24,7 @@ from ..packing import ShapeLimit, default_batch_tokens
 from ..engines.gpus import engine_memory_problems, engine_serving_parameters, served_limits
 from ..engines.runner import triton_backend_config
 from .config import check_repository, repository_configs, to_pbtxt
+from . import simulated
 from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENCODER_MODELS, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
@@ -89,22 +90,34 @@ def _copy_tokenizer(source, dest: Path) -> None:
             shutil.copyfile(source.checkpoint / name, dest / name)
 
 
-def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None, *, max_batch_size: int | None = None,
+def repo_from_encoder(model: str, encoder: Path | str | None, output: Path | str | None, *,
+                      max_batch_size: int | None = None,
                       max_length: int | None = None, max_batch_tokens: int | None = None,
                       max_request_rows: int = 256, nv_embed_instances: int = 1, encoder_instances: int = 1,
                       output_dtype: str = "float32", providers: tuple[str, ...] = ("CPUExecutionProvider",),
                       max_queue_delay_us: int = 0, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
                       overwrite: bool = False, check_only: bool = False,
-                      encoder_backend: str = "tensorrt_plan") -> RepoResult:
+                      encoder_backend: str = "tensorrt_plan", simulate: str | None = None) -> RepoResult:
     """Write the repository to `output`, or with check_only run every check and write nothing (meta then says
     what was checked and, for a plan Triton cannot load, what the GPU host must build instead). For an engine,
     `encoder_backend="python"` serves the plan with the python-backend TensorRT encoder (encoder_trt) instead of
-    Triton's tensorrt backend: for servers that have only the python backend (the one bundled with nvidia-pytriton)."""
+    Triton's tensorrt backend: for servers that have only the python backend (the one bundled with nvidia-pytriton).
+    `simulate="[Nx]GPU:RECIPE"` (no encoder) makes the encoder the GPU-timed stand-in (triton/simulated.py)."""
     if output is None and not check_only:
         raise InputError("a repository needs an output folder (or check_only=True to write nothing)")
-    encoder, output = Path(encoder), Path(output) if output is not None else None
-    facts = _encoder_facts(encoder, check_only, encoder_backend)
+    if (encoder is None) == (simulate is None):
+        raise InputError("a repository needs an encoder folder or a simulation (GPU:RECIPE), not both")
+    output = Path(output) if output is not None else None
     source = resolve_model(model, progress=False)
+    if simulate is not None:
+        if encoder_instances != 1:
+            raise InputError("a simulation runs one encoder instance per simulated device: ask for devices as "
+                             f"NxGPU:RECIPE, not encoder_instances={encoder_instances}")
+        facts = simulated.simulated_facts(simulate, source.config, {"image": default_image()})
+        encoder, encoder_instances = Path(f"simulated:{facts['simulation'].name}"), facts["simulation"].devices
+    else:
+        encoder = Path(encoder)
+        facts = _encoder_facts(encoder, check_only, encoder_backend)
     limit_batch, limit_length = facts["max_batch_size"], facts["max_length"]
     batch = max_batch_size or limit_batch or 8
     length = max_length or limit_length or 512
@@ -125,7 +138,10 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
     if facts["meta"] is not None:  # an engine: no batch beyond the serving maximum, whatever a profile would take
         limits = served_limits(facts["meta"]["profiles"], batch)
         parameters = engine_serving_parameters(facts["meta"]) if facts["kind"] == "tensorrt_plan" else {}
-        problems += engine_memory_problems(facts["meta"], source.config, encoder_instances)
+        per_device = 1 if facts["kind"] == "simulated" else encoder_instances
+        problems += engine_memory_problems(facts["meta"], source.config, per_device)
+    if facts["kind"] == "simulated":
+        parameters = simulated.encoder_parameters(facts["simulation"], facts["limits"])
     spec = RepoSpec(encoder_kind=facts["kind"], pooling="engine" if "embeddings" in facts["outputs"] else "ensemble",
                     hidden_size=source.config.embedding_dim, max_length=length, shape_limits=limits,
                     max_batch_tokens=max_batch_tokens or default_batch_tokens(limits),
@@ -150,7 +166,10 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
         _copy_tokenizer(source, staging / ENSEMBLE / "1" / TOKENIZER_DIR)
         (staging / ENSEMBLE / "1" / "model.py").write_text(SHIM.format(module="embed"))
         version_dir = staging / ENCODER / "1"
-        if spec.encoder_kind == "tensorrt_plan":
+        encoder_file = facts["file"]
+        if spec.encoder_kind == "simulated":
+            encoder_file = simulated.write_encoder(facts["simulation"], version_dir, SHIM)
+        elif spec.encoder_kind == "tensorrt_plan":
             shutil.copyfile(facts["file"], version_dir / "model.plan")
         elif spec.encoder_kind == "tensorrt_python":   # EngineRunner reads the plan and its engine.json
             (version_dir / "model.py").write_text(SHIM.format(module="encoder_trt"))
@@ -163,7 +182,9 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
             if data.exists():
                 shutil.copyfile(data, version_dir / "model.onnx.data")
         meta = sidecar("triton-repository", model=source.describe(), served_model_id=served_model_id(source),
-                       encoder=str(encoder), encoder_sha256=sha256_file(facts["file"]), recipe=_recipe(encoder),
+                       encoder=str(encoder), encoder_sha256=sha256_file(encoder_file),
+                       recipe=facts.get("recipe") or _recipe(encoder),
+                       simulated=facts["simulation"].describe() if "simulation" in facts else None,
                        spec=spec.to_json(), models=list(configs), kserve_model=ENSEMBLE, engine=facts["engine"],
                        encoder_runtime=ENCODER_MODELS[spec.encoder_kind],
                        triton_image=facts["triton_image"],
