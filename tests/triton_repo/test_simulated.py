@@ -219,3 +219,16 @@ def test_deploys_like_an_engine_without_a_gpu(sim_repo, tmp_path):
         f"copied {sim_repo.directory} to {tmp_path / 'models'}"
     with pytest.raises(InputError, match="encoder is SIMULATED .2xl40s:fp16. and needs no GPU"):
         deploy_k8s(sim_repo.directory, tmp_path / "again", DeployOptions(gpu="l40s"))
+
+
+def test_open_loop_load_on_the_simulated_card(served, sim_repo, tmp_path, capsys):
+    """`nvembed-trt loadgen` at 30 requests/s: every request answered 200, no answer faster than the card's
+    weight-streaming time, and the achieved rate is the offered one (the card is far from saturated)."""
+    (tmp_path / "q.txt").write_text("\n".join(TEXTS) + "\n")
+    assert main(["loadgen", "--url", served.api_url, "--rate", "30", "--duration", "2", "--warmup", "0.3",
+                 "--input", str(tmp_path / "q.txt"), "--output", str(tmp_path / "load.json")]) == 0
+    report = json.loads((tmp_path / "load.json").read_text())
+    assert set(report["statuses"]) == {"200"} and report["not_sent"] == 0 and report["model"] == "nv-embed-v2"
+    assert report["p50_ms"] >= 1000 * _timing(sim_repo).memory_s
+    assert report["achieved_per_s"] == pytest.approx(30, rel=0.35)
+    assert "answered 200/s" in capsys.readouterr().out

@@ -19,7 +19,8 @@ COMMANDS = {
     "quantize-torch": "quantize_torch", "build": "build", "gpus": "build", "triton-repo": "triton", "serve": "triton",
     "smoke": "triton", "client": "triton", "validate": "validate", "bench": "validate",
     "bench-serving": "bench_serving", "presets": "presets", "checkpoint": "checkpoint", "deploy": "deploy",
-    "activation-ranges": "calibrate", "embed-corpus": "corpus", "refit": "refit", "doctor": "doctor", "plan": "plan",
+    "activation-ranges": "calibrate", "embed-corpus": "corpus", "refit": "refit", "doctor": "doctor",
+    "plan": "plan", "loadgen": "bench_serving",
 }
 
 
