@@ -79,3 +79,25 @@ def test_the_model_imports_without_torch():
                "import nvembed_trt.performance, nvembed_trt.triton.models.encoder_sim; print('ok')")
     proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "ok", proc.stderr[-1500:]
+
+
+def test_scaling_page_table_is_the_model():
+    """docs/scaling.md's per-card table against the registry and the performance model (nothing typed by hand)."""
+    import re
+
+    from nvembed_trt.engines.capacity import card_model
+
+    page = (Path(__file__).parents[2] / "docs" / "scaling.md").read_text()
+    rows = re.findall(r"^\| ([\w-]+) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d,]+) \| ([\d.–]+) \| ([\d,–]+) \|$", page,
+                      flags=re.M)
+    assert [r[0] for r in rows] == list(gpu_registry())
+    for name, bandwidth, tflops, *cells in rows:
+        rates = gpu_registry()[name].performance.device_rates()
+        want = [f"{rates.bandwidth_bytes_s / 1e9:.0f}", f"{rates.rates['fp16'] / 1e12:.0f}"]
+        for recipe in ("fp16", "fp8"):
+            if recipe not in gpu_registry()[name].performance.tflops:
+                want += ["–", "–"]
+                continue
+            card = card_model(name, recipe, 32)
+            want += [f"{1000 * card.timing.seconds(1, 32):.2f}", f"{card.saturation_per_s():,.0f}"]
+        assert [bandwidth, tflops, *cells] == want, name
