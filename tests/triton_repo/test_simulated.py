@@ -192,9 +192,17 @@ def test_two_devices_run_two_batches_at_once(served, sim_repo):
         wall = time.perf_counter() - start
         await encoder.close()
         return wall, outs
+    from nvembed_trt.serving.duty import between, sample_from_text
+
+    before = sample_from_text(httpx.get(served.kserve["metrics"]).text)
     wall, outs = asyncio.run(run(2))
+    after = sample_from_text(httpx.get(served.kserve["metrics"]).text)
     assert seconds >= 0.2 and seconds <= wall < 1.5 * seconds, (wall, seconds)
     assert np.array_equal(outs[0], outs[1]) and outs[0].shape == (8, 4096)
+    busy = {d: after.devices[d] - before.devices.get(d, 0.0) for d in after.devices}
+    assert sorted(busy) == ["0", "1"] and all(b >= seconds for b in busy.values()), busy   # one batch each
+    assert after.busy_s - before.busy_s >= 3 * seconds                                    # the warm-up's too
+    assert between(before, after, 2)["overall"] > 0
 
 
 def test_deploys_like_an_engine_without_a_gpu(sim_repo, tmp_path):

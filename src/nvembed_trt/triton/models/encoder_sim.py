@@ -18,6 +18,7 @@ from ...performance import BatchTime
 from .common import error_response, settings_from_args, triton_utils
 
 INPUTS, OUTPUT = ("input_ids", "attention_mask", "pool_mask"), "embeddings"
+BUSY_METRIC = "nvembed_simulated_device_busy_seconds"    # Triton's metrics endpoint, {device="0".."N-1"}
 TABLE_ROWS, INDEX_BITS = 512, 9           # a unit row times two sign patterns: 512^3 distinct vectors
 _GOLDEN, _MIX1, _MIX2 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
                          np.uint64(0x94D049BB133111EB))
@@ -83,6 +84,11 @@ class TritonPythonModel:
         self.limits = [ShapeLimit(**s) for s in json.loads(params["sim_shape_limits"])]
         self.stand_in = StandIn(int(config["output"][0]["dims"][0]), BatchTime.from_params(params),
                                 int(params.get("sim_seed", "0")))
+        # each instance is one simulated device: its busy time is a Triton custom metric, labelled by device
+        self.device = args.get("model_instance_name", "encoder_0").rsplit("_", 1)[-1]
+        self.family = self.pb.MetricFamily(name=BUSY_METRIC, kind=self.pb.MetricFamily.COUNTER,
+                                           description="seconds each simulated device spent on batches")
+        self.busy = self.family.Metric(labels={"device": self.device})
 
     def _covered(self, rows: int, width: int) -> str | None:
         if any(limit.covers(rows, width) for limit in self.limits):
@@ -100,7 +106,9 @@ class TritonPythonModel:
                 if problem:
                     responses.append(error_response(self.pb, problem))
                     continue
+                start = time.perf_counter()
                 out = self.stand_in.run(arrays)
+                self.busy.increment(time.perf_counter() - start)
             except Exception as exc:  # noqa: BLE001 - a malformed request is answered; the model keeps serving
                 responses.append(error_response(self.pb, f"simulated encoder: {type(exc).__name__}: {exc}"))
                 continue
