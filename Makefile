@@ -8,6 +8,9 @@ BIN         := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 PYTRITON_VERSION ?= 0.7.0
+# every dependency but torch pinned (a resolver's output, refreshed by `make lock`); torch: TORCH_VERSION above
+LOCK        := constraints.txt
+UV_VERSION  ?= 0.13.9
 MODEL       ?= tiny
 BUILD       ?= build
 NAME        ?= $(notdir $(MODEL))
@@ -27,10 +30,13 @@ ENCODER     ?= $(EXPORT_DIR)/$(RECIPE)
 ENCODER_FILE = $(if $(findstring engines/,$(ENCODER)),$(ENCODER)/model.plan,$(ENCODER)/model.onnx)
 PYTEST_ARGS ?=
 ACCEPT_ARGS ?=
+# another tritonserver for serve/smoke/validate/bench: /opt/tritonserver/bin/tritonserver in NVIDIA's image (TensorRT)
+TRITONSERVER ?=
+TRITON_FLAG = $(if $(TRITONSERVER),--tritonserver $(TRITONSERVER))
 STAMP       := $(VENV)/.installed-stamp
 
-.PHONY: all install test embed export calibrate precision engines gpus triton-repo serve smoke validate bench clean help \
-	doctor gpu-acceptance
+.PHONY: all install lock test embed export calibrate precision engines gpus triton-repo serve smoke validate bench \
+	clean help doctor gpu-acceptance
 
 help:
 	@echo "make all      the whole pipeline on MODEL=$(MODEL) (today: embed examples/sample.jsonl)"
@@ -47,7 +53,8 @@ help:
 	@echo "make bench    latency/throughput of every runtime (BENCH_ARGS='--batch 1,8 --seq 32,512 ...')"
 	@echo "make doctor   what this host has and lacks per stage (GPU=$(GPU): can it build and serve that profile)"
 	@echo "make gpu-acceptance  the first run on a GPU host, pip only, ~10 min on an H100 (ACCEPT_ARGS=--dry-run ...)"
-	@echo "make install  create $(VENV) with torch==$(TORCH_VERSION) and this package"
+	@echo "make install  create $(VENV) with torch==$(TORCH_VERSION) and this package, dependencies from $(LOCK)"
+	@echo "make lock     re-resolve $(LOCK) (newest versions allowed by pyproject.toml), reinstall, run the tests"
 	@echo "make clean    remove build outputs (keeps $(VENV))"
 
 all: embed export precision engines triton-repo smoke
@@ -58,15 +65,26 @@ all: embed export precision engines triton-repo smoke
 	@echo "  TensorRT engine       $(ENGINE_DIR)/model.plan (engine.json)"
 	@echo "  Triton repository     $(REPO_DIR)/ (served through /v1/embeddings and KServe, checked: $(BUILD)/$(NAME)/serving-check.json)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
 	# the real Triton server (binary + python backend) from nvidia-pytriton; --no-deps: its Python API is unused
 	$(BIN)/python -m pip install --quiet --no-deps "nvidia-pytriton==$(PYTRITON_VERSION)"
 	@touch $@
 
 install: $(STAMP)
+
+# the lock: uv resolves pyproject.toml (extras test, corpus, serving) for Linux and CPython 3.10-3.12 ([tool.uv]),
+# torch left out (installed apart, at TORCH_VERSION, from TORCH_INDEX); then the environment is reinstalled from it
+# and the whole suite runs against it. Commit the new constraints.txt once the tests pass.
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra test --extra corpus --extra serving --universal --upgrade \
+		--no-python-downloads --excludes <(echo torch) --custom-compile-command "make lock" --output-file $(LOCK)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
+	@touch $(STAMP)
+	$(MAKE) test
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -105,19 +123,19 @@ $(REPO_DIR)/repo.json: $(ENCODER_FILE)
 	$(BIN)/nvembed-trt triton-repo --model $(MODEL) --encoder $(ENCODER) --output $(REPO_DIR) --overwrite
 
 serve: $(REPO_DIR)/repo.json
-	$(BIN)/nvembed-trt serve --repo $(REPO_DIR) --port $(PORT) $(SERVE_ARGS)
+	$(BIN)/nvembed-trt serve --repo $(REPO_DIR) --port $(PORT) $(TRITON_FLAG) $(SERVE_ARGS)
 
 smoke: $(REPO_DIR)/repo.json
 	@mkdir -p $(BUILD)/$(NAME)
 	$(BIN)/nvembed-trt smoke --repo $(REPO_DIR) --model $(MODEL) --input examples/sample.jsonl \
-		--report $(BUILD)/$(NAME)/serving-check.json
+		--report $(BUILD)/$(NAME)/serving-check.json $(TRITON_FLAG)
 
 validate: $(REPO_DIR)/repo.json
-	$(BIN)/nvembed-trt validate --model $(MODEL) --name $(NAME)
+	$(BIN)/nvembed-trt validate --model $(MODEL) --name $(NAME) $(TRITON_FLAG)
 
 BENCH_ARGS ?= --batch 1,8 --seq 32,128,512 --concurrency 1,4,8
 bench: $(REPO_DIR)/repo.json
-	$(BIN)/nvembed-trt bench --model $(MODEL) --name $(NAME) $(BENCH_ARGS)
+	$(BIN)/nvembed-trt bench --model $(MODEL) --name $(NAME) $(TRITON_FLAG) $(BENCH_ARGS)
 
 gpus: $(STAMP)
 	@$(BIN)/nvembed-trt gpus

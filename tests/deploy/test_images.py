@@ -121,3 +121,45 @@ def test_ngc_commands_build_then_run(tmp_path):
     assert f"-v {tmp_path.resolve()}:/models:ro nvembed-trt-serving:25.10 nvembed-trt serve --repo /models" in run
     assert "--shm-size=1g" in run and "--tritonserver /opt/tritonserver/bin/tritonserver" in run
     assert "pip install" not in run
+
+
+def _engine_copy(trt_engine, tmp_path, **changes) -> "Path":
+    engine = tmp_path / "engine"
+    shutil.copytree(trt_engine, engine)
+    meta = json.loads((engine / "engine.json").read_text())
+    meta.update(changes)
+    (engine / "engine.json").write_text(json.dumps(meta))
+    return engine
+
+
+def test_release_before_25_05_gets_static_in_config_and_in_the_count(trt_engine, tmp_path, monkeypatch):
+    """Defect 2: an engine whose TensorRT only a 25.04 image carries is served STATIC; config.pbtxt says what that
+    release does and repo.json says why."""
+    monkeypatch.delenv(OVERRIDE_ENV, raising=False)
+    engine = _engine_copy(trt_engine, tmp_path, flavor_version="10.9.0.34")
+    repo = repo_from_encoder("tiny", engine, tmp_path / "repo").directory
+    meta = json.loads((repo / "repo.json").read_text())
+    setting = meta["server"]["tensorrt_backend"]["execution_context_allocation_strategy"]
+    assert meta["triton_image"]["release"] == "25.04" and setting["asked"] == "ON_PROFILE_CHANGE"
+    assert setting["honoured"] == "STATIC" and "reads it from 25.05 on" in setting["why"]
+    assert 'string_value: "STATIC"' in (repo / "encoder" / "config.pbtxt").read_text()
+    assert meta["encoder_memory"]["strategy"] == "STATIC" and meta["encoder_memory"]["counted"] == "estimate"
+    current = repo_from_encoder("tiny", trt_engine, tmp_path / "repo-25.10").directory
+    assert 'string_value: "ON_PROFILE_CHANGE"' in (current / "encoder" / "config.pbtxt").read_text()
+
+
+def test_weight_stripped_plans_are_refused_as_triton_encoders(trt_engine, tmp_path):
+    """Defect 8: Triton never refits; the refusal says what to run."""
+    engine = _engine_copy(trt_engine, tmp_path, weights={"stripped": True, "refit": "nvembed-trt refit ..."})
+    with pytest.raises(ImageError, match=r"weight-stripped plan .* never refits it") as info:
+        repo_from_encoder("tiny", engine, tmp_path / "repo")
+    assert f"nvembed-trt refit --engine {engine}" in str(info.value)
+    assert not (tmp_path / "repo").exists()
+    checked = repo_from_encoder("tiny", engine, None, check_only=True)
+    assert checked.meta["triton_loads_this_plan"] is False and "refit" in checked.meta["gpu_host_must"]
+
+
+def test_cpu_build_says_why_tensorrt_memory_figures_are_missing(rtx_engine):
+    """Defect 9: the figure is recorded where the plan deserialises (a GPU); on this CPU the sidecar says why not."""
+    meta = json.loads((rtx_engine / "engine.json").read_text())
+    assert meta["device_memory"]["unavailable"].startswith("unavailable: deserialising the engine needs a GPU")

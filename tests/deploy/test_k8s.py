@@ -115,6 +115,9 @@ def test_consistency(bundle):
     assert server["livenessProbe"]["httpGet"]["path"] == c.HEALTH_LIVE
     assert {p["httpGet"]["path"] for p in (server["startupProbe"], server["livenessProbe"])} <= set(c.FRONT_DOOR_ROUTES)
     assert server["startupProbe"]["failureThreshold"] * server["startupProbe"]["periodSeconds"] >= spec.startup_timeout_s
+    # Triton's ready timeout follows the startup probe: it gives up (with its own message) before the kubelet does
+    ready = int(server["args"][server["args"].index("--triton-ready-timeout") + 1])
+    assert ready == spec.startup_timeout_s - 30 and ready < spec.startup_timeout_s
     # the command uses only contract options, and the ports it names are the container's ports
     args = server["args"]
     assert args[:2] == ["nvembed-trt", "serve"] and {a for a in args if a.startswith("--")} <= set(c.SERVE_OPTIONS)
@@ -174,8 +177,10 @@ def test_gpu_and_image_follow_the_engine(bundle):
         assert "pvc.yaml" in docs and pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == docs["pvc.yaml"][
             "metadata"]["name"]
     dockerfile = (result.directory / "Dockerfile").read_text()
+    extra = ("onnxruntime>=1.20",) if case.startswith("onnx") else ()    # the encoder's runtime, baked in (defect 5)
     assert dockerfile == render_serving(result.spec.triton_image, serving_requirements()[0],
-                                        f"{result.directory}/Dockerfile")
+                                        f"{result.directory}/Dockerfile", extra)
+    assert f'ARG EXTRA_REQUIREMENTS="{" ".join(extra)}"' in dockerfile
     assert f"ARG TRITON_IMAGE={result.spec.triton_image}\n" in dockerfile
     assert docs["deployment.yaml"]["spec"]["template"]["metadata"]["annotations"][
         "nvembed-trt/triton-image"] == result.spec.triton_image
@@ -218,4 +223,7 @@ def test_cli(onnx_repo, tmp_path, capsys):
     assert main(["deploy", "k8s", "--repo", str(onnx_repo), "--output", str(out)]) == 2    # exists, no --overwrite
     assert main(["deploy", "k8s", "--repo", str(onnx_repo), "--output", str(tmp_path / "x"), "--storage", "s3"]) == 2
     assert "--storage-uri" in capsys.readouterr().err
-    assert main(["deploy", "images"]) == 0 and "25.10" in capsys.readouterr().out
+    assert main(["deploy", "images"]) == 0
+    out = capsys.readouterr().out
+    assert "25.10" in out
+    assert "execution_context_allocation_strategy ON_PROFILE_CHANGE: from 25.05 on (before: STATIC)" in out

@@ -73,9 +73,14 @@ def test_engine_and_metadata(engines, graphs, pooling, recipe):
         assert precision.get("QUANTIZE") and precision.get("DEQUANTIZE")
 
 
-def test_another_rtx_target(graphs, tmp_path):
+def test_another_rtx_target(graphs, tmp_path, capfd):
     result = engine_from_onnx(graphs[1][("engine", "int8")], "a10", tmp_path / "a10" / "tiny" / "int8")
     assert result.meta["gpu"]["aot_targets"] == ["SM86"] and result.meta["serving"]["max_batch_size"] == 8
+    # TensorRT-RTX printed "[TRT] [F] Thread context has not been set!" on every build (a hardware-compatibility
+    # query it does not support): a build says what it wrote and nothing fatal-looking
+    printed = "".join(capfd.readouterr())          # TensorRT's default logger writes to stdout
+    assert "[F]" not in printed and "Thread context" not in printed
+    assert result.meta["compatibility"]["hardware_compatibility_level"] == "NONE"
 
 
 def test_hopper_is_refused_for_tensorrt_rtx(graphs, tmp_path):
@@ -209,3 +214,16 @@ def test_engine_runner_matches_reference_on_gpu(request, tmp_path, tiny, cosine)
         batch = tiny.tokenizer(SENTENCES, "", 128)
         got = runner.run(batch)
         assert cosine(got, tiny.embed_batch(SENTENCES, "", 128)).min().item() >= 0.999
+
+
+def test_compatibility_facts_print_nothing_fatal_looking(capfd):
+    """Reading IBuilderConfig.hardware_compatibility_level on TensorRT-RTX printed "[TRT] [F] Thread context has not
+    been set! Using global log stream." on every build; the RTX flavor has no such level and no longer reads it."""
+    from nvembed_trt.engines.builder import _compatibility
+    from nvembed_trt.engines.flavors import FLAVORS
+
+    config = trt.Builder(trt.Logger(trt.Logger.ERROR)).create_builder_config()
+    facts = _compatibility(trt, config, FLAVORS["tensorrt-rtx"], False)
+    printed = "".join(capfd.readouterr())          # TensorRT's default logger writes to stdout
+    assert facts["hardware_compatibility_level"] == "NONE"
+    assert "Thread context" not in printed and "[F]" not in printed

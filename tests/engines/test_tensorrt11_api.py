@@ -56,7 +56,7 @@ USED: dict[str, set[str]] = {
     "IStreamWriter": {"write"},
     "Runtime": {"deserialize_cuda_engine", "engine_host_code_allowed"},
     "ICudaEngine": {"create_engine_inspector", "create_execution_context", "create_serialization_config",
-                    "serialize_with_config"},
+                    "device_memory_size_v2", "get_device_memory_size_for_profile_v2", "serialize_with_config"},
     "IExecutionContext": {"execute_async_v3", "get_tensor_shape", "set_input_shape", "set_optimization_profile_async",
                           "set_tensor_address"},
     "EngineInspector": {"get_engine_information"},

@@ -69,7 +69,7 @@ def test_repository_has_the_profiles_shapes_and_says_simulated(sim_repo):
     ("b200:fp8", {}, "unknown GPU profile 'b200'"),
     ("a100:fp8", {}, "recipe fp8 cannot run on a100: a100 has no fp8 matmul rate"),
     ("99xh100:fp8", {}, "99 devices; choose 1..64"),
-    ("a10:fp32", {}, r"need \d+\.\d GiB on a10 .* more than its 22.49 GiB usable"),
+    ("a10:fp32", {}, r"need \d+\.\d+ GiB on a10 .* more than its 22.49 GiB usable"),
     ("h100:fp8", {"encoder_instances": 2}, "one encoder instance per simulated device"),
     ("h100:fp8", {"encoder": "export/tiny"}, "an encoder folder or a simulation"),
 ])

@@ -41,14 +41,19 @@ def onnx_runtime(tmp_path_factory, tiny):
 
 def test_validation_passes_and_writes_json_and_markdown(tiny, onnx_runtime, tmp_path):
     report, path = run_validation("tiny", TorchRuntime(tiny), [TorchRuntime(tiny), onnx_runtime],
-                                  ["engine: needs a GPU"], pairs=40, results_dir=tmp_path)
+                                  ["engine: needs a GPU"], pairs=40, results_dir=tmp_path, ranking_queries=60)
     saved = json.loads(path.read_text())
     assert saved["passed"] and [r["runtime"] for r in saved["rows"]] == ["torch", "onnx"]
     onnx_row = saved["rows"][1]
     assert onnx_row["cosine_min"] >= 0.99999 and onnx_row["top10_agreement"] == 1.0
     assert onnx_row["batched_vs_single_min_cosine"] >= 0.9999 and onnx_row["rows"] == 80
+    # the ranking slice: 60 judged queries over 300 documents, the fp32 graph ranks exactly as the reference
+    assert saved["ranking_dataset"]["queries"] == 60 and saved["ranking_dataset"]["documents"] == 300
+    assert abs(onnx_row["ndcg10_drop"]) < 1e-4 and onnx_row["ndcg10_budget"] == 0.001
+    assert onnx_row["ranking_top10_overlap"] == 1.0 and onnx_row["ndcg10_reference"] > 0
     md = path.with_suffix(".md").read_text()
     assert "| onnx | fp32 |" in md and "not available here: engine: needs a GPU" in md
+    assert f"{onnx_row['ndcg10']:.4f} (" in md
     # the report states which reference it used (issue 11, defect 13)
     ref = saved["reference"]
     assert (ref["runtime"], ref["device"], ref["weights_dtype"], ref["autocast"]) == ("torch", "cpu", "float32", None)
@@ -60,14 +65,14 @@ def test_validation_passes_and_writes_json_and_markdown(tiny, onnx_runtime, tmp_
 
 def test_validation_gate_fails_on_wrong_pooling(tiny, tmp_path):
     report, _ = run_validation("tiny", TorchRuntime(tiny), [AttentionMaskPooling(tiny)], [], pairs=40,
-                               results_dir=tmp_path)
+                               results_dir=tmp_path, ranking_queries=40)
     row = report["rows"][0]
     assert not report["passed"] and not row["passed"]
     assert row["cosine_min"] < 0.99999 and any("min cosine" in f for f in row["failures"])
 
 
 def test_validate_cli_exit_status(tmp_path, capsys):
-    assert main(["validate", "--model", "tiny", "--runtimes", "torch", "--pairs", "20",
+    assert main(["validate", "--model", "tiny", "--runtimes", "torch", "--pairs", "20", "--ranking-queries", "20",
                  "--output-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "PASS" in out and len(list(tmp_path.glob("validate-*.json"))) == 1
@@ -77,7 +82,8 @@ def test_validate_cli_exit_status(tmp_path, capsys):
 
 
 def test_validate_reference_dtype_is_stated_with_a_threshold_warning(tmp_path, capsys):
-    assert main(["validate", "--model", "tiny", "--runtimes", "torch", "--pairs", "8", "--reference-dtype",
+    assert main(["validate", "--model", "tiny", "--runtimes", "torch", "--pairs", "8", "--ranking-queries", "20",
+                 "--reference-dtype",
                  "bfloat16", "--output-dir", str(tmp_path)]) == 0  # the torch row is the reference itself
     out = capsys.readouterr().out
     saved = json.loads(next(tmp_path.glob("validate-*.json")).read_text())

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--serve-arg", action="append", default=[], help="extra `serve` option (repeatable), e.g. "
                                                                      "--serve-arg=--max-batch-tokens=8192")
+    p.add_argument("--tritonserver", type=Path, help="the tritonserver `serve` starts (NVIDIA's image for a TensorRT "
+                                                     "plan: /opt/tritonserver/bin/tritonserver)")
     p.add_argument("--aiperf", type=Path, help="an aiperf executable (pip install aiperf, in its own venv) for an "
                                                "independent cross-check at concurrency 8")
     p.add_argument("--output-dir", type=Path, help="default: benchmarks/results/<host>/")
@@ -51,8 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..validation.serving_bench import run_serving_bench
 
+    serve_args = tuple(args.serve_arg) + (("--tritonserver", str(args.tritonserver)) if args.tritonserver else ())
     report, path = run_serving_bench(args.repo, args.concurrency, args.texts, args.iters, args.seed,
-                                     args.kserve_concurrency, tuple(args.serve_arg), args.output_dir, args.aiperf)
+                                     args.kserve_concurrency, serve_args, args.output_dir, args.aiperf)
     print(path.with_suffix(".md").read_text(), end="")
     print(f"wrote {path}, {path.with_suffix('.md')} and {path.parent / (path.stem + '-serving.png')}")
     return 0

@@ -30,9 +30,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--storage-uri", help="s3://BUCKET/PREFIX or gs://BUCKET/PREFIX holding <name>/ (and <name>-onnx/)")
     k.add_argument("--pvc", help="claim holding <name>/ (default <name>-models, written as pvc.yaml)")
     k.add_argument("--drain-timeout", type=int, default=10, help="seconds in-flight requests get (front door)")
-    k.add_argument("--startup-timeout", type=int, default=600, help="seconds the server may take to become ready")
+    k.add_argument("--startup-timeout", type=int, default=600,
+                   help="seconds the server may take to become ready (the startup probe; Triton's ready timeout is "
+                        "this less 30 s)")
     k.add_argument("--queue-target-ms", type=int, default=50, help="autoscale to keep mean queue time below this")
     k.add_argument("--api-key-secret", help="Secret (key api-key) with the front door's API key")
+    k.add_argument("--ephemeral-storage-class",
+                   help="put the pod's working volumes (fetched store, repository copy, engine-build scratch) on "
+                        "per-pod PVCs of this storage class instead of node-local emptyDirs")
     k.add_argument("--overwrite", action="store_true")
     k.set_defaults(run=run_k8s)
 
@@ -57,7 +62,8 @@ def run_k8s(args: argparse.Namespace) -> int:
                                 image=args.image, builder_image=args.builder_image, storage=args.storage,
                                 storage_uri=args.storage_uri, pvc=args.pvc, drain_timeout_s=args.drain_timeout,
                                 startup_timeout_s=args.startup_timeout, queue_target_ms=args.queue_target_ms,
-                                api_key_secret=args.api_key_secret)
+                                api_key_secret=args.api_key_secret,
+                                ephemeral_storage_class=args.ephemeral_storage_class)
     except ValidationError as exc:
         raise InputError("; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}"
                                    for e in exc.errors())) from exc
@@ -67,7 +73,10 @@ def run_k8s(args: argparse.Namespace) -> int:
     print(f"wrote {out}/: {', '.join(result.files)}, deploy.json\n"
           f"  Triton base {s.triton_image}; GPU per pod: {gpu}; replicas {s.replicas}..{s.max_replicas} on mean "
           f"queue time > {s.queue_target_ms} ms\n"
-          f"  build: docker build -t {s.image} -f {out}/Dockerfile .\n"
+          + (f"  node-local disk per pod: {s.ephemeral_request_gib} GiB (store {s.store_gib or 0}, repository "
+             f"{s.models_gib}, build scratch {s.scratch_gib} GiB)\n" if not s.ephemeral_storage_class else
+             f"  working volumes on per-pod PVCs of storage class {s.ephemeral_storage_class}\n")
+          + f"  build: docker build -t {s.image} -f {out}/Dockerfile .\n"
           + (f"         docker build -t {s.builder_image} -f {out}/Dockerfile.builder .\n"
              if "Dockerfile.builder" in result.files else "")
           + f"  apply: kubectl apply -k {out}/   (KServe instead: kubectl apply -f {out}/inferenceservice.yaml)")
@@ -81,4 +90,7 @@ def run_images(args: argparse.Namespace) -> int:
     print("release  image                                          TensorRT     evidence")
     for r in table.releases:
         print(f"{r.release:8} {table.tag(r):46} {r.tensorrt:12} {r.evidence}")
+    print("tensorrt_backend settings (an older release ignores the value and acts on the one in brackets):")
+    for s in table.tensorrt_backend_settings:
+        print(f"  {s.parameter} {s.value}: from {s.since} on (before: {s.otherwise}); {s.evidence}")
     return 0

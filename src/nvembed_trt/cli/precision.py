@@ -25,15 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true")
     m = p.add_argument_group("with --model")
     m.add_argument("--reference-onnx", type=Path, help="fp32 export to gate against (default: the fp32 PyTorch model)")
-    m.add_argument("--no-gate", action="store_true", help="write without gating (models too large to run here); "
-                                                          "precision.json says so")
+    m.add_argument("--no-gate", action="store_true", default=None,
+                   help="write without gating (models too large to run here); precision.json says so")
     m.add_argument("--gate-rows-per-slice", type=int, help="cut every held-out slice to N rows (large models)")
     m.add_argument("--ranges", type=Path, help="activation ranges from `nvembed-trt activation-ranges` (W8A8)")
     m.add_argument("--calibration-samples", type=int, help="calibration samples (default: the recipe's, 256)")
-    m.add_argument("--calibration-dtype", default="float32", choices=("float32", "bfloat16"))
-    m.add_argument("--pooling", default="engine", choices=("engine", "ensemble"))
-    m.add_argument("--opset", type=int, default=18, help="the graph's opset (raised to 19/21 where Q/DQ needs)")
-    m.add_argument("--fuse-projections", action=argparse.BooleanOptionalAction, default=True,
+    m.add_argument("--calibration-dtype", choices=("float32", "bfloat16"), help="default float32")
+    m.add_argument("--pooling", choices=("engine", "ensemble"), help="default engine")
+    m.add_argument("--opset", type=int, help="the graph's opset (default 18; raised to 19/21 where Q/DQ needs)")
+    m.add_argument("--fuse-projections", action=argparse.BooleanOptionalAction,
                    help="q/k/v and gate/up as one DequantizeLinear + MatMul + Split each, so TensorRT's builder "
                         "holds no second copy (default; --no-fuse-projections keeps separate quantised GEMMs)")
     p.set_defaults(run=run)
@@ -41,13 +41,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(run=list_recipes)
 
 
+# the options of the --model group (None: not given) and the value each takes when not given
+MODEL_OPTIONS = {"reference_onnx": None, "no_gate": False, "gate_rows_per_slice": None, "ranges": None,
+                 "calibration_samples": None, "calibration_dtype": "float32", "pooling": "engine", "opset": 18,
+                 "fuse_projections": True}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.onnx is not None:
+        given = [_flag(n) for n in MODEL_OPTIONS if getattr(args, n) is not None]
+        if given:
+            verb = "is" if len(given) == 1 else "are"
+            raise InputError(f"{', '.join(given)} {verb} for --model only (streamed from a checkpoint); --onnx "
+                             f"recipes are always gated on held-out text and take no such option: drop "
+                             f"{'it' if len(given) == 1 else 'them'}, or start from the checkpoint with --model")
         result = onnx_with_recipe(args.onnx, args.recipe, args.calibration, args.output, args.overwrite,
                                   args.max_length)
     else:
         if args.output is None:
             raise InputError("--model needs --output (e.g. export/<name>/<recipe>)")
+        for name, default in MODEL_OPTIONS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, default)
         result = recipe_from_model(args.model, args.recipe, args.calibration, args.output, overwrite=args.overwrite,
                                    reference_onnx=args.reference_onnx, gate=not args.no_gate,
                                    max_length=args.max_length, gate_rows_per_slice=args.gate_rows_per_slice,
@@ -69,8 +88,9 @@ def list_recipes(args: argparse.Namespace) -> int:
         gate = f"min cosine >= {recipe.min_cosine}" + (
             f", top-10 agreement >= {recipe.min_top10}" if recipe.min_top10 is not None else "")
         made = "streamed from the checkpoint (any size)" if recipe.streamed else "from the fp32 export"
-        print(f"{recipe.name}: {recipe.description}\n    gate on every held-out slice: {gate}; verified with "
-              f"{recipe.verify_runtime}; made {made}")
+        print(f"{recipe.name}: {recipe.description}\n    gate on every held-out slice: {gate}; ranking slice: "
+              f"nDCG@10 at most {recipe.max_ndcg10_drop} below fp32; verified with {recipe.verify_runtime}; "
+              f"made {made}")
         if recipe.tiny_limitation:
             print(f"    cannot pass on tiny: {recipe.tiny_limitation}")
     return 0

@@ -11,7 +11,7 @@ from ..serving.settings import API_KEY_ENV, ServeSettings
 from ..provenance import sha256_file, sidecar, write_json
 from ..textio import check_output_path, read_texts, save_embeddings
 from ..tokenizer import INPUT_TYPES
-from ..triton.server import EXIT_TIMEOUT_S
+from ..triton.server import EXIT_TIMEOUT_S, READY_TIMEOUT_S
 from ..tokenizer import TRUNCATE_MODES
 
 PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider")}
@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "figures, and returns deterministic unit vectors), e.g. h100:fp8; 8xh100:fp8 stands for "
                              "a node of eight (one encoder instance each). For measuring serving without a GPU")
     r.add_argument("--output", type=Path, help="e.g. triton_repo/<name>/ (not with --check)")
+    r.add_argument("--gpu", help="with an ONNX export: a TensorRT repository for this GPU profile made here, without "
+                                 "a GPU; the plan is built on the node by `deploy ensure-engine` from the graph "
+                                 "written beside it (<output>-onnx/)")
     r.add_argument("--max-batch-size", type=int, help="encoder rows per batch; default: the engine's serving "
                                                       "maximum, else 8")
     r.add_argument("--max-length", type=int, help="default: the engine's longest profile sequence, else 512")
@@ -87,6 +90,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help=f"{text}" + (f" (default {default})" if default is not None else ""))
     s.add_argument("--triton-exit-timeout", type=int, default=EXIT_TIMEOUT_S,
                    help=f"Triton's exit timeout in seconds (default {EXIT_TIMEOUT_S})")
+    s.add_argument("--triton-ready-timeout", type=float, default=READY_TIMEOUT_S,
+                   help=f"seconds Triton may take to load the repository and become ready (default "
+                        f"{READY_TIMEOUT_S}; a full-size plan on a slow disk needs more)")
     s.set_defaults(run=run_serve)
 
     k = sub.add_parser("smoke", help="serve a repository on free ports, embed a file, compare with the reference",
@@ -97,6 +103,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--model", required=True)
     k.add_argument("--input", required=True)
     k.add_argument("--report", type=Path, help="also write the report as JSON here")
+    k.add_argument("--tritonserver", type=Path, help="the tritonserver to serve with (NVIDIA's image for a TensorRT "
+                                                     "plan: /opt/tritonserver/bin/tritonserver)")
     k.set_defaults(run=run_smoke)
 
     c = sub.add_parser("client", help="call a running server", description="Client commands.")
@@ -128,7 +136,7 @@ def run_repo(args: argparse.Namespace) -> int:
                                max_request_rows=args.max_request_rows, nv_embed_instances=args.nv_embed_instances,
                                encoder_instances=args.encoder_instances, output_dtype=args.output_dtype,
                                providers=PROVIDERS[args.providers], overwrite=args.overwrite, check_only=args.check,
-                               encoder_backend=args.encoder_backend, simulate=args.simulate)
+                               encoder_backend=args.encoder_backend, gpu=args.gpu, simulate=args.simulate)
     spec = result.spec
     if args.check:
         print(f"consistent: {', '.join(result.meta['models'])} ({spec.encoder_kind} encoder, encoder batch "
@@ -143,9 +151,16 @@ def run_repo(args: argparse.Namespace) -> int:
               f"tokens takes {sim['one_query_ms']['32 tokens']:.2f} ms, of 512 tokens "
               f"{sim['one_query_ms']['512 tokens']:.2f} ms (figures: {sim['figures']['source']})")
     print(f"wrote {result.directory} ({spec.encoder_kind} encoder, pooling in the {spec.pooling}, encoder batch "
-          f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length}); "
-          f"serve it with: nvembed-trt serve --repo {result.directory}")
-    if spec.encoder_kind == "tensorrt_plan":
+          f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length})"
+          + ("" if result.meta.get("onnx_dir") else f"; serve it with: nvembed-trt serve --repo {result.directory}"))
+    if result.meta.get("onnx_dir"):
+        onnx_dir = result.directory.with_name(result.meta["onnx_dir"])
+        print(f"no plan yet: the GPU node builds it (TensorRT {result.meta['triton_image']['tensorrt']}, the "
+              f"{result.meta['triton_image']['image']} image's) from {onnx_dir}/; upload both folders side by side "
+              f"and deploy with: nvembed-trt deploy k8s --repo {result.directory} --output deploy/<name>; by hand "
+              f"on the node: nvembed-trt deploy ensure-engine --store {result.directory} --onnx {onnx_dir} "
+              f"--output <models>/{result.directory.name}")
+    elif spec.encoder_kind == "tensorrt_plan":
         from ..deploy.images import ngc_commands
 
         lines = ngc_commands(result.directory, result.meta["triton_image"]["image"])
@@ -167,15 +182,17 @@ def run_serve(args: argparse.Namespace) -> int:
         problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']} (got {e['input']!r})"
                              for e in exc.errors())
         raise InputError(problems) from None
+    if args.triton_ready_timeout <= 0:
+        raise InputError(f"--triton-ready-timeout must be > 0 seconds, got {args.triton_ready_timeout}")
     triton = TritonOptions(args.triton_host, args.http_port, args.grpc_port, args.metrics_port, args.tritonserver,
-                           args.triton_exit_timeout)
+                           args.triton_exit_timeout, args.triton_ready_timeout)
     return serve(args.repo, settings, triton)
 
 
 def run_smoke(args: argparse.Namespace) -> int:
     from ..serving.smoke import serving_check
 
-    report = serving_check(args.repo, args.model, read_texts(args.input).texts)
+    report = serving_check(args.repo, args.model, read_texts(args.input).texts, tritonserver=args.tritonserver)
     if args.report:
         write_json(args.report, sidecar("serving-check", **report))
     print(f"served {report['texts']} texts through {args.repo} ({report['recipe']}, threshold "

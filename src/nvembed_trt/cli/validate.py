@@ -42,6 +42,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipes", type=_choices(tuple(RECIPES)), help="comma list of recipes (default: every one found)")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--output-dir", type=Path, help="default: benchmarks/results/<host>/")
+    p.add_argument("--tritonserver", type=Path, help="the tritonserver for the triton runtime (NVIDIA's image for a "
+                                                     "TensorRT plan: /opt/tritonserver/bin/tritonserver); default "
+                                                     "the one bundled with nvidia-pytriton")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "report states the reference used. Exits 1 when a threshold fails.")
     _common(v)
     v.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the validation set")
+    v.add_argument("--ranking-queries", type=int, default=200,
+                   help="judged queries of the ranking slice (4 distractor documents each; at most 200)")
     v.add_argument("--reference-dtype", choices=tuple(DTYPES), default="float32",
                    help="weight dtype of the PyTorch reference (default float32; thresholds assume it)")
     v.add_argument("--reference-autocast", action="store_true",
@@ -74,14 +79,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _setup(args, dtype="float32", autocast=False):
     embedder = Embedder.from_model(args.model, args.device, dtype, progress=False, autocast=autocast)
     name = args.name or Path(args.model).name
-    found, missing = discover(name, embedder, args.runtimes, args.recipes)
+    found, missing = discover(name, embedder, args.runtimes, args.recipes, tritonserver=args.tritonserver)
     return embedder, name, found, missing
 
 
 def run_validate(args: argparse.Namespace) -> int:
     embedder, name, found, missing = _setup(args, args.reference_dtype, args.reference_autocast)
     try:
-        report, path = run_validation(args.model, TorchRuntime(embedder), found, missing, args.pairs, args.output_dir)
+        report, path = run_validation(args.model, TorchRuntime(embedder), found, missing, args.pairs, args.output_dir,
+                                      args.ranking_queries)
     finally:
         for runtime in found:
             runtime.close()

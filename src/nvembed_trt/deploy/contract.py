@@ -27,6 +27,6 @@ HPA_METRIC = "nvembed_queue_seconds"     # the name prometheus-adapter exposes i
 
 # `nvembed-trt serve` options the pod command uses
 SERVE_OPTIONS = ("--repo", "--host", "--port", "--triton-host", "--http-port", "--grpc-port", "--metrics-port",
-                 "--tritonserver", "--drain-timeout")
+                 "--tritonserver", "--drain-timeout", "--triton-ready-timeout")
 API_KEY_ENV = "NVEMBED_TRT_API_KEY"
 TRITONSERVER_IN_NGC = "/opt/tritonserver/bin/tritonserver"

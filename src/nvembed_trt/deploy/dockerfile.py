@@ -58,12 +58,28 @@ def serving_requirements(pyproject: Path = SOURCE_ROOT / "pyproject.toml") -> tu
     return CONTRACT_SERVING, "the serving contract (no `serving` extra in pyproject.toml yet)"
 
 
+def onnxruntime_requirement(gpu: bool, pyproject: Path = SOURCE_ROOT / "pyproject.toml") -> str:
+    """The ONNX Runtime an ONNX Runtime encoder needs in the serving image, as pyproject.toml states it: the `cuda`
+    extra's onnxruntime-gpu for a GPU encoder, the core dependency's CPU build otherwise."""
+    name = "onnxruntime-gpu" if gpu else "onnxruntime"
+    try:
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text()).get("project", {})
+        found = [r for r in [*project.get("dependencies", []), *project.get("optional-dependencies", {}).get("cuda", [])]
+                 if re.match(rf"^{re.escape(name)}\s*(?:[<>=!~;]|$)", r)]
+    except (ImportError, OSError):
+        found = []
+    return found[0] if found else name
+
+
 def _quoted(requirements: tuple[str, ...]) -> str:
     return " ".join(shlex.quote(r) for r in requirements)
 
 
 def render_serving(triton_image: str | None = None, requirements: tuple[str, ...] | None = None,
-                   dockerfile: str = "deploy/Dockerfile") -> str:
+                   dockerfile: str = "deploy/Dockerfile", extra_requirements: tuple[str, ...] = ()) -> str:
+    """extra_requirements: baked in as EXTRA_REQUIREMENTS' default (an ONNX Runtime encoder's onnxruntime)."""
     triton_image = triton_image or default_image()
     requirements = requirements or serving_requirements()[0]
     release = triton_image.rsplit(":", 1)[-1].removesuffix("-py3")
@@ -80,8 +96,10 @@ COPY src /opt/nvembed-trt/src
 # the package without its dependencies (no torch, onnx, modelopt), then exactly the `serving` extra's requirements
 RUN python3 -m pip install --no-deps /opt/nvembed-trt \\
  && python3 -m pip install {_quoted(requirements)}
-# ONNX Runtime encoders only (python backend): --build-arg EXTRA_REQUIREMENTS=onnxruntime-gpu
-ARG EXTRA_REQUIREMENTS=""
+# ONNX Runtime encoders (python backend) need onnxruntime (CPU) or onnxruntime-gpu; a TensorRT plan needs neither.
+# onnxruntime-gpu from PyPI is built for CUDA 12: on a CUDA 13 image its provider fails to load, which the encoder
+# refuses at load (it never falls back to the CPU silently).
+ARG EXTRA_REQUIREMENTS="{' '.join(extra_requirements)}"
 RUN if [ -n "$EXTRA_REQUIREMENTS" ]; then python3 -m pip install $EXTRA_REQUIREMENTS; fi
 EXPOSE 8080 8000 8001 8002
 CMD ["nvembed-trt", "serve", "--repo", "/models", "--host", "0.0.0.0", "--port", "8080", \\

@@ -7,7 +7,10 @@
 2. ONNX Runtime encoder: done. TensorRT encoder: read the node's compute capability (nvidia-smi, or
    --compute-capability); if encoder/1/model.plan is there and repo.json's engine was built for this capability,
    done; otherwise build the engine from --onnx/model.onnx with the tensorrt flavor for the repository's GPU profile
-   (TensorRT builds on the GPU it targets), check that its TensorRT is the one the image carries, and install it.
+   (TensorRT builds on the GPU it targets), check that its TensorRT is the one the image carries, that its inputs
+   and outputs are the ones config.pbtxt names and that it fits the card (TensorRT's own device-memory figure, measured
+   by the build), and install it: the plan, engine.json beside repo.json, repo.json's engine facts updated.
+   A repository made on a CPU host with `triton-repo --gpu` holds no plan: this step completes it.
 Anything that cannot work stops with a message naming what is missing; a failed step leaves no --output behind.
 
 Light imports: the build path imports the engine builder only when it has to build."""
@@ -55,8 +58,9 @@ def _build(onnx_dir: Path, gpu: str, want_tensorrt: str | None, work: Path) -> t
 
 
 def ensure(store: Path, onnx_dir: Path, output: Path, gpu: str | None = None,
-           compute_capability: str | None = None) -> str:
-    """Prepare output from store; returns a one-line account of what was done."""
+           compute_capability: str | None = None, work_dir: Path | None = None) -> str:
+    """Prepare output from store; returns a one-line account of what was done. work_dir: where a build writes its
+    temporary plan (the pod's sized scratch volume; default the system's temporary folder)."""
     store, onnx_dir, output = Path(store), Path(onnx_dir), Path(output)
     meta_path = store / "repo.json"
     if not meta_path.is_file():
@@ -69,7 +73,7 @@ def ensure(store: Path, onnx_dir: Path, output: Path, gpu: str | None = None,
         shutil.copytree(store, staging, symlinks=False)
         account = f"copied {store} to {output}"
         if meta["spec"]["encoder_kind"] == "tensorrt_plan":
-            account += "; " + _ensure_plan(meta, staging, onnx_dir, gpu, compute_capability)
+            account += "; " + _ensure_plan(meta, staging, onnx_dir, gpu, compute_capability, work_dir)
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)
@@ -79,7 +83,8 @@ def ensure(store: Path, onnx_dir: Path, output: Path, gpu: str | None = None,
     return account
 
 
-def _ensure_plan(meta: dict, repo: Path, onnx_dir: Path, gpu: str | None, compute_capability: str | None) -> str:
+def _ensure_plan(meta: dict, repo: Path, onnx_dir: Path, gpu: str | None, compute_capability: str | None,
+                 work_dir: Path | None = None) -> str:
     engine = meta.get("engine") or {}
     profile = gpu or engine.get("gpu_profile")
     if gpu and engine.get("gpu_profile") and gpu != engine["gpu_profile"]:
@@ -102,16 +107,52 @@ def _ensure_plan(meta: dict, repo: Path, onnx_dir: Path, gpu: str | None, comput
                           f"the export the engine was built from (export/<name>/<recipe>/) beside the repository as "
                           f"<name>-onnx/")
     want = normalise_version((meta.get("triton_image") or {}).get("tensorrt") or engine.get("flavor_version") or "")
-    with tempfile.TemporaryDirectory(prefix="nvembed-trt-ensure-") as work:
+    with tempfile.TemporaryDirectory(prefix="nvembed-trt-ensure-", dir=work_dir) as work:
         try:
             plan, built = _build(onnx_dir, profile, want or None, Path(work))
         except EnsureError:
             raise
         except NVEmbedError as exc:     # FlavorError, EngineBuildError, InputError: say why, in this step's words
             raise EnsureError(f"{why}; building it failed: {exc}") from exc
+        problems = _built_engine_problems(built, meta, onnx_dir)
+        if problems:
+            raise EnsureError(f"{why}; the engine built on this node cannot serve this repository: "
+                              + "; ".join(problems))
         shutil.copyfile(plan, repo / PLAN)
         (repo / "engine.json").write_text(json.dumps(built, indent=2) + "\n")
+        _record_engine(repo, meta, built)
     return f"{why}: built a {profile} engine with TensorRT {want or '?'} on this node"
+
+
+def _built_engine_problems(built: dict, meta: dict, onnx_dir: Path) -> list[str]:
+    """The built engine against the repository made for it: the tensors config.pbtxt names, and the card's memory
+    with TensorRT's own figure (the build measured it on this GPU) under the strategy the image honours."""
+    from ..config import NVEmbedConfig
+    from ..engines.builder import _graph_facts
+    from ..engines.gpus import engine_memory_problems
+    from ..triton.spec import RepoSpec
+
+    spec = RepoSpec.from_json(meta["spec"])
+    problems = []
+    if list(built["inputs"]) != list(spec.encoder_inputs) or list(built["outputs"]) != [spec.encoder_output]:
+        problems.append(f"engine I/O {built['inputs']} -> {built['outputs']}, repository expects "
+                        f"{list(spec.encoder_inputs)} -> {[spec.encoder_output]}")
+    config = _graph_facts(onnx_dir / "model.onnx")["config"]
+    strategy = ((meta.get("server") or {}).get("tensorrt_backend") or {}).get(
+        "execution_context_allocation_strategy", {})
+    if config is not None:
+        problems += engine_memory_problems(built, NVEmbedConfig.from_hf_dict(config), spec.encoder_instances,
+                                           strategy.get("honoured"), strategy.get("why") or "")
+    return problems
+
+
+def _record_engine(repo: Path, meta: dict, built: dict) -> None:
+    """repo.json says which engine the repository now holds (what `deploy` and a restarted pod read)."""
+    from ..provenance import sha256_file
+    from .images import engine_facts
+
+    meta = {**meta, "engine": engine_facts(built), "encoder_sha256": sha256_file(repo / PLAN)}
+    (repo / "repo.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True, type=Path, help="where the pod's server reads the repository")
     p.add_argument("--gpu", help="GPU profile the deployment targets (default: the repository's)")
     p.add_argument("--compute-capability", help="this node's GPU (default: from nvidia-smi)")
+    p.add_argument("--work-dir", type=Path, help="where a build writes its temporary plan (default: the system's "
+                                                 "temporary folder)")
     args = p.parse_args(argv)
     try:
-        print(ensure(args.store, args.onnx, args.output, args.gpu, args.compute_capability), flush=True)
+        print(ensure(args.store, args.onnx, args.output, args.gpu, args.compute_capability, args.work_dir),
+              flush=True)
     except NVEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

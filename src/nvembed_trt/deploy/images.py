@@ -4,8 +4,14 @@ made from an engine folder:
 
 - a TensorRT-RTX plan is refused as a `tensorrt_plan` encoder (Triton's tensorrt backend links TensorRT's nvinfer,
   which cannot load TensorRT-RTX plans);
+- a weight-stripped plan (`build --strip-weights`) is refused: Triton's tensorrt backend deserialises the plan as it
+  is and never refits, so it would serve an engine without weights; `nvembed-trt refit` fills it first;
 - a TensorRT plan gets the newest NGC release whose TensorRT equals the version that built it (all four parts: a
   plan only loads in the TensorRT that built it), or a clear refusal naming the versions the table knows.
+
+The table also records which tensorrt_backend model parameters each release honours (`tensorrt_backend_settings`:
+the first release that reads a value, and what older ones do instead); `honoured_setting` answers for the release
+picked, so the memory check counts what that image will really allocate.
 
 `NVEMBED_TRT_TRITON_IMAGE` overrides the pick (an image you built or checked yourself); repo.json records which.
 
@@ -54,10 +60,27 @@ class Release(BaseModel):
         return v
 
 
+class BackendSetting(BaseModel):
+    """A tensorrt_backend model parameter value and the first NGC release whose backend reads it; older releases
+    ignore it and behave as `otherwise`."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    parameter: str
+    value: str
+    since: str
+    otherwise: str
+    evidence: str
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, v: str) -> str:
+        return Release._release(v)
+
+
 class ImageTable(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     image: str
     suffix: str
+    tensorrt_backend_settings: list[BackendSetting] = []
     releases: list[Release]
 
     def tag(self, release: Release) -> str:
@@ -87,6 +110,27 @@ def image_table() -> ImageTable:
     if names != sorted(set(names)):
         raise InputError(f"ngc_triton.yaml: releases must be unique and in order, got {names}")
     return table
+
+
+def release_of(image: str) -> str | None:
+    """The NGC release (YY.MM) of a Triton image tag, e.g. nvcr.io/nvidia/tritonserver:25.04-py3 -> 25.04; None when
+    the tag does not say (an image built elsewhere)."""
+    match = re.search(r":(\d\d\.\d\d)(?:-|$)", image)
+    return match.group(1) if match else None
+
+
+def honoured_setting(release: str | None, parameter: str, value: str) -> tuple[str, str | None]:
+    """(the value the release's tensorrt_backend acts on, why it differs from `value` or None). A release older than
+    the table's `since` for that value, or an unknown release, acts on `otherwise`."""
+    for setting in image_table().tensorrt_backend_settings:
+        if (setting.parameter, setting.value) != (parameter, value):
+            continue
+        if release is not None and release >= setting.since:
+            return value, None
+        which = f"Triton {release}" if release else "an image of unknown release"
+        return setting.otherwise, (f"{which} ignores {parameter} {value} (its tensorrt_backend reads it from "
+                                   f"{setting.since} on) and allocates {setting.otherwise}")
+    return value, None
 
 
 def normalise_version(version: str) -> str:
@@ -126,6 +170,14 @@ def check_triton_engine(meta: dict, where: Path | str = "engine.json") -> None:
             f"`nvembed-trt triton-repo --encoder export/<name>/<recipe>` (ONNX Runtime encoder)")
     if flavor != "tensorrt":
         raise ImageError(f"{where}: flavor {flavor!r} is not one Triton serves; expected 'tensorrt'")
+    if (meta.get("weights") or {}).get("stripped"):
+        engine_dir = Path(where).parent
+        raise ImageError(
+            f"{where}: a weight-stripped plan ({int(meta.get('engine_bytes') or 0) / 1e6:.1f} MB, built with "
+            f"--strip-weights) cannot be a Triton encoder: Triton's tensorrt backend loads the plan as it is and "
+            f"never refits it. On a host with the target GPU run `nvembed-trt refit --engine {engine_dir}` (fills "
+            f"the plan from the ONNX graph it was built from), then make the repository from it; or build without "
+            f"--strip-weights")
 
 
 def triton_image_for_engine(meta: dict, where: Path | str = "engine.json") -> dict:
@@ -157,7 +209,8 @@ def engine_facts(meta: dict) -> dict:
     return {"flavor": meta.get("flavor"), "flavor_version": meta.get("flavor_version"),
             "gpu_profile": gpu.get("profile"), "compute_capability": gpu.get("compute_capability"),
             "engine_bytes": meta.get("engine_bytes"), "serving": meta.get("serving"),
-            "onnx": meta.get("onnx"), "recipe": meta.get("recipe")}
+            "onnx": meta.get("onnx"), "recipe": meta.get("recipe"),
+            **({"plan": meta["plan"]} if meta.get("plan") else {})}
 
 
 def builder_image(triton_image: str) -> str:

@@ -2,14 +2,20 @@
 
 One pod runs the front door and tritonserver (`nvembed-trt serve` in NVIDIA's Triton image with this package
 installed). Init containers fetch the repository (s3/gcs) and prepare it (`python -m nvembed_trt.deploy.ensure`:
-copy into the pod, build the engine for the node's GPU when the repository holds none for it)."""
+copy into the pod, build the engine for the node's GPU when the repository holds none for it).
+
+Disk: the pod's working volumes are sized from the repository (deploy/spec.py): the fetched store (repository + ONNX
+graph), the pod's copy of the repository with its plan, and the engine build's scratch folder; each emptyDir carries
+its sizeLimit and every container requests (and is limited to) the node-local disk they add up to, so the scheduler
+places the pod where it fits and an overrun evicts it instead of filling the node. `--ephemeral-storage-class` puts
+them on per-pod PVCs (generic ephemeral volumes) instead. Triton's ready timeout follows the startup probe."""
 
 from __future__ import annotations
 
 from . import contract as c
 from .spec import DeploySpec
 
-STORE, MODELS = "/store", "/models"
+STORE, MODELS, SCRATCH = "/store", "/models", "/scratch"
 
 
 def labels(spec: DeploySpec, component: str | None = None) -> dict[str, str]:
@@ -28,7 +34,8 @@ def serve_args(spec: DeploySpec, repo_path: str) -> list[str]:
     return ["nvembed-trt", "serve", "--repo", repo_path, "--host", "0.0.0.0", "--port", str(c.API_PORT[1]),
             "--triton-host", "0.0.0.0", "--http-port", str(c.TRITON_PORTS[0][1]),
             "--grpc-port", str(c.TRITON_PORTS[1][1]), "--metrics-port", str(c.TRITON_PORTS[2][1]),
-            "--tritonserver", c.TRITONSERVER_IN_NGC, "--drain-timeout", str(spec.drain_timeout_s)]
+            "--tritonserver", c.TRITONSERVER_IN_NGC, "--drain-timeout", str(spec.drain_timeout_s),
+            "--triton-ready-timeout", str(spec.triton_ready_timeout_s)]
 
 
 def _probe(path: str, period: int, failures: int) -> dict:
@@ -40,9 +47,16 @@ def _gpu_limits(spec: DeploySpec) -> dict[str, str]:
     return {"nvidia.com/gpu": "1"} if spec.uses_gpu else {}
 
 
-def _resources(spec: DeploySpec) -> dict:
-    return {"requests": {"cpu": str(spec.cpu_request), "memory": f"{spec.memory_request_gib}Gi"},
-            "limits": {"memory": f"{spec.memory_limit_gib}Gi", **_gpu_limits(spec)}}
+def _disk(spec: DeploySpec, need: int | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(requests, limits) of node-local disk: every emptyDir counts against the pod's ephemeral storage."""
+    need = need or spec.ephemeral_request_gib
+    return {"ephemeral-storage": f"{need}Gi"}, {"ephemeral-storage": f"{need + 2}Gi"}
+
+
+def _resources(spec: DeploySpec, disk_gib: int | None = None) -> dict:
+    disk_request, disk_limit = _disk(spec, disk_gib)
+    return {"requests": {"cpu": str(spec.cpu_request), "memory": f"{spec.memory_request_gib}Gi", **disk_request},
+            "limits": {"memory": f"{spec.memory_limit_gib}Gi", **disk_limit, **_gpu_limits(spec)}}
 
 
 def _api_key_env(spec: DeploySpec) -> list[dict]:
@@ -76,8 +90,10 @@ def _fetch_container(spec: DeploySpec) -> dict:
     else:
         script = (f"gcloud storage rsync --recursive {repo} {STORE}/{spec.repo_dir_name} && "
                   f"(gcloud storage rsync --recursive {onnx} {STORE}/{spec.repo_dir_name}-onnx || true)")
+    disk_request, disk_limit = _disk(spec)
     return {"name": "fetch-repository", "image": spec.fetch_image, "command": ["sh", "-c", script],
             "envFrom": [{"secretRef": {"name": f"{spec.name}-storage", "optional": True}}],
+            "resources": {"requests": disk_request, "limits": disk_limit},
             "volumeMounts": [{"name": "store", "mountPath": STORE}]}
 
 
@@ -87,10 +103,16 @@ def ensure_container(spec: DeploySpec) -> dict:
             "--onnx", f"{STORE}/{spec.repo_dir_name}-onnx", "--output", f"{MODELS}/{spec.repo_dir_name}"]
     if spec.gpu_profile:
         args += ["--gpu", spec.gpu_profile]
+    mounts = [{"name": "store", "mountPath": STORE, "readOnly": spec.storage == "pvc"},
+              {"name": "models", "mountPath": MODELS}]
+    if spec.scratch_gib:
+        args += ["--work-dir", SCRATCH]
+        mounts.append({"name": "scratch", "mountPath": SCRATCH})
+    disk_request, disk_limit = _disk(spec)
     return {"name": "ensure-engine", "image": image, "imagePullPolicy": "IfNotPresent", "args": args,
-            "resources": {"limits": {"memory": f"{spec.memory_limit_gib}Gi", **_gpu_limits(spec)}},
-            "volumeMounts": [{"name": "store", "mountPath": STORE, "readOnly": spec.storage == "pvc"},
-                             {"name": "models", "mountPath": MODELS}]}
+            "resources": {"requests": disk_request,
+                          "limits": {"memory": f"{spec.memory_limit_gib}Gi", **disk_limit, **_gpu_limits(spec)}},
+            "volumeMounts": mounts}
 
 
 def _scheduling(spec: DeploySpec) -> dict:
@@ -106,10 +128,21 @@ def _scheduling(spec: DeploySpec) -> dict:
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
 
 
+def _working_volume(spec: DeploySpec, name: str, gib: int) -> dict:
+    """An emptyDir limited to its size, or with --ephemeral-storage-class a per-pod PVC of that size."""
+    if not spec.ephemeral_storage_class:
+        return {"name": name, "emptyDir": {"sizeLimit": f"{gib}Gi"}}
+    return {"name": name, "ephemeral": {"volumeClaimTemplate": {
+        "metadata": {"labels": labels(spec, name)},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": spec.ephemeral_storage_class,
+                 "resources": {"requests": {"storage": f"{gib}Gi"}}}}}}
+
+
 def _volumes(spec: DeploySpec) -> list[dict]:
     store = ({"name": "store", "persistentVolumeClaim": {"claimName": spec.pvc, "readOnly": True}}
-             if spec.storage == "pvc" else {"name": "store", "emptyDir": {}})
-    return [store, {"name": "models", "emptyDir": {}},
+             if spec.storage == "pvc" else _working_volume(spec, "store", spec.store_gib))
+    scratch = [_working_volume(spec, "scratch", spec.scratch_gib)] if spec.scratch_gib else []
+    return [store, _working_volume(spec, "models", spec.models_gib), *scratch,
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{spec.shm_mib}Mi"}}]
 
 
@@ -208,6 +241,8 @@ def inference_service(spec: DeploySpec) -> dict:
     container["env"] = [{"name": "STORAGE_URI", "value": uri}, *_api_key_env(spec)]
     container["volumeMounts"] = [{"name": "shm", "mountPath": "/dev/shm"}]
     container["ports"] = [{"name": c.API_PORT[0], "containerPort": c.API_PORT[1], "protocol": "TCP"}]
+    # KServe's storage initializer fills one emptyDir with the repository (the plan in it): no store, no build
+    container["resources"] = _resources(spec, spec.models_gib + 1)
     predictor = {"minReplicas": spec.replicas, "maxReplicas": spec.max_replicas,
                  "terminationGracePeriodSeconds": spec.termination_grace_s, **_scheduling(spec),
                  "containers": [container],

@@ -39,6 +39,7 @@ class DeployOptions(BaseModel):
     queue_target_ms: int = Field(50, ge=1, le=60000)
     api_key_secret: str | None = None
     fetch_image: str | None = None
+    ephemeral_storage_class: str | None = None   # per-pod PVCs of this class instead of node-local emptyDirs
 
     @model_validator(mode="after")
     def _consistent(self) -> DeployOptions:
@@ -59,6 +60,7 @@ class DeploySpec(BaseModel):
     name: str
     repo_dir_name: str
     encoder_kind: Literal["onnxruntime", "tensorrt_plan", "simulated"]
+    onnx_on_gpu: bool = False      # an ONNX Runtime encoder asking for CUDAExecutionProvider (needs onnxruntime-gpu)
     encoder_sha256: str
     triton_image: str
     image: str
@@ -82,6 +84,23 @@ class DeploySpec(BaseModel):
     memory_request_gib: int
     memory_limit_gib: int
     shm_mib: int
+    store_gib: int | None          # the fetched store (s3/gcs): the repository and the ONNX graph beside it
+    models_gib: int                # the pod's copy of the repository, with its plan
+    scratch_gib: int               # the engine build's temporary folder (0: the repository never builds)
+    ephemeral_storage_class: str | None = None
+
+    @property
+    def triton_ready_timeout_s(self) -> int:
+        """Triton's ready timeout, derived from the startup probe: what the probe allows, less 30 s for the front
+        door's first round trip, so a slow plan load fails with Triton's own message before the kubelet kills it."""
+        return max(30, self.startup_timeout_s - 30)
+
+    @property
+    def ephemeral_request_gib(self) -> int:
+        """Node-local disk the pod needs (its emptyDirs, plus 1 GiB for logs and the containers' writable layers)."""
+        if self.ephemeral_storage_class:
+            return 1
+        return (self.store_gib or 0) + self.models_gib + self.scratch_gib + 1
 
     @property
     def termination_grace_s(self) -> int:
@@ -103,7 +122,12 @@ def dns_name(raw: str) -> str:
 
 
 def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def volume_gib(size: int) -> int:
+    """A volume size for `size` bytes: 10 % headroom plus 1 GiB, whole GiB."""
+    return math.ceil(1.1 * size / GIB) + 1
 
 
 def _release(triton_image: str) -> str:
@@ -138,12 +162,22 @@ def resolve(repo: Path, options: DeployOptions) -> DeploySpec:
         profile = None
     else:
         profile = options.gpu
+    onnx_on_gpu = spec["encoder_kind"] == "onnxruntime" and "CUDAExecutionProvider" in spec.get("onnx_providers", ())
+    if onnx_on_gpu and not profile:
+        raise InputError(f"{repo}: its ONNX Runtime encoder runs on CUDA (--providers cuda), so the pod needs a GPU: "
+                         f"pass --gpu <profile> (or regenerate the repository with --providers cpu)")
     gpu = get_gpu(profile) if profile else None
     name = dns_name(options.name or repo.resolve().name)
 
-    encoder_dir = repo / "encoder" / "1"
-    encoder_bytes = _dir_bytes(encoder_dir) if encoder_dir.is_dir() else int((engine or {}).get("engine_bytes") or 0)
+    # sizes: the plan (or the one the node will build: engine_bytes is then the graph's weights), the graph beside the
+    # repository (`<name>-onnx`, what a build reads), the repository as the pod holds it once its plan is in place
+    trt = spec["encoder_kind"] == "tensorrt_plan"
+    plan_bytes = int((engine or {}).get("engine_bytes") or 0) if trt else 0
+    plan_file = repo / "encoder" / "1" / "model.plan"
     repo_bytes = _dir_bytes(repo)
+    served_bytes = repo_bytes - (plan_file.stat().st_size if plan_file.is_file() else 0) + plan_bytes
+    onnx_bytes = (_dir_bytes(repo.with_name(repo.name + "-onnx")) or plan_bytes) if trt else 0
+    encoder_bytes = max(_dir_bytes(repo / "encoder" / "1"), plan_bytes)
     memory_request = math.ceil(1.5 * encoder_bytes / GIB + 2)
     shapes = RepoSpec.from_json(spec).shape_limits       # what the encoder accepts: one source, the repository
     hidden, batch = spec["hidden_size"], max(s.max_batch for s in shapes)
@@ -157,15 +191,18 @@ def resolve(repo: Path, options: DeployOptions) -> DeploySpec:
     if spec["encoder_kind"] == "tensorrt_plan" and not options.builder_image:
         builder_image(triton)  # the builder's base is NVIDIA's TensorRT image of the same NGC release
     return DeploySpec(
-        name=name, repo_dir_name=repo.resolve().name, encoder_kind=spec["encoder_kind"],
+        name=name, repo_dir_name=repo.resolve().name, encoder_kind=spec["encoder_kind"], onnx_on_gpu=onnx_on_gpu,
         encoder_sha256=meta["encoder_sha256"], triton_image=triton, image=serving_image, builder_image=builder,
         gpu_profile=gpu.name if gpu else None, compute_capability=gpu.compute_capability if gpu else None,
         gpu_memory_gib=gpu.memory_gib if gpu else None, replicas=options.replicas,
         max_replicas=options.max_replicas or max(options.replicas, 4), storage=options.storage,
         storage_uri=(options.storage_uri or "").rstrip("/") or None, pvc=options.pvc or f"{name}-models",
-        pvc_size_gib=max(1, math.ceil(2 * repo_bytes / GIB)),
+        pvc_size_gib=max(1, math.ceil(2 * (repo_bytes + onnx_bytes) / GIB)),
         fetch_image=options.fetch_image or DEFAULT_FETCH_IMAGES.get(options.storage),
         drain_timeout_s=options.drain_timeout_s, startup_timeout_s=options.startup_timeout_s,
         queue_target_ms=options.queue_target_ms, api_key_secret=options.api_key_secret,
         cpu_request=spec["nv_embed_instances"] + 2, memory_request_gib=memory_request,
-        memory_limit_gib=2 * memory_request, shm_mib=shm_mib)
+        memory_limit_gib=2 * memory_request, shm_mib=shm_mib,
+        store_gib=volume_gib(repo_bytes + onnx_bytes) if options.storage != "pvc" else None,
+        models_gib=volume_gib(served_bytes), scratch_gib=volume_gib(plan_bytes) if trt else 0,
+        ephemeral_storage_class=options.ephemeral_storage_class)

@@ -37,7 +37,8 @@ from ..errors import InputError, NVEmbedError
 from ..hostmem import process_memory_gib
 from ..provenance import atomic_path, sha256_file, sidecar, write_json
 from ..staging import check_output_dir, staged_directory
-from .flavors import Flavor, FlavorError, check_machine, import_flavor, network_flags, resolve_flavor, set_targets
+from .flavors import (Flavor, FlavorError, check_machine, hardware_compatibility_level, import_flavor, network_flags,
+                      resolve_flavor, set_targets)
 from .gpus import GIB, GPUProfile, get_gpu
 
 ENGINE_JSON = "engine.json"
@@ -297,27 +298,42 @@ def inspector_summary(info: dict | str) -> dict:
             "by_layer_type": {k: dict(sorted(v.items())) for k, v in sorted(by_type.items())}}
 
 
-def _inspect(trt, plan_path: Path) -> dict | str:
-    """Per-layer precision from the engine inspector; deserialising needs a GPU."""
+def device_memory_figures(engine, profiles: int) -> dict:
+    """TensorRT's own device memory per optimisation profile of a deserialised engine: what an execution context
+    bound to that profile allocates (activations and tactic scratch; the weights are the engine's, counted apart).
+    engine.json `device_memory`; the repository's memory check counts it instead of its estimate."""
+    if not hasattr(engine, "get_device_memory_size_for_profile_v2"):   # TensorRT 10.0 (NGC 24.05) lacks the _v2 calls
+        return {"unavailable": "this TensorRT has no get_device_memory_size_for_profile_v2 (TensorRT 10.1 and later "
+                               "have it); the repository's memory check uses its estimate"}
+    figures = [int(engine.get_device_memory_size_for_profile_v2(i)) for i in range(profiles)]
+    return {"per_profile_bytes": figures, "max_bytes": int(engine.device_memory_size_v2),
+            "source": "ICudaEngine.get_device_memory_size_for_profile_v2"}
+
+
+def _deserialised_facts(trt, plan_path: Path, profiles: int) -> tuple[dict | str, dict]:
+    """(per-layer precision from the engine inspector, TensorRT's device memory per profile); deserialising needs a
+    GPU, so on a CPU-only host both say why they are unavailable."""
     from .flavors import cuda_gpu
 
     if cuda_gpu() is None:
-        return "unavailable: the engine inspector needs a GPU to deserialise the engine"
+        why = "unavailable: deserialising the engine needs a GPU"
+        return why, {"unavailable": why + "; the repository's memory check uses its estimate"}
     runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
     if hasattr(runtime, "engine_host_code_allowed"):
         runtime.engine_host_code_allowed = True  # version-compatible plans carry their lean runtime
     engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())
     if engine is None:
-        return "unavailable: the engine did not deserialise on this GPU"
-    return inspector_summary(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+        why = "unavailable: the engine did not deserialise on this GPU"
+        return why, {"unavailable": why}
+    info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    return inspector_summary(info), device_memory_figures(engine, profiles)
 
 
 # --- the build --------------------------------------------------------------------------------------------------
 
 def _compatibility(trt, config, flavor: Flavor, version_compatible: bool) -> dict:
-    level = getattr(config, "hardware_compatibility_level", None)
     return {"version_compatible": version_compatible,
-            "hardware_compatibility_level": getattr(level, "name", "NONE"),
+            "hardware_compatibility_level": hardware_compatibility_level(config, flavor),
             "runtime_needs": (["runtime.engine_host_code_allowed = True",
                                "Triton: --backend-config=tensorrt,version-compatible=true"]
                               if version_compatible else []),
@@ -409,6 +425,7 @@ def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, f
             cache_status += f"; not saved: {problem}" if problem else "; saved"
         del parser, network  # the parsed weights: released before the plan is read back for inspection
         engine_bytes = (staging / PLAN).stat().st_size
+        layer_precision, device_memory = _deserialised_facts(trt, staging / PLAN, len(gpu.profiles))
         meta = sidecar("tensorrt-engine", flavor=chosen.name, flavor_version=trt.__version__,
                        gpu={"profile": gpu.name, "description": gpu.description,
                             "compute_capability": gpu.compute_capability, **target},
@@ -425,7 +442,7 @@ def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, f
                        recipe=facts["recipe"], onnx=str(onnx_path.resolve()), onnx_sha256=sha256_file(onnx_path),
                        onnx_weight_bytes=facts["weight_bytes"], inputs=facts["inputs"], outputs=facts["outputs"],
                        build_s=how["build_s"], engine_bytes=engine_bytes, network_precision=precisions,
-                       layer_precision=_inspect(trt, staging / PLAN))
+                       layer_precision=layer_precision, device_memory=device_memory)
         write_json(staging / ENGINE_JSON, meta)
     note(f"built {output / PLAN} ({engine_bytes / 1e6:.1f} MB{', weights stripped' if strip_weights else ''}) with "
          f"{chosen.name} {trt.__version__} for {gpu.name} in {how['build_s']:.1f} s; {len(gpu.profiles)} profiles")

@@ -108,6 +108,16 @@ def set_targets(trt: ModuleType, config, flavor: Flavor, gpu: GPUProfile, hardwa
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
 
 
+def hardware_compatibility_level(config, flavor: Flavor) -> str:
+    """The plan's hardware compatibility level, by name. TensorRT-RTX has none (it builds for listed compute
+    capabilities), and merely reading IBuilderConfig.hardware_compatibility_level there makes the library print
+    "[TRT] [F] Thread context has not been set! Using global log stream." on stdout (checked with 1.7.1.116: the one
+    source of that fatal-looking line on every build); so it is not read for that flavor."""
+    if flavor.builds_without_gpu:
+        return "NONE"
+    return getattr(getattr(config, "hardware_compatibility_level", None), "name", "NONE")
+
+
 def attach_timing_cache(config, flavor: Flavor, path: Path):
     """Load (or start) the persistent timing cache; returns it, or None where the flavor ignores caches."""
     if not flavor.timing_cache:

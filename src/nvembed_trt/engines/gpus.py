@@ -22,7 +22,8 @@ from ..config import NVEmbedConfig
 from ..errors import InputError
 from ..packing import Packer, ShapeLimit
 from ..performance import RATE_KEYS, DeviceRates
-from .memory import GIB, MIB, AllocationStrategy, DeviceMemory, Shape, device_memory, weight_bytes
+from .memory import (ASSUMPTIONS, GIB, MIB, SCORE_BYTES, AllocationStrategy, DeviceMemory, Shape, device_memory,
+                     weight_bytes)
 
 FlavorName = Literal["tensorrt", "tensorrt-rtx"]
 RateKey = Literal[RATE_KEYS]
@@ -212,22 +213,69 @@ def engine_serving_parameters(meta: dict) -> dict[str, str]:
     return {"execution_context_allocation_strategy": strategy}
 
 
-def engine_memory_problems(meta: dict, cfg: NVEmbedConfig, instances: int = 1) -> list[str]:
-    """Whether an engine (engine.json) served by Triton with `instances` encoder instances fits its card: the plan's
-    bytes as weights, its own profiles, its builder workspace and the allocation strategy it will be served with.
-    Cards outside the registry are not checked (nothing says how much memory they have)."""
+def engine_weight_bytes(meta: dict) -> int:
+    """The engine's weights on the GPU: the plan's bytes, or for a weight-stripped plan (a few MB) the ONNX weights
+    it is refitted with."""
+    if (meta.get("weights") or {}).get("stripped"):
+        return int(meta.get("onnx_weight_bytes") or meta["engine_bytes"])
+    return int(meta["engine_bytes"])
+
+
+def measured_context_bytes(meta: dict) -> list[int] | None:
+    """TensorRT's device memory per profile (engine.json `device_memory`, recorded where the build could deserialise
+    the plan), or None."""
+    figures = (meta.get("device_memory") or {}).get("per_profile_bytes")
+    if not figures or len(figures) != len(meta["profiles"]):
+        return None
+    return [int(x) for x in figures]
+
+
+def engine_device_memory(meta: dict, cfg: NVEmbedConfig, instances: int = 1, strategy: str | None = None,
+                         score_bytes: int = SCORE_BYTES) -> DeviceMemory:
+    """What Triton allocates for an engine (engine.json) with `instances` encoder instances: its weights, one
+    context per profile (TensorRT's own figure where recorded, else the estimate plus the builder workspace) under
+    `strategy` (default: the one the engine is served with), I/O buffers, the runtime reserve."""
+    shapes = [Shape(p["name"], p["batch"]["max"], p["sequence"]["max"]) for p in meta["profiles"]]
+    registered = gpu_registry().get(meta.get("gpu", {}).get("profile", ""))
+    default_workspace = registered.builder.workspace_gib if registered else BuilderSettings().workspace_gib
+    workspace = int(meta.get("builder", {}).get("workspace_gib", default_workspace) * GIB)
+    strategy = strategy or engine_serving_parameters(meta)["execution_context_allocation_strategy"]
+    return device_memory(cfg, engine_weight_bytes(meta), shapes, workspace, strategy, instances,
+                         token_states="token_states" in meta["outputs"], measured=measured_context_bytes(meta),
+                         score_bytes=score_bytes)
+
+
+def engine_memory_problems(meta: dict, cfg: NVEmbedConfig, instances: int = 1, strategy: str | None = None,
+                           why_strategy: str = "") -> list[str]:
+    """Whether an engine (engine.json) served by Triton with `instances` encoder instances fits its card (see
+    engine_device_memory). `strategy` overrides the allocation strategy counted (what the chosen Triton release
+    honours), `why_strategy` says why. Cards outside the registry are not checked (nothing says their memory)."""
     gpu = gpu_registry().get(meta.get("gpu", {}).get("profile", ""))
     if gpu is None:
         return []
-    shapes = [Shape(p["name"], p["batch"]["max"], p["sequence"]["max"]) for p in meta["profiles"]]
-    workspace = int(meta.get("builder", {}).get("workspace_gib", gpu.builder.workspace_gib) * GIB)
-    need = device_memory(cfg, int(meta["engine_bytes"]), shapes, workspace,
-                         engine_serving_parameters(meta)["execution_context_allocation_strategy"], instances,
-                         token_states="token_states" in meta["outputs"])
+    need = engine_device_memory(meta, cfg, instances, strategy)
     if need.total <= gpu.memory_mib * MIB:
         return []
-    return [f"{instances} encoder instance(s) of this engine need {need.total / GIB:.1f} GiB on {gpu.name} under "
-            f"Triton ({need.describe()}), more than its {gpu.memory_gib:.2f} GiB usable: use fewer instances"]
+    fix = "use fewer instances" if instances > 1 else "use a card with more memory or shorter profiles"
+    return [f"{instances} encoder instance(s) of this engine need {need.total / GIB:.2f} GiB on {gpu.name} under "
+            f"Triton ({need.describe()}{'; ' + why_strategy if why_strategy else ''}), more than its "
+            f"{gpu.memory_gib:.2f} GiB usable: {fix}"]
+
+
+def engine_memory_report(meta: dict, cfg: NVEmbedConfig, instances: int = 1, strategy: str | None = None) -> dict:
+    """The memory check's figures and assumptions, for repo.json: what is counted, the margin on the card, and the
+    margin if attention scores took 8 bytes per element instead of 6 (estimates only)."""
+    gpu = gpu_registry().get(meta.get("gpu", {}).get("profile", ""))
+    need = engine_device_memory(meta, cfg, instances, strategy)
+    report = {"counted": need.source, "strategy": need.strategy, "total_gib": round(need.total / GIB, 2),
+              "breakdown": need.describe(), "assumptions": list(ASSUMPTIONS)}
+    if gpu is not None:
+        report |= {"gpu": gpu.name, "usable_gib": round(gpu.memory_gib, 2),
+                   "margin_gib": round(gpu.memory_gib - need.total / GIB, 2)}
+        if need.source == "estimate":
+            worse = engine_device_memory(meta, cfg, instances, strategy, score_bytes=8)
+            report["margin_gib_at_8_score_bytes"] = round(gpu.memory_gib - worse.total / GIB, 2)
+    return report
 
 
 @cache

@@ -1,5 +1,6 @@
 """onnx_with_recipe: an fp32 export -> export/<name>/<recipe>/model.onnx + precision.json, written only after the
-recipe's graph passes its accuracy gate on held-out text (a failing recipe leaves nothing behind)."""
+recipe's graph passes its accuracy gate on held-out text and its ranking budget on the labelled slice (a failing
+recipe leaves nothing behind)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .recipes import RECIPES, get_recipe
 from .heldout import sliced_heldout
 from .streamed import RANGES_FILE, calibration_arrays, collect_ranges, write_streamed_recipe
 from .verify import TorchRunner, verify_recipe
+from ..evaluation.ranking import ranking_slice
 
 PRECISION_JSON = "precision.json"
 
@@ -28,9 +30,18 @@ class PrecisionGateError(NVEmbedError):
         self.report = report
         figures = (f"overall min cosine {report['cosine_min']:.6f}, p1 {report['cosine_p1']:.6f}, mean "
                    f"{report['cosine_mean']:.6f}, max abs {report['max_abs']:.3g}, top-10 agreement "
-                   f"{report['top10_agreement']:.3f} over {report['rows']} held-out rows")
+                   f"{report['top10_agreement']:.3f} over {report['rows']} held-out rows"
+                   + _ranking_figures(report))
         super().__init__(f"recipe {recipe} failed its accuracy gate ({'; '.join(problems)}); {figures}; "
                          f"no model was written")
+
+
+def _ranking_figures(report: dict) -> str:
+    ranking = report.get("ranking")
+    if not ranking:
+        return ""
+    return (f"; ranking slice nDCG@10 {ranking['ndcg10']:.4f} vs fp32 {ranking['ndcg10_reference']:.4f} (drop "
+            f"{ranking['ndcg10_drop']:+.4f}, budget {ranking['budget']})")
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,7 @@ def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path 
                        parity=report, model_bytes=_size(candidate))
         write_json(staging / PRECISION_JSON, meta)
     note(f"{recipe.name}: min cosine {report['cosine_min']:.6f}, top-10 agreement {report['top10_agreement']:.3f} "
-         f"on {report['rows']} held-out rows; wrote {output / 'model.onnx'}")
+         f"on {report['rows']} held-out rows{_ranking_figures(report)}; wrote {output / 'model.onnx'}")
     return PrecisionResult(output, output / "model.onnx", meta)
 
 
@@ -149,7 +160,8 @@ def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | Non
             if gate_rows_per_slice:
                 heldout = heldout.subset(gate_rows_per_slice)
             reference = reference_onnx if reference_onnx is not None else TorchRunner(source)
-            report, problems = verify_recipe(recipe, candidate, reference, tokenizer, heldout)
+            report, problems = verify_recipe(recipe, candidate, reference, tokenizer, heldout,
+                                             ranking=ranking_slice(gate_rows_per_slice))
             report["gated"] = True
             report["reference"] = str(reference_onnx) if reference_onnx else "fp32 PyTorch reference"
             precisions = candidate_precisions(candidate)
@@ -169,7 +181,7 @@ def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | Non
     if report.get("gated"):
         note(f"{recipe.name}: min cosine {report['cosine_min']:.6f}, top-10 agreement "
              f"{report['top10_agreement']:.3f} on {report['rows']} held-out rows in {len(report['slices'])} "
-             f"slices; wrote {output / 'model.onnx'}")
+             f"slices{_ranking_figures(report)}; wrote {output / 'model.onnx'}")
     else:
         note(f"{recipe.name}: not gated ({report['why']}); wrote {output / 'model.onnx'}")
     return PrecisionResult(output, output / "model.onnx", meta)

@@ -1,5 +1,9 @@
 """Precision recipes, one registry. Each recipe is a schema-checked object carrying how it is made and the
-accuracy it must keep on held-out text; choices shown to users come from RECIPES."""
+accuracy it must keep on held-out text; choices shown to users come from RECIPES.
+
+`max_ndcg10_drop` is the ranking budget: on the labelled slice (evaluation/stdlib_set.py) the recipe's nDCG@10 may
+fall below the fp32 reference's by at most this much (absolute). Budgets stay at or above 0.001, the spread two
+servers of the same model show (vLLM #52630): tighter ones would measure noise."""
 
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ class Recipe(BaseModel):
     calibration_samples: int = 256
     min_cosine: float
     min_top10: float | None = None
+    max_ndcg10_drop: float                                        # ranking slice: nDCG@10 below fp32, at most
     verify_runtime: Literal["onnxruntime", "onnx-reference"] = "onnxruntime"
 
     @model_validator(mode="after")
@@ -51,6 +56,9 @@ class Recipe(BaseModel):
             raise ValueError(f"recipe {self.name}: w8a8 quantises weights and activations alike, max calibration")
         if self.smoothquant_alpha is not None and not (self.method == "w8a8" and 0 < self.smoothquant_alpha < 1):
             raise ValueError(f"recipe {self.name}: smoothquant_alpha (0..1) goes with method 'w8a8'")
+        if not 0.001 <= self.max_ndcg10_drop < 1:
+            raise ValueError(f"recipe {self.name}: max_ndcg10_drop must be in [0.001, 1) (two servers of one model "
+                             f"differ by ~0.001), got {self.max_ndcg10_drop}")
         if self.streamed != (self.method in ("weight-only", "w8a8")):
             raise ValueError(f"recipe {self.name}: weight-only and w8a8 recipes are streamed, the others not")
         return self
@@ -61,32 +69,36 @@ class Recipe(BaseModel):
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe(name="fp32", description="the fp32 export as is (reference)", method="copy", min_cosine=0.99999),
+    Recipe(name="fp32", description="the fp32 export as is (reference)", method="copy", min_cosine=0.99999,
+           max_ndcg10_drop=0.001),
     Recipe(name="fp16", description="ModelOpt AutoCast to fp16; norms, softmax, pooling, L2 norm in fp32",
-           method="autocast", low_precision="fp16", min_cosine=0.999),
+           method="autocast", low_precision="fp16", min_cosine=0.999, max_ndcg10_drop=0.002),
     Recipe(name="bf16", description="ModelOpt AutoCast to bf16; norms, softmax, pooling, L2 norm in fp32 "
                                     "(verified with ONNX's reference evaluator: ORT's CPU lacks bf16 kernels)",
-           method="autocast", low_precision="bf16", min_cosine=0.999, verify_runtime="onnx-reference"),
+           method="autocast", low_precision="bf16", min_cosine=0.999, max_ndcg10_drop=0.003,
+           verify_runtime="onnx-reference"),
     Recipe(name="int8", description="W8A8 Q/DQ on the weight GEMMs (per-channel int8 weights, per-tensor activations, "
                                     "attention BMMs stay fp16), ranges calibrated layer by layer, SmoothQuant alpha 0.5",
            method="w8a8", quantize_mode="int8", calibration_method="max", weight_format="int8",
-           smoothquant_alpha=0.5, streamed=True, min_cosine=0.99, min_top10=0.9),
+           smoothquant_alpha=0.5, streamed=True, min_cosine=0.99, min_top10=0.9, max_ndcg10_drop=0.005),
     Recipe(name="int8-entropy", description="W8A8 Q/DQ on the weight GEMMs via ModelOpt (attention BMMs stay float), entropy calibration",
-           method="quantize", quantize_mode="int8", calibration_method="entropy", min_cosine=0.99, min_top10=0.9),
+           method="quantize", quantize_mode="int8", calibration_method="entropy", min_cosine=0.99, min_top10=0.9,
+           max_ndcg10_drop=0.005),
     Recipe(name="fp8", description="FP8 E4M3 W8A8 Q/DQ on the weight GEMMs (per-channel weights, per-tensor "
                                    "activations), ranges calibrated layer by layer (Ada, Hopper)",
            method="w8a8", quantize_mode="fp8", calibration_method="max", weight_format="fp8", streamed=True,
-           min_cosine=0.99, min_top10=0.9,
+           min_cosine=0.99, min_top10=0.9, max_ndcg10_drop=0.005,
            tiny_limitation="E4M3's 3-bit mantissa on tiny's random weights keeps min cosine at 0.9955 but moves "
                            "top-10 neighbours: 0.893 and 0.898 on the two query slices (< 0.9); ModelOpt's fp8 "
                            "graph gives the same figures"),
     Recipe(name="int8-wo", description="weight-only int8 (per output channel) DequantizeLinear into fp16 GEMMs, "
                                        "quantised while streaming from the checkpoint; no calibration",
-           method="weight-only", weight_format="int8", streamed=True, min_cosine=0.999, min_top10=0.95),
+           method="weight-only", weight_format="int8", streamed=True, min_cosine=0.999, min_top10=0.95,
+           max_ndcg10_drop=0.003),
     Recipe(name="int4-wo", description="weight-only int4 (blocks of 128 input channels, round to nearest) "
                                        "DequantizeLinear into fp16 GEMMs, streamed from the checkpoint",
            method="weight-only", weight_format="int4", block_size=128, streamed=True, min_cosine=0.99,
-           min_top10=0.9,
+           min_top10=0.9, max_ndcg10_drop=0.01,
            tiny_limitation="4-bit round-to-nearest on tiny's narrow random-weight GEMMs (K = 64..256): min cosine "
                            "0.964, top-10 0.79 whatever the block size (blocks of 8: 0.979); judged on "
                            "full-width-2l instead"),

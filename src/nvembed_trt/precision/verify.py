@@ -1,7 +1,9 @@
 """The gate before a recipe's graph is called engine-ready: embed the sliced held-out set (heldout.py: 1,120 rows
 of queries, passages short and long, code, non-English and unicode text; never the calibration corpus) with the
 candidate and with the fp32 reference, and compare per slice: per-row cosine (min, p1, mean), max abs error and
-top-10 neighbour agreement. A recipe passes only if every slice meets its thresholds.
+top-10 neighbour agreement. Then the ranking slice (evaluation/stdlib_set.py: 200 judged queries over 1,000
+documents): the candidate's nDCG@10 may fall below the reference's by at most the recipe's max_ndcg10_drop. A
+recipe passes only if every slice meets its thresholds; every failure is reported at once.
 
 `heldout_set` / `top_k_agreement` (the small docstring retrieval set) remain for `nvembed-trt validate`."""
 
@@ -14,7 +16,10 @@ import numpy as np
 import onnx
 
 from ..calibration.corpus import stdlib_retrieval_set
+from ..evaluation.beir import RetrievalSet
+from ..evaluation.ranking import ranking_check, ranking_slice, slice_figures
 from .heldout import SlicedHeldOut, sliced_heldout
+from ..errors import InputError
 from ..pooling import masked_mean_l2_numpy
 from ..tokenizer import EmbeddingTokenizer, INPUT_TYPES
 from .recipes import Recipe
@@ -148,30 +153,60 @@ def gate_report(recipe: Recipe, ref: np.ndarray, got: np.ndarray, heldout: Slice
     return report, problems
 
 
-_REFERENCE_CACHE: dict[tuple, np.ndarray] = {}
+_REFERENCE_CACHE: dict[tuple, object] = {}
+
+
+def _cached_reference(reference, what: tuple, compute):
+    """`compute(runner)` for the fp32 reference, once per graph file and `what` (several recipes gate against it);
+    a reference runner (not a path) is computed each time."""
+    if not isinstance(reference, (str, Path)):
+        return compute(reference)
+    path = Path(reference)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, *what)
+    if key not in _REFERENCE_CACHE:
+        for stale in [k for k in _REFERENCE_CACHE if k[:3] != key[:3]]:
+            del _REFERENCE_CACHE[stale]      # one reference graph at a time: a full-width one is large
+        _REFERENCE_CACHE[key] = compute(GraphRunner(path, "onnxruntime"))
+    return _REFERENCE_CACHE[key]
 
 
 def _reference_embeddings(reference, tokenizer: EmbeddingTokenizer, heldout: SlicedHeldOut) -> np.ndarray:
-    """The fp32 graph's held-out embeddings, computed once per graph file (several recipes gate against it)."""
-    if not isinstance(reference, (str, Path)):
-        return embed_heldout(reference, tokenizer, heldout)
-    path = Path(reference)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, heldout.max_length,
-           tuple(s["sha256"] for s in heldout.provenance["slices"].values()))
-    if key not in _REFERENCE_CACHE:
-        _REFERENCE_CACHE.clear()  # one reference at a time: a full-width one is large
-        _REFERENCE_CACHE[key] = embed_heldout(GraphRunner(path, "onnxruntime"), tokenizer, heldout)
-    return _REFERENCE_CACHE[key]
+    """The fp32 graph's held-out embeddings."""
+    what = ("heldout", heldout.max_length, tuple(s["sha256"] for s in heldout.provenance["slices"].values()))
+    return _cached_reference(reference, what, lambda runner: embed_heldout(runner, tokenizer, heldout))
+
+
+def _graph_embed(runner, tokenizer: EmbeddingTokenizer, max_length: int):
+    return lambda texts, instruction: runner.embed(tokenizer, texts, instruction, max_length, 16)
+
+
+def _reference_ranking(reference, tokenizer: EmbeddingTokenizer, ranking: RetrievalSet, max_length: int):
+    what = ("ranking", max_length, ranking.corpus_sha256(), ranking.queries_sha256())
+    return _cached_reference(reference, what, lambda runner: slice_figures(
+        ranking, _graph_embed(runner, tokenizer, max_length)))
 
 
 def verify_recipe(recipe: Recipe, candidate: Path, reference, tokenizer: EmbeddingTokenizer,
                   heldout: SlicedHeldOut | None = None,
-                  reference_embeddings: np.ndarray | None = None) -> tuple[dict, list[str]]:
+                  reference_embeddings: np.ndarray | None = None,
+                  ranking: RetrievalSet | None = None) -> tuple[dict, list[str]]:
     """Gate `candidate` against `reference` (an fp32 graph path or a runner with embed()) on the sliced held-out
-    set (default: sliced_heldout(512))."""
+    set (default: sliced_heldout(512)) and on the ranking slice (default: the whole labelled set): per-row figures
+    per slice, and nDCG@10 within the recipe's budget (`report["ranking"]`)."""
     heldout = heldout or sliced_heldout()
+    ranking = ranking or ranking_slice()
+    if reference is None:
+        raise InputError("the gate needs its fp32 reference (a graph path or a runner) for the ranking slice, even "
+                         "with the held-out reference embeddings given")
     if reference_embeddings is None:
         reference_embeddings = _reference_embeddings(reference, tokenizer, heldout)
-    got = embed_heldout(GraphRunner(candidate, recipe.verify_runtime), tokenizer, heldout)
-    return gate_report(recipe, reference_embeddings, got, heldout, recipe.verify_runtime)
+    runner = GraphRunner(candidate, recipe.verify_runtime)
+    got = embed_heldout(runner, tokenizer, heldout)
+    report, problems = gate_report(recipe, reference_embeddings, got, heldout, recipe.verify_runtime)
+    ranked = slice_figures(ranking, _graph_embed(runner, tokenizer, heldout.max_length))
+    report["ranking"], ranking_problems = ranking_check(
+        ranking, _reference_ranking(reference, tokenizer, ranking, heldout.max_length), ranked,
+        recipe.max_ndcg10_drop)
+    report["passed"] = report["passed"] and report["ranking"]["passed"]
+    return report, problems + ranking_problems

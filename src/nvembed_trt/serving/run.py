@@ -21,7 +21,7 @@ from pathlib import Path
 import uvicorn
 
 from ..errors import NVEmbedError
-from ..triton.server import EXIT_TIMEOUT_S, ServerError, TritonServer
+from ..triton.server import EXIT_TIMEOUT_S, READY_TIMEOUT_S, ServerError, TritonServer
 from ..triton.spec import ENSEMBLE
 from .app import create_app
 from .metrics import Metrics
@@ -40,6 +40,7 @@ class TritonOptions:
     metrics_port: int = 8002
     binary: Path | None = None
     exit_timeout_s: int = EXIT_TIMEOUT_S
+    ready_timeout_s: float = READY_TIMEOUT_S
 
 
 class QuietServer(uvicorn.Server):
@@ -107,7 +108,7 @@ async def _serve(repo: Path, settings: ServeSettings, triton: TritonOptions, out
 
     def make_server() -> TritonServer:
         return TritonServer(repo, triton.http_port, triton.grpc_port, triton.metrics_port, triton.host, triton.binary,
-                            exit_timeout_s=triton.exit_timeout_s)
+                            exit_timeout_s=triton.exit_timeout_s, ready_timeout_s=triton.ready_timeout_s)
     probe_server = make_server()  # for its endpoints only
     service = EmbeddingService(repo, settings, probe_server.endpoints["grpc"], metrics)
     supervisor = Supervisor(make_server, service)

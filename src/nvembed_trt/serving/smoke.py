@@ -23,9 +23,11 @@ def recipe_threshold(repo: Path) -> tuple[str, float]:
     return recipe, RECIPES.get(recipe, RECIPES["fp32"]).min_cosine
 
 
-def serving_check(repo: Path, model: str, texts: list[str], input_type: str | None = None) -> dict:
+def serving_check(repo: Path, model: str, texts: list[str], input_type: str | None = None,
+                  tritonserver: Path | str | None = None) -> dict:
+    """tritonserver: another server binary (NVIDIA's image, for a TensorRT plan); default the bundled one."""
     recipe, threshold = recipe_threshold(repo)
-    with ServeProcess(repo) as served:
+    with ServeProcess(repo, ("--tritonserver", str(tritonserver)) if tritonserver else ()) as served:
         start = time.perf_counter()
         results = {"front-door": EmbeddingClient(served.api_url).embed(texts, input_type=input_type)}
         front_s = time.perf_counter() - start
@@ -38,6 +40,7 @@ def serving_check(repo: Path, model: str, texts: list[str], input_type: str | No
         raise NVEmbedError(f"nvembed-trt serve exited with {status} after SIGTERM (0 expected)")
     reference = Embedder.from_model(model, progress=False).encode(texts, input_type=input_type)
     report = {"repo": str(repo), "texts": len(texts), "ports": ports, "recipe": recipe, "min_cosine": threshold,
+              "tritonserver": str(tritonserver) if tritonserver else "bundled (nvidia-pytriton)",
               "front_door_s": round(front_s, 3), "stop_status": status}
     for face, vectors in results.items():
         cos = (vectors * reference).sum(1) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1))

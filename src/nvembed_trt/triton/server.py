@@ -5,7 +5,11 @@ Started with explicit model control (every model loaded at start, and reloadable
 timeout shorter than the wrapper's own (a keep-alive client cannot hold a stop for Triton's default 30 s), and a
 raised stack limit: Triton 2.51 parses HTTP JSON recursively and a deeply nested body overflowed its threads' 8 MB
 stacks (a 260 KB body of '[' killed it); with 1 GiB, bodies up to ~20 MB of nesting are refused with an error. The
-ports stay on loopback by default for that reason: the front door is the public face."""
+ports stay on loopback by default for that reason: the front door is the public face.
+
+How long the wrapper waits for the server to become ready is an option (`ready_timeout_s`, `serve
+--triton-ready-timeout`): a full-size plan (15.7 GB) read from a slow volume takes minutes to load. The Kubernetes
+manifests derive it from their startup probe (deploy/k8s.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from ..errors import NVEmbedError
 STACK_LIMIT = 1 << 30        # bytes of stack per thread (see the module docstring)
 EXIT_TIMEOUT_S = 3           # Triton's --exit-timeout-secs; the wrapper waits this + KILL_GRACE_S, then SIGKILLs
 KILL_GRACE_S = 5
+READY_TIMEOUT_S = 120        # default wait for /v2/health/ready after the start
 log = logging.getLogger("nvembed_trt.triton")
 
 
@@ -99,16 +104,32 @@ def repository_needs(repo: Path) -> dict:
             "triton_image": (meta.get("triton_image") or {}).get("image", "nvcr.io/nvidia/tritonserver")}
 
 
+def bundled_server_problem(repo: Path | str) -> str | None:
+    """Why the tritonserver bundled with nvidia-pytriton cannot serve this repository (it has no TensorRT backend),
+    with what to pass instead; None when it can."""
+    needs = repository_needs(Path(repo))
+    if needs["encoder_kind"] != "tensorrt_plan":
+        return None
+    return (f"{repo} serves a TensorRT engine, and the tritonserver bundled with nvidia-pytriton has no TensorRT "
+            f"backend: pass --tritonserver /opt/tritonserver/bin/tritonserver in NVIDIA's Triton image "
+            f"({needs['triton_image']}, the release carrying the engine's TensorRT; see deploy/Dockerfile), make "
+            f"the repository with `triton-repo --encoder-backend python` (the plan run in the python backend), or "
+            f"serve an ONNX encoder here")
+
+
 class TritonServer:
     def __init__(self, repo: Path | str, http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
                  host: str = "127.0.0.1", binary: Path | str | None = None, log_path: Path | None = None,
-                 exit_timeout_s: int = EXIT_TIMEOUT_S):
+                 exit_timeout_s: int = EXIT_TIMEOUT_S, ready_timeout_s: float = READY_TIMEOUT_S):
         self.repo, self.host = Path(repo).resolve(), host
         self.ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
         self.bundled = binary is None
         self.binary = Path(binary) if binary else pytriton_root() / "bin" / "tritonserver"
         self.log_path = log_path
         self.exit_timeout_s = exit_timeout_s
+        if ready_timeout_s <= 0:
+            raise ServerError(f"the ready timeout must be > 0 seconds, got {ready_timeout_s}")
+        self.ready_timeout_s = ready_timeout_s
         self.process: subprocess.Popen | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
         self._log_file = None
@@ -127,14 +148,10 @@ class TritonServer:
     def backend_directory(self, workdir: Path) -> Path | None:
         """The bundled server gets a folder with the python backend and the stub for this Python; another server
         (NVIDIA's image) uses its own backends, which include tensorrt."""
-        needs = repository_needs(self.repo)
         if self.bundled:
-            if needs["encoder_kind"] == "tensorrt_plan":
-                raise ServerError(f"{self.repo} serves a TensorRT engine, and the tritonserver bundled with "
-                                  f"nvidia-pytriton has no TensorRT backend: pass --tritonserver "
-                                  f"/opt/tritonserver/bin/tritonserver in NVIDIA's Triton image "
-                                  f"({needs['triton_image']}, the release carrying the engine's TensorRT; see "
-                                  f"deploy/Dockerfile), or serve an ONNX encoder here")
+            problem = bundled_server_problem(self.repo)
+            if problem:
+                raise ServerError(problem)
             return prepare_backends(workdir / "backends")
         own = self.binary.resolve().parent.parent / "backends"
         return own if own.is_dir() else None
@@ -150,7 +167,8 @@ class TritonServer:
         cmd += [f"--backend-config={item}" for item in repository_needs(self.repo)["backend_config"]]
         return cmd
 
-    def start(self, timeout: float = 120.0) -> TritonServer:
+    def start(self, timeout: float | None = None) -> TritonServer:
+        """Start and wait until ready: `timeout` seconds, or the server's ready_timeout_s."""
         if not self.binary.is_file():
             raise ServerError(f"tritonserver not found at {self.binary}")
         self._workdir = tempfile.TemporaryDirectory(prefix="nvembed-trt-triton-")
@@ -161,7 +179,7 @@ class TritonServer:
         with raised_stack_limit():
             self.process = subprocess.Popen(self.command(backends), stdout=self._log_file, stderr=subprocess.STDOUT,
                                             env=env, start_new_session=True)
-        self.wait_ready(timeout)
+        self.wait_ready(timeout if timeout is not None else self.ready_timeout_s)
         return self
 
     def alive(self) -> bool:
@@ -183,7 +201,8 @@ class TritonServer:
                 return
             time.sleep(0.25)
         self.stop()
-        raise ServerError(f"tritonserver was not ready after {timeout:.0f} s: {self.failure_summary()}")
+        raise ServerError(f"tritonserver was not ready after {timeout:g} s (the ready timeout; raise it with "
+                          f"--triton-ready-timeout): {self.failure_summary()}")
 
     def log_tail(self, lines: int = 30) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -164,24 +164,24 @@ def select_engines(folders: list[Path], present: tuple[str, str] | None, version
 
 
 class TritonRuntime:
-    """Starts the real server on free loopback ports for the repository; embeds over HTTP. The recipe and the
-    batch limit come from the repository's repo.json."""
+    """Starts the real server on free loopback ports for the repository; embeds over HTTP (KServe, nv_embed). The
+    recipe and the rows per request come from the repository's repo.json; `binary` is another tritonserver (NVIDIA's
+    image, for a TensorRT plan), default the one bundled with nvidia-pytriton."""
 
     name = "triton"
 
-    def __init__(self, repo: Path):
-        import json
-
+    def __init__(self, repo: Path, binary: Path | str | None = None):
         from ..client import EmbeddingClient
         from ..precision.recipes import RECIPES
-        from ..triton import TritonServer
         from ..serving.process import free_ports
+        from ..serving.service import read_repository
+        from ..triton import TritonServer
 
-        meta = json.loads((repo / "repo.json").read_text())
-        encoder = Path(meta["encoder"]).name
-        self.recipe = encoder if encoder in RECIPES else "fp32"
-        self.max_batch = meta["spec"]["max_batch_size"]
-        self.server = TritonServer(repo, *free_ports(3)).start()
+        meta, spec = read_repository(repo)
+        recipe = meta.get("recipe") or Path(meta["encoder"]).name
+        self.recipe = recipe if recipe in RECIPES else "fp32"
+        self.max_batch = spec.max_request_rows          # nv_embed's max_batch_size: rows per KServe request
+        self.server = TritonServer(repo, *free_ports(3), binary=binary).start()
         self.client = EmbeddingClient(self.server.endpoints["http"])
 
     def new_client(self):
@@ -198,8 +198,9 @@ class TritonRuntime:
 
 
 def discover(name: str, embedder: Embedder, runtimes: list[str], recipes: list[str] | None,
-             root: Path = Path(".")) -> tuple[list, list[str]]:
-    """The runtimes available for `name` on this host, and a note for each one requested but absent."""
+             root: Path = Path("."), tritonserver: Path | str | None = None) -> tuple[list, list[str]]:
+    """The runtimes available for `name` on this host, and a note for each one requested but absent (a TensorRT
+    repository without `tritonserver`: the bundled server cannot load it)."""
     found, missing = [], []
     wanted = set(recipes) if recipes else None
     if "torch" in runtimes:
@@ -222,9 +223,14 @@ def discover(name: str, embedder: Embedder, runtimes: list[str], recipes: list[s
             found += [EngineRuntime(folder, embedder.tokenizer, folder.name, meta=meta) for folder, meta in chosen]
             missing += notes
     if "triton" in runtimes:
+        from ..triton.server import bundled_server_problem
+
         repo = root / "triton_repo" / name
-        if (repo / "repo.json").is_file():
-            found.append(TritonRuntime(repo))
+        problem = bundled_server_problem(repo) if (repo / "repo.json").is_file() and not tritonserver else None
+        if problem:
+            missing.append(f"triton: {problem}")
+        elif (repo / "repo.json").is_file():
+            found.append(TritonRuntime(repo, tritonserver))
         else:
             missing.append(f"triton: no repository at {repo}/ (run nvembed-trt triton-repo)")
     return found, missing

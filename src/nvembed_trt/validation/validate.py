@@ -1,5 +1,6 @@
 """validate: every available runtime and recipe against the PyTorch reference (fp32 by default) on a validation set
-of real text (standard-library docstrings: summary-line queries and their passages; never the calibration corpus).
+of real text (standard-library docstrings: summary-line queries and their passages; never the calibration corpus),
+and on the ranking slice (the labelled stdlib set: nDCG@10 within the recipe's max_ndcg10_drop of the reference).
 The report states which reference was used (device, weight dtype, autocast) and how it compares with upstream."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..precision.recipes import RECIPES
+from ..evaluation.ranking import ranking_check, ranking_slice, slice_figures
 from ..precision.verify import heldout_set, top_k_agreement
 from ..provenance import sidecar, write_json
 from ..tokenizer import INPUT_TYPES
@@ -21,6 +23,17 @@ RESULTS = Path("benchmarks") / "results"
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def ranking_row(runtime, ranking, reference) -> dict:
+    """The ranking slice for one runtime: nDCG@10 against the reference's, within the recipe's budget."""
+    recipe = RECIPES.get(runtime.recipe, RECIPES["fp32"])
+    got = slice_figures(ranking, lambda texts, instruction: runtime.embed(texts, instruction))
+    report, problems = ranking_check(ranking, reference, got, recipe.max_ndcg10_drop)
+    return {"ndcg10": report["ndcg10"], "ndcg10_reference": report["ndcg10_reference"],
+            "ndcg10_drop": report["ndcg10_drop"], "ndcg10_budget": recipe.max_ndcg10_drop,
+            "ranking_top10_overlap": report["top10_overlap"], "worst_queries": report["worst_queries"],
+            "ranking_problems": problems}
 
 
 def evaluate(runtime, reference: tuple[np.ndarray, np.ndarray], queries: list[str], passages: list[str]) -> dict:
@@ -75,14 +88,23 @@ def _fp32_reference(ref: dict) -> bool:
 
 
 def run_validation(model: str, reference_runtime, runtimes: list, missing: list[str], pairs: int = 160,
-                   results_dir: Path | None = None) -> tuple[dict, Path]:
+                   results_dir: Path | None = None, ranking_queries: int = 200) -> tuple[dict, Path]:
     ref = describe_reference(reference_runtime)
     heldout = heldout_set(pairs)
     reference = (reference_runtime.embed(heldout.queries, INPUT_TYPES["query"]),
                  reference_runtime.embed(heldout.passages, ""))
-    rows = [evaluate(r, reference, heldout.queries, heldout.passages) for r in runtimes]
+    ranking = ranking_slice(ranking_queries)
+    reference_ranking = slice_figures(ranking, lambda texts, instruction: reference_runtime.embed(texts, instruction))
+    rows = []
+    for runtime in runtimes:
+        row = evaluate(runtime, reference, heldout.queries, heldout.passages) | ranking_row(runtime, ranking,
+                                                                                          reference_ranking)
+        row["failures"] += row.pop("ranking_problems")
+        row["passed"] = not row["failures"]
+        rows.append(row)
     report = sidecar("validation", model=model, host=platform.node(), dataset=heldout.provenance, reference=ref,
-                     rows=rows, not_available=missing, passed=all(r["passed"] for r in rows))
+                     ranking_dataset=ranking.describe(), rows=rows, not_available=missing,
+                     passed=all(r["passed"] for r in rows))
     out_dir = results_dir or RESULTS / platform.node()
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"validate-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -91,11 +113,19 @@ def run_validation(model: str, reference_runtime, runtimes: list, missing: list[
     return report, stem.with_suffix(".json")
 
 
+def _ranking_cell(row: dict, ranked: bool) -> str:
+    """The ranking slice's cell (reports made before the slice existed have no column)."""
+    if not ranked:
+        return ""
+    return f"{row['ndcg10']:.4f} ({row['ndcg10_drop']:+.4f}, {row['ndcg10_budget']}) | "
+
+
 def validation_markdown(report: dict) -> str:
+    ranked = "ranking_dataset" in report
     lines = [f"Validation of `{report['model']}` on {report['host']} ({report['rows'][0]['rows'] if report['rows'] else 0}"
              f" rows of {report['dataset']['source']}): {'PASS' if report['passed'] else 'FAIL'}", "",
              "| runtime | recipe | min cosine | p1 cosine | mean cosine | max abs | top-10 | batched vs single | "
-             "result |", "|---|---|---|---|---|---|---|---|---|"]
+             + ("nDCG@10 (drop, budget) | " if ranked else "") + "result |", "|---" * (10 if ranked else 9) + "|"]
     ref = report.get("reference")
     if ref is not None:
         lines[1:1] = ["", reference_line(ref)] + ([] if _fp32_reference(ref) else [
@@ -104,7 +134,7 @@ def validation_markdown(report: dict) -> str:
     for r in report["rows"]:
         lines.append(f"| {r['runtime']} | {r['recipe']} | {r['cosine_min']:.6f} | {r['cosine_p1']:.6f} | "
                      f"{r['cosine_mean']:.6f} | {r['max_abs']:.2e} | {r['top10_agreement']:.3f} | "
-                     f"{r['batched_vs_single_min_cosine']:.6f} | "
+                     f"{r['batched_vs_single_min_cosine']:.6f} | {_ranking_cell(r, ranked)}"
                      f"{'pass' if r['passed'] else 'FAIL: ' + '; '.join(r['failures'])} |")
     lines += [f"- not available here: {m}" for m in report["not_available"]]
     return "\n".join(lines) + "\n"

@@ -2,7 +2,12 @@
 -> EMBEDDINGS. Rows of every request in the dynamic batch are tokenised (bounded, one call per instruction group),
 packed into batches one encoder shape covers (nvembed_trt.packing), sent to the `encoder` model through BLS, pooled
 when the encoder emits token states, and returned per request. A bad request gets INVALID_ARG naming the row, the
-limit and the value; the other requests of the batch are answered. Every setting comes from the model config."""
+limit and the value; the other requests of the batch are answered. Every setting comes from the model config.
+
+The encoder's outputs are asked for in CPU memory: a tensorrt_plan encoder leaves them on the GPU, where
+python_backend's `as_numpy()` raises ("Tensor is stored in GPU and cannot be converted to NumPy"). Any encoder failure (an error
+response, a missing output, an exception from BLS) is answered as an error to the requests whose rows it held; the
+model itself keeps serving, so the supervisor has nothing to reload."""
 
 from __future__ import annotations
 
@@ -84,11 +89,15 @@ class TritonPythonModel:
     def _run_encoder(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         pb = self.pb
         request = pb.InferenceRequest(model_name=self.encoder, requested_output_names=[self.router.encoder_output],
-                                      inputs=[pb.Tensor(name, array) for name, array in arrays.items()])
+                                      inputs=[pb.Tensor(name, array) for name, array in arrays.items()],
+                                      preferred_memory=pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0))
         response = request.exec()
         if response.has_error():
             raise EncoderError(f"encoder failed: {response.error().message()}")
-        return pb.get_output_tensor_by_name(response, self.router.encoder_output).as_numpy()
+        output = pb.get_output_tensor_by_name(response, self.router.encoder_output)
+        if output is None:
+            raise EncoderError(f"encoder answered without its output {self.router.encoder_output!r}")
+        return output.as_numpy()
 
     def execute(self, requests):
         responses: list = [None] * len(requests)
@@ -105,9 +114,12 @@ class TritonPythonModel:
         if rows:
             try:
                 embeddings = self.router.embed(rows, self._run_encoder)
-            except (EncoderError, InputError, ValueError) as exc:  # answered per request; the model keeps serving
+            except Exception as exc:  # noqa: BLE001 - any failure is answered per request; the model keeps serving
+                message = str(exc) if isinstance(exc, (EncoderError, InputError)) else \
+                    f"encoder failed: {type(exc).__name__}: {exc}"
+                self.pb.Logger.log_error(f"nv_embed: {len(owners)} request(s) answered with an error: {message}")
                 for r, _, _ in owners:
-                    responses[r] = self.pb.InferenceResponse(error=self.pb.TritonError(str(exc)))
+                    responses[r] = self.pb.InferenceResponse(error=self.pb.TritonError(message))
                 return responses
             for r, first, count in owners:
                 out = self.pb.Tensor(OUTPUT, embeddings[first:first + count])

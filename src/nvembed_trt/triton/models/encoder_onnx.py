@@ -3,8 +3,10 @@
 Providers come from the model config. CUDA is honoured or refused, never silently replaced by the CPU: a repository
 asking for CUDAExecutionProvider fails to load where ONNX Runtime has no CUDA (the package depends on the CPU
 build; install the `cuda` extra, onnxruntime-gpu), and each instance runs on the GPU Triton assigned it
-(model_instance_device_id). Callers send packed batches (see triton/spec.py); several requests in one call are run
-grouped by shape."""
+(model_instance_device_id). ONNX Runtime creates a session on the next provider, with only a warning, when the CUDA
+provider is present but fails to load (cuDNN or a CUDA major the wheel was not built for missing): the session's
+first provider is checked after creation and such a session is refused. Callers send packed batches (see
+triton/spec.py); several requests in one call are run grouped by shape."""
 
 from __future__ import annotations
 
@@ -40,6 +42,16 @@ def session_providers(requested: list[str], available: list[str], device_id: int
             for p in requested if p in available]
 
 
+def check_session_providers(requested: list[str], active: list[str]) -> None:
+    """Raise RuntimeError when the session does not run on the first provider asked for (a silent fallback)."""
+    if requested and (not active or active[0] != requested[0]):
+        raise RuntimeError(f"this repository's encoder asks for {requested[0]} first, but ONNX Runtime created the "
+                           f"session on {active[0] if active else 'no provider'} (providers {', '.join(active)}): "
+                           f"the provider failed to load; check that onnxruntime-gpu matches this image's CUDA and "
+                           f"cuDNN (its log above names the missing library), or regenerate the repository with "
+                           f"--providers cpu")
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         import onnxruntime as ort
@@ -50,9 +62,11 @@ class TritonPythonModel:
         options.log_severity_level = 3
         # no busy-waiting between batches: spinning threads would take the CPU the front door and Triton need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = session_providers(params["providers"].split(","), ort.get_available_providers(),
+        requested = params["providers"].split(",")
+        providers = session_providers(requested, ort.get_available_providers(),
                                       int(args.get("model_instance_device_id", 0) or 0))
         self.session = ort.InferenceSession(str(version_dir / params["onnx_file"]), options, providers=providers)
+        check_session_providers(requested, self.session.get_providers())
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
 
