@@ -73,17 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--tritonserver", type=Path, help="another tritonserver binary, e.g. "
                                                      "/opt/tritonserver/bin/tritonserver in NVIDIA's image")
     defaults = ServeSettings()
-    for name, kind, text in (
-            ("max_inputs", int, "inputs per request"), ("max_request_bytes", int, "request body bytes"),
-            ("max_input_bytes", int, "UTF-8 bytes per input"),
-            ("max_concurrent_requests", int, "embeddings requests in progress (429 beyond)"),
-            ("max_queued_inputs", int, "inputs waiting for the encoder (429 beyond)"),
-            ("request_timeout_s", float, "seconds before a request answers 504"),
-            ("drain_timeout_s", float, "seconds in-flight requests get after SIGTERM"),
-            ("max_batch_tokens", int, "padded tokens per encoder batch (default: the repository's, from the "
-                                      "engine's profiles)"),
-            ("max_inflight_batches", int, "batches at the encoder at once (default: its instances + 1)"),
-            ("probe_interval_s", float, "seconds between readiness round trips")):
+    for name, (kind, text) in ServeSettings.limits().items():
         flag = "--" + (name[:-2] if name.endswith("_s") else name).replace("_", "-")
         default = getattr(defaults, name)
         s.add_argument(flag, dest=name, type=kind, default=default,

@@ -28,6 +28,12 @@ class Metrics:
                                             buckets=COUNT_BUCKETS, registry=registry)
         self.in_flight = Gauge("nvembed_requests_in_flight", "requests being served", registry=registry)
         self.queue_rows = Gauge("nvembed_queue_rows", "inputs waiting for the encoder", registry=registry)
+        self.queue_tokens = Gauge("nvembed_queue_tokens", "tokens waiting for or at the encoder (admission's "
+                                  "backlog)", registry=registry)
+        self.encoder_rate = Gauge("nvembed_encoder_tokens_per_second", "the encoder's measured rate: real tokens "
+                                  "per second of busy time (admission's estimate)", registry=registry)
+        self.refusals = Counter("nvembed_refusals", "requests refused before their work began, by reason",
+                                ("reason",), registry=registry)
         self.ready = Gauge("nvembed_ready", "1 while a real embedding round trip works", registry=registry)
         self.encoder_tokens = Counter("nvembed_encoder_tokens", "tokens computed by the encoder: real ones and "
                                       "padding", ("kind",), registry=registry)

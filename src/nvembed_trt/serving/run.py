@@ -25,6 +25,7 @@ from ..triton.server import EXIT_TIMEOUT_S, READY_TIMEOUT_S, ServerError, Triton
 from ..triton.spec import ENSEMBLE
 from .app import create_app
 from .metrics import Metrics
+from .protocol import protocol_class
 from .service import EmbeddingService, read_repository
 from .settings import ServeSettings
 from .supervision import Supervisor
@@ -121,8 +122,10 @@ async def _serve(repo: Path, settings: ServeSettings, triton: TritonOptions, out
     except (ServerError, asyncio.CancelledError) as exc:
         await supervisor.stop()
         raise ServerError(str(exc)) from None
+    http = protocol_class(settings, lambda status: metrics.requests.labels("other", str(status)).inc())
     config = uvicorn.Config(create_app(service), host=settings.host, port=settings.port, log_level="error",
-                            access_log=False, lifespan="off", timeout_keep_alive=5,
+                            access_log=False, lifespan="off", http=http,
+                            timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type] (a float)
                             timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)))
     web = QuietServer(config)
     web_task = loop.create_task(web.serve())
