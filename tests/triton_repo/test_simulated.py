@@ -145,7 +145,9 @@ def test_front_door_answers_like_an_engine(served, sim_repo):
     assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(client.embed(TEXTS[:1], "passage", None, "END", 1)[0], together[0])
     meta = httpx.get(f"{served.api_url}/metadata").json()
-    assert meta["encoder"]["kind"] == "simulated" and meta["encoder"]["path"] == "simulated:2xl40s:fp16"
+    assert meta["encoder"]["kind"] == "simulated" and meta["encoder"]["artifact"]["name"] == "simulated:2xl40s:fp16"
+    assert meta["simulated"]["name"] == "2xl40s:fp16" and meta["encoder"]["gpu_profile"] == "l40s"
+    assert httpx.get(f"{served.api_url}/models").json()["data"][0]["simulated"] == "2xl40s:fp16"
     floor = _timing(sim_repo).memory_s
     start = time.perf_counter()
     client.embed(["one more query"], "query", None, "END", 1)

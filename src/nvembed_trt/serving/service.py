@@ -339,10 +339,17 @@ class EmbeddingService:
 
     # ---- descriptions ----------------------------------------------------------------------------------------
 
+    @property
+    def simulated(self) -> dict | None:
+        """repo.json's `simulated` block for a simulated repository (triton-repo --simulate), else None."""
+        return self.meta.get("simulated")
+
     def models(self) -> dict:
-        return {"object": "list", "data": [{
-            "id": self.model_id, "object": "model", "created": self.created, "owned_by": "nvembed-trt",
-            "root": self.model_id, "max_input_tokens": self.spec.max_length, "dimensions": self.dim}]}
+        card = {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "nvembed-trt",
+                "root": self.model_id, "max_input_tokens": self.spec.max_length, "dimensions": self.dim}
+        if self.simulated:
+            card["simulated"] = self.simulated["name"]
+        return {"object": "list", "data": [card]}
 
     def metadata(self) -> dict:
         """What is served, by names and content hashes: no host path (the repository, the encoder and the model's
@@ -359,13 +366,14 @@ class EmbeddingService:
                             "pooling": self.spec.pooling,
                             "shapes": [s.describe() for s in self.spec.shape_limits],
                             "max_batch_tokens": self.packer.max_batch_tokens,
-                            "gpu_profile": (engine or {}).get("gpu", {}).get("profile"),
+                            "gpu_profile": (engine or {}).get("gpu", {}).get("profile")
+                            or (self.simulated or {}).get("gpu_profile"),
                             "flavor": (engine or {}).get("flavor"),
                             "flavor_version": (engine or {}).get("flavor_version")},
                 "repository": {"name": self.repo.name, "sha256": self.repo_sha256},
                 "repository_created_utc": self.meta.get("created_utc"),
                 "limits": {k: v for k, v in self.settings.model_dump().items() if k not in ("api_key",)},
-                "versions": versions()}
+                "versions": versions(), **({"simulated": self.simulated} if self.simulated else {})}
 
 
 def _read_json(path: Path) -> dict | None:
