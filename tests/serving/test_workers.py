@@ -29,7 +29,7 @@ def test_workers_start_heal_and_stop():
     restarts = []
 
     async def main():
-        pool = WorkerPool(command(), 2, on_restart=lambda i, why: restarts.append((i, why)))
+        pool = WorkerPool(command(), 2, on_restart=lambda i, why, pid: restarts.append((i, why, pid)))
         await pool.start()
         first = pool.pids
         assert len(set(first)) == 2 and all(pool.workers[i].ready.is_set() for i in (0, 1))
@@ -43,7 +43,7 @@ def test_workers_start_heal_and_stop():
         return first, healed, codes
     first, healed, codes = asyncio.run(main())
     assert healed[0] == first[0] and healed[1] != first[1]
-    assert restarts == [(1, f"front-door worker 1 (pid {first[1]}) exited with -9")]
+    assert restarts == [(1, f"front-door worker 1 (pid {first[1]}) exited with -9", first[1])]
     assert codes == [0, 0]
 
 

@@ -242,3 +242,57 @@ def test_open_loop_load_on_the_simulated_card(served, sim_repo, tmp_path, capsys
     assert report["p50_ms"] >= 1000 * _timing(sim_repo).memory_s
     assert report["achieved_per_s"] == pytest.approx(30, rel=0.35)
     assert "answered 200/s" in capsys.readouterr().out
+
+
+def _metric(text: str, name: str) -> float | None:
+    import re
+
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, flags=re.M)
+    return float(match.group(1)) if match else None
+
+
+def test_duty_cycle_on_the_front_doors_metrics(served):
+    """/v1/metrics carries the encoder's busy time (Triton's counters, polled every 2 s), its devices and the duty
+    cycle, overall and per simulated device."""
+    EmbeddingClient(served.api_url).embed(TEXTS, "query", None, "END", 4)
+    for _ in range(50):
+        text = httpx.get(f"{served.api_url}/metrics").text
+        if (_metric(text, "nvembed_encoder_busy_seconds") or 0) > 0 and "device_duty_cycle{" in text:
+            break
+        time.sleep(0.2)
+    assert _metric(text, "nvembed_encoder_devices") == 2 and _metric(text, "nvembed_encoder_busy_seconds") > 0
+    assert 0 <= _metric(text, "nvembed_encoder_duty_cycle") <= 1
+    assert 'nvembed_encoder_device_duty_cycle{device="0"}' in text
+
+
+def test_two_front_door_workers(sim_repo):
+    """serve --workers 2: every answer right and in order under concurrency, /v1/metrics summed over both
+    processes, a killed worker started again (ready before it serves), SIGTERM stops all."""
+    import os
+    import re
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nvembed_trt.serving.process import ServeProcess
+
+    with ServeProcess(sim_repo.directory, ("--workers", "2")) as process:
+        pids = [int(p) for p in re.search(r"2 front-door workers, pids (\d+), (\d+)", process.ready_line).groups()]
+        client = EmbeddingClient(process.api_url)
+        want = client.embed(TEXTS, "query", None, "END", 4)
+        orders = [list(np.random.default_rng(i).permutation(4)) for i in range(24)]
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda o: EmbeddingClient(process.api_url).embed([TEXTS[i] for i in o], "query",
+                                                                                  None, "END", 4), orders))
+        assert all(np.array_equal(g, want[o]) for g, o in zip(got, orders))
+        text = httpx.get(f"{process.api_url}/metrics").text
+        assert _metric(text, 'nvembed_requests_total{route="/v1/embeddings",status="200"}') == 1 + len(orders)
+        os.kill(pids[1], signal.SIGKILL)
+        for _ in range(150):
+            if "healed: front-door worker 1 ready again" in process.log():
+                break
+            time.sleep(0.1)
+        assert "exited with -9" in process.log() and "healed: front-door worker 1 ready again" in process.log()
+        assert all(np.array_equal(client.embed(TEXTS, "query", None, "END", 4), want) for _ in range(6))
+        assert httpx.get(f"{process.api_url}/health/ready").json()["ready"] is True
+    assert process.process.returncode == 0
+    assert not [p for p in pids[:1] if os.path.exists(f"/proc/{p}")]

@@ -77,6 +77,36 @@ class DutyCycle:
                 if span > 0}
 
 
+def encoder_devices(spec, meta: dict) -> int:
+    """Encoder instances that run at once: a simulated repository's devices; on a GPU, Triton's instances per GPU
+    times the GPUs visible (a KIND_GPU instance group places its count on every GPU); on CPU, its instances."""
+    simulated = meta.get("simulated")
+    if simulated:
+        return int(simulated["devices"])
+    if spec.on_gpu:
+        from ..hostgpu import detect_gpus
+
+        return spec.encoder_instances * max(1, len(detect_gpus().gpus))
+    return spec.encoder_instances
+
+
+async def poll(url: str, duty: DutyCycle, publish, interval_s: float = 2.0) -> None:
+    """Scrape Triton's metrics endpoint every interval_s, add each sample and call publish(duty); a failed scrape
+    is skipped (Triton may be restarting)."""
+    import asyncio
+
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        while True:
+            try:
+                duty.add(sample_from_text((await client.get(url)).text))
+                publish(duty)
+            except (httpx.HTTPError, ValueError):
+                pass
+            await asyncio.sleep(interval_s)
+
+
 def between(before: BusySample, after: BusySample, devices: int) -> dict:
     """The duty cycle between two scrapes: overall and per device (for a benchmark's load level)."""
     span = after.at - before.at

@@ -50,7 +50,7 @@ class Worker:
 class WorkerPool:
     def __init__(self, command: Callable[[int], list[str]], count: int, pass_fds: tuple[int, ...] = (),
                  env: dict[str, str] | None = None, ready_timeout_s: float = 240.0,
-                 on_restart: Callable[[int, str], None] | None = None):
+                 on_restart: Callable[[int, str, int | None], None] | None = None):
         if count < 1:
             raise NVEmbedError(f"--workers must be at least 1, got {count}")
         self.command, self.pass_fds, self.env = command, pass_fds, env
@@ -116,7 +116,7 @@ class WorkerPool:
             why = f"front-door worker {worker.index} (pid {worker.pid}) exited with {code}"
             log.warning("healing: %s; starting it again in %d s (attempt %d)", why, delay, worker.failures)
             if self.on_restart is not None:
-                self.on_restart(worker.index, why)
+                self.on_restart(worker.index, why, worker.pid)
             await asyncio.sleep(delay)
             if self.stopping:
                 return
@@ -149,75 +149,63 @@ class WorkerPool:
 # ---- the parent: Triton, supervised, and the pool on one socket ---------------------------------------------------
 
 async def serve_workers(repo, settings, triton, count: int, out) -> int:
-    """`serve` with `count` front-door processes: Triton started and healed here (a probe-only service of its own),
-    the listening socket bound here and passed to every worker; SIGTERM drains the workers, then stops Triton."""
+    """`serve` with `count` front-door processes: Triton started and healed here (through a service of this process
+    that only probes), the listening socket bound here and passed to every worker, their metrics summed through
+    prometheus-client's multiprocess files; SIGTERM drains the workers, then stops Triton."""
     import json
+    import shutil
     import socket
     import sys
+    import tempfile
 
-    from ..triton.server import ServerError, TritonServer
     from .metrics import Metrics
-    from .service import EmbeddingService
-    from .supervision import Supervisor
+    from .run import ready_line, start_triton
 
-    def make_server() -> TritonServer:
-        return TritonServer(repo, triton.http_port, triton.grpc_port, triton.metrics_port, triton.host, triton.binary,
-                            exit_timeout_s=triton.exit_timeout_s)
-    grpc_url = make_server().endpoints["grpc"]
-    service = EmbeddingService(repo, settings, grpc_url, Metrics())
-    supervisor = Supervisor(make_server, service)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await supervisor.start()
-    except (ServerError, asyncio.CancelledError) as exc:
-        await supervisor.stop()
-        raise ServerError(str(exc)) from None
+    service, supervisor, stop = await start_triton(repo, settings, triton, Metrics())
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     listener = socket.create_server((settings.host, settings.port), family=family, backlog=4096)
-    listener.set_inheritable(True)
+    metrics_dir = tempfile.mkdtemp(prefix="nvembed-trt-metrics-")
     command = [sys.executable, "-m", "nvembed_trt.serving.workers", "--repo", str(repo), "--fd",
-               str(listener.fileno()), "--grpc", grpc_url, "--settings", json.dumps(settings.model_dump())]
+               str(listener.fileno()), "--grpc", service.encoder_url, "--triton-metrics",
+               service.triton_metrics_url, "--settings", json.dumps(settings.model_dump())]
+
+    def restarted(index: int, why: str, pid: int | None) -> None:   # its live gauges leave the sums
+        from prometheus_client import multiprocess
+
+        if pid is not None:
+            multiprocess.mark_process_dead(pid, metrics_dir)
     pool = WorkerPool(lambda i: [*command, "--index", str(i)], count, (listener.fileno(),),
-                      on_restart=lambda i, why: service.metrics.restarts.labels("worker").inc())
+                      env={"PROMETHEUS_MULTIPROC_DIR": metrics_dir}, on_restart=restarted)
     try:
         await pool.start()
-    except NVEmbedError:
+        print(ready_line(settings, service, supervisor, f"{count} front-door workers, pids "
+                         f"{', '.join(map(str, pool.pids))}; "), file=out, flush=True)
+        await stop.wait()
+        started = time.monotonic()
+        await pool.stop(settings.drain_timeout_s + 10)
+    finally:
         await pool.stop()
+        listener.close()
         await supervisor.stop()
-        raise
-    ep = supervisor.server.endpoints
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    print(f"ready: API http://{host}:{settings.port}/v1 ({count} front-door workers, pids "
-          f"{', '.join(map(str, pool.pids))}; model {service.model_id}); KServe HTTP {ep['http']}, gRPC {ep['grpc']}, "
-          f"metrics {ep['metrics']}", file=out, flush=True)
-    await stop.wait()
-    started = time.monotonic()
-    await pool.stop(settings.drain_timeout_s + 10)
-    listener.close()
-    await supervisor.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     print(f"stopped in {time.monotonic() - started:.1f} s", file=out, flush=True)
     return 0
 
 
 # ---- the child: one front door on the inherited socket ----------------------------------------------------------
 
-async def run_worker(repo, settings, grpc_url: str, fd: int, index: int) -> int:
+async def run_worker(repo, settings, grpc_url: str, fd: int, index: int, triton_metrics_url: str | None = None
+                     ) -> int:
     """One front-door process: its own service and batcher, probing its own round trip (Triton is the parent's to
     heal), serving HTTP on the listening socket `fd` once ready; SIGTERM drains it."""
     import socket
 
-    import uvicorn
-
-    from .app import create_app
     from .metrics import Metrics
-    from .run import QuietServer, drain
+    from .run import drain, web_server
     from .service import EmbeddingService
     from .supervision import Supervisor
 
-    service = EmbeddingService(repo, settings, grpc_url, Metrics())
+    service = EmbeddingService(repo, settings, grpc_url, Metrics(), triton_metrics_url)
     service.start()
     prober = Supervisor(lambda: None, service)   # its probe only: reloads and restarts are the parent's
     stop = asyncio.Event()
@@ -239,9 +227,7 @@ async def run_worker(repo, settings, grpc_url: str, fd: int, index: int) -> int:
             prober.wake.clear()
             await prober.probe()
     probing = loop.create_task(keep_probing())
-    config = uvicorn.Config(create_app(service), log_level="error", access_log=False, lifespan="off",
-                            timeout_keep_alive=5, timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)))
-    web = QuietServer(config)
+    web = web_server(service, settings)
     web_task = loop.create_task(web.serve(sockets=[socket.socket(fileno=fd)]))
     while not web.started and not web_task.done():
         await asyncio.sleep(0.02)
@@ -268,12 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repo", required=True, type=Path)
     p.add_argument("--fd", required=True, type=int, help="the listening socket, inherited")
     p.add_argument("--grpc", required=True, help="Triton's gRPC host:port")
+    p.add_argument("--triton-metrics", help="Triton's metrics URL (the duty cycle)")
     p.add_argument("--settings", required=True, help="ServeSettings as JSON")
     p.add_argument("--index", type=int, default=0)
     args = p.parse_args(argv)
     _configure_logging()
     settings = ServeSettings(**json.loads(args.settings))
-    coroutine = run_worker(args.repo, settings, args.grpc, args.fd, args.index)
+    coroutine = run_worker(args.repo, settings, args.grpc, args.fd, args.index, args.triton_metrics)
     try:
         import uvloop
     except ImportError:
