@@ -28,6 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--aiperf", type=Path, help="an aiperf executable (pip install aiperf, in its own venv) for an "
                                                "independent cross-check at concurrency 8")
     p.add_argument("--output-dir", type=Path, help="default: benchmarks/results/<host>/")
+    p.add_argument("--open-loop", choices=("queries", "mixed"), help="a simulated repository (triton-repo "
+                   "--simulate) loaded open-loop at 20-100 %% of its capacity and at saturation with each --workers "
+                   "count: latency, duty cycle, CPU per request and text, cores to feed the GPU (docs/scaling.md)")
+    p.add_argument("--workers", default="1,2", help="front-door worker counts for --open-loop (default 1,2)")
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds per load level for --open-loop (default 8)")
     p.set_defaults(run=run)
 
     g = sub.add_parser("loadgen", help="open-loop load on a running front door: Poisson arrivals at a set rate",
@@ -51,6 +56,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.open_loop:
+        from ..validation.open_loop_bench import markdown, run_open_loop_bench
+
+        report, path = run_open_loop_bench(args.repo, args.open_loop, tuple(_positive_ints(args.workers)),
+                                           args.seconds, seed=args.seed, results_dir=args.output_dir)
+        path.with_suffix(".md").write_text(markdown(report))
+        print(markdown(report), end="")
+        print(f"wrote {path} and {path.with_suffix('.md')}")
+        return 0
     from ..validation.serving_bench import run_serving_bench
 
     serve_args = tuple(args.serve_arg) + (("--tritonserver", str(args.tritonserver)) if args.tritonserver else ())
