@@ -36,6 +36,19 @@ except ImportError:
 """
 
 
+def loadgen_markdown(data: dict) -> str:
+    m = data["machine"]
+    lines = [f"Against {data['server']}; {data['seconds']:g} s per rate; load average {m['load_average_before']} "
+             f"before, {m['load_average_after']} after (the machine is shared).", "",
+             "| offered/s | answered/s | generator CPU us/request | share of a core | send lag p99 ms |",
+             "|---|---|---|---|---|"]
+    for r in data["rates"]:
+        lines.append(f"| {r['offered_per_s']:,.0f} | {r['achieved_per_s']:,.0f} | "
+                     f"{r['generator_cpu_us_per_request']:.0f} | {r['generator_core_share']:.2f} | "
+                     f"{r['send_lag_p99_ms']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rates", default="250,500,1000,2000,4000,8000")

@@ -296,3 +296,22 @@ def test_two_front_door_workers(sim_repo):
         assert httpx.get(f"{process.api_url}/health/ready").json()["ready"] is True
     assert process.process.returncode == 0
     assert not [p for p in pids[:1] if os.path.exists(f"/proc/{p}")]
+
+
+def test_open_loop_bench_capacity_is_the_model(sim_repo):
+    """bench-serving --open-loop offers loads as shares of the simulated card's capacity: the devices' texts/s at
+    full batches, from the same performance model the stand-in sleeps by."""
+    from nvembed_trt.serving.service import read_repository
+    from nvembed_trt.tokenizer import EmbeddingTokenizer
+    from nvembed_trt.validation.open_loop_bench import capacity, workload
+
+    meta, spec = read_repository(sim_repo.directory)
+    tokenizer = EmbeddingTokenizer.from_dir(sim_repo.directory / "nv_embed" / "1" / "tokenizer")
+    wl = workload(tokenizer, "queries", "nv-embed-v2", count=12)
+    lengths = [t for row in wl["tokens"] for t in row]
+    assert len(wl["bodies"]) == 12 and wl["texts"] == (1,) * 12 and 14 <= min(lengths) <= max(lengths) <= 52
+    timing = _timing(sim_repo)
+    cap = capacity(meta, spec, wl)
+    low, high = 2 * 8 / timing.seconds(8, max(lengths)), 2 * 8 / timing.seconds(8, min(lengths))
+    assert low * 0.999 <= cap["texts_per_s"] <= high * 1.001
+    assert cap["devices"] == 2 and cap["requests_per_s"] == pytest.approx(cap["texts_per_s"])
