@@ -28,6 +28,7 @@ from ..engines.gpus import (engine_memory_problems, engine_memory_report, engine
                             served_limits)
 from ..engines.runner import triton_backend_config
 from .config import check_repository, repository_configs, to_pbtxt
+from . import simulated
 from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENCODER_MODELS, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
@@ -172,13 +173,15 @@ def _copy_tokenizer(source, dest: Path) -> None:
             shutil.copyfile(source.checkpoint / name, dest / name)
 
 
-def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None, *, max_batch_size: int | None = None,
+def repo_from_encoder(model: str, encoder: Path | str | None, output: Path | str | None, *,
+                      max_batch_size: int | None = None,
                       max_length: int | None = None, max_batch_tokens: int | None = None,
                       max_request_rows: int = 256, nv_embed_instances: int = 1, encoder_instances: int = 1,
                       output_dtype: str = "float32", providers: tuple[str, ...] = ("CPUExecutionProvider",),
                       max_queue_delay_us: int = 0, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
                       overwrite: bool = False, check_only: bool = False,
-                      encoder_backend: str = "tensorrt_plan", gpu: str | None = None) -> RepoResult:
+                      encoder_backend: str = "tensorrt_plan", gpu: str | None = None,
+                      simulate: str | None = None) -> RepoResult:
     """Write the repository to `output`, or with check_only run every check and write nothing (meta then says
     what was checked and, for a plan Triton cannot load, what the GPU host must build instead). For an engine,
     `encoder_backend="python"` serves the plan with the python-backend TensorRT encoder (encoder_trt) instead of
@@ -187,12 +190,25 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
     gpu: with an ONNX export as the encoder, a TensorRT repository for that GPU profile made without a GPU: shapes,
     limits, configs and the memory check from the registry, no plan; the graph is written beside the repository
     (`<output>-onnx/`, hard links where the filesystem allows) for `deploy ensure-engine` to build the plan on the
-    node."""
+    node. `simulate="[Nx]GPU:RECIPE"` (no encoder) makes the encoder the GPU-timed stand-in (triton/simulated.py)."""
     if output is None and not check_only:
         raise InputError("a repository needs an output folder (or check_only=True to write nothing)")
-    encoder, output = Path(encoder), Path(output) if output is not None else None
-    facts = _encoder_facts(encoder, check_only, encoder_backend, gpu)
+    if (encoder is None) == (simulate is None):
+        raise InputError("a repository needs an encoder folder or a simulation (GPU:RECIPE), not both")
+    if simulate is not None and gpu is not None:
+        raise InputError("gpu makes a plan-less TensorRT repository from an ONNX export; a simulation names its GPU "
+                         "profile in GPU:RECIPE")
+    output = Path(output) if output is not None else None
     source = resolve_model(model, progress=False)
+    if simulate is not None:
+        if encoder_instances != 1:
+            raise InputError("a simulation runs one encoder instance per simulated device: ask for devices as "
+                             f"NxGPU:RECIPE, not encoder_instances={encoder_instances}")
+        facts = simulated.simulated_facts(simulate, source.config, {"image": default_image()})
+        encoder, encoder_instances = Path(f"simulated:{facts['simulation'].name}"), facts["simulation"].devices
+    else:
+        encoder = Path(encoder)
+        facts = _encoder_facts(encoder, check_only, encoder_backend, gpu)
     limit_batch, limit_length = facts["max_batch_size"], facts["max_length"]
     batch = max_batch_size or limit_batch or 8
     length = max_length or limit_length or 512
@@ -219,8 +235,11 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
             strategy = backend[STRATEGY]
             parameters = {STRATEGY: strategy["honoured"]}   # what the release acts on is what config.pbtxt says
             counted, why = strategy["honoured"], strategy["why"] or ""
-        problems += engine_memory_problems(facts["meta"], source.config, encoder_instances, counted, why)
-        memory = engine_memory_report(facts["meta"], source.config, encoder_instances, counted)
+        per_device = 1 if facts["kind"] == "simulated" else encoder_instances   # a simulated device: one instance
+        problems += engine_memory_problems(facts["meta"], source.config, per_device, counted, why)
+        memory = engine_memory_report(facts["meta"], source.config, per_device, counted)
+    if facts["kind"] == "simulated":
+        parameters = simulated.encoder_parameters(facts["simulation"], facts["limits"])
     spec = RepoSpec(encoder_kind=facts["kind"], pooling="engine" if "embeddings" in facts["outputs"] else "ensemble",
                     hidden_size=source.config.embedding_dim, max_length=length, shape_limits=limits,
                     max_batch_tokens=max_batch_tokens or default_batch_tokens(limits),
@@ -251,7 +270,10 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
         _copy_tokenizer(source, staging / ENSEMBLE / "1" / TOKENIZER_DIR)
         (staging / ENSEMBLE / "1" / "model.py").write_text(SHIM.format(module="embed"))
         version_dir = staging / ENCODER / "1"
-        if spec.encoder_kind == "tensorrt_plan":
+        encoder_file = facts["file"]
+        if spec.encoder_kind == "simulated":
+            encoder_file = simulated.write_encoder(facts["simulation"], version_dir, SHIM)
+        elif spec.encoder_kind == "tensorrt_plan":
             if facts["file"] is not None:             # else the node builds the plan (deploy ensure-engine)
                 shutil.copyfile(facts["file"], version_dir / "model.plan")
         elif spec.encoder_kind == "tensorrt_python":   # EngineRunner reads the plan and its engine.json
@@ -265,8 +287,9 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
             if data.exists():
                 shutil.copyfile(data, version_dir / "model.onnx.data")
         meta = sidecar("triton-repository", model=source.describe(), served_model_id=served_model_id(source),
-                       encoder=str(encoder), encoder_sha256=sha256_file(facts["file"] or encoder / "model.onnx"),
-                       recipe=_recipe(encoder), onnx_dir=onnx_dir.name if onnx_dir else None,
+                       encoder=str(encoder), encoder_sha256=sha256_file(encoder_file or encoder / "model.onnx"),
+                       recipe=facts.get("recipe") or _recipe(encoder), onnx_dir=onnx_dir.name if onnx_dir else None,
+                       simulated=facts["simulation"].describe() if "simulation" in facts else None,
                        spec=spec.to_json(), models=list(configs), kserve_model=ENSEMBLE, engine=facts["engine"],
                        encoder_runtime=ENCODER_MODELS[spec.encoder_kind],
                        triton_image=facts["triton_image"], encoder_memory=memory,

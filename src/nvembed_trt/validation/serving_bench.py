@@ -107,6 +107,12 @@ class BareEncoder:
 
             self.engine = EngineRunner(Path(meta["encoder"]))
             self.kind = f"TensorRT engine ({self.engine.meta.get('flavor')})"
+        elif spec.encoder_kind == "simulated":    # the stand-in itself: the performance model's time per batch
+            from ..performance import BatchTime
+            from ..triton.models.encoder_sim import StandIn
+
+            self.stand_in = StandIn(spec.hidden_size, BatchTime(**meta["simulated"]["timing"]))
+            self.kind = f"SIMULATED {meta['simulated']['name']} (the performance model's time per batch)"
         else:
             import onnxruntime as ort
 
@@ -118,6 +124,8 @@ class BareEncoder:
             self.kind = f"ONNX Runtime ({', '.join(spec.onnx_providers)})"
 
     def run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        if self.spec.encoder_kind == "simulated":
+            return self.stand_in.run(arrays)
         if self.spec.encoder_kind == "tensorrt_plan":
             from ..tokenizer import TokenizedBatch
 
@@ -423,7 +431,7 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
         "front_door_own": one["front_door_app"]["p50_ms"] - one["triton_encoder_grpc"]["p50_ms"],
         "http_and_client": one["front_door"]["p50_ms"] - one["front_door_app"]["p50_ms"]}
     report = sidecar("serving-benchmark", repo=str(repo), host=platform.node(), model=meta.get("served_model_id"),
-                     encoder_kind=spec.encoder_kind, recipe=meta.get("recipe"),
+                     encoder_kind=spec.encoder_kind, recipe=meta.get("recipe"), simulated=meta.get("simulated"),
                      workload={**workload.source, "requests": len(workload.requests), "texts_per_request":
                                list(TEXTS_PER_REQUEST), "query_tokens": list(QUERY_TOKENS),
                                "passage_tokens": [64, spec.max_length], "histogram": workload.histogram(),
@@ -445,7 +453,9 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
 
 def serving_markdown(report: dict) -> str:
     w, c = report["workload"], report["ceiling"]
-    lines = [f"Serving benchmark of `{report['model']}` ({report['encoder_kind']}, {report['recipe']}) on "
+    sim = report.get("simulated")
+    lines = [(f"SIMULATED encoder {sim['name']} (a GPU-timed stand-in, no GPU): " if sim else "") +
+             f"Serving benchmark of `{report['model']}` ({report['encoder_kind']}, {report['recipe']}) on "
              f"{report['host']}: {w['texts']} texts ({w['queries']} queries of {w['query_tokens'][0]}-"
              f"{w['query_tokens'][1]} tokens + the query instruction, passages of {w['passage_tokens'][0]}-"
              f"{w['passage_tokens'][1]} tokens) from {w['source']}, seed {w['seed']}, in {w['requests']} requests of "
