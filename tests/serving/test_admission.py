@@ -36,10 +36,11 @@ def test_overload_is_refused_at_once_not_timed_out(tiny_repos):
     assert 504 not in statuses and set(statuses) == {200, 429} and 2 <= statuses.count(200) <= 5, statuses
     for reply, seconds in answers:
         if reply.status_code == 429:
-            assert int(reply.headers["retry-after"]) >= 1 and seconds < 1.0, (seconds, reply.headers)
+            # refused at once: well before the 2 s deadline (slack for a loaded 2-core CI machine)
+            assert int(reply.headers["retry-after"]) >= 1 and seconds < 1.5, (seconds, reply.headers)
             assert "deadline" in reply.json()["error"]["message"], reply.json()
-        else:
-            assert seconds < 2.0
+        else:   # admitted work finished: no 504 above; the client's own time adds a little to the deadline
+            assert seconds < 2.5, seconds
     assert service.metrics.refusals.labels("deadline")._value.get() == statuses.count(429)
     assert service.batcher.backlog_tokens == 0
 

@@ -23,7 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "run by ONNX Runtime) and nv_embed, the KServe model that tokenises, packs rows "
                                    "into batches the encoder's shapes cover, calls it and pools.")
     r.add_argument("--model", required=True, help="preset name or checkpoint directory (tokenizer, dims)")
-    r.add_argument("--encoder", required=True, type=Path, help="engines/<gpu>/<name>/<recipe>/ or export/<name>/")
+    source = r.add_mutually_exclusive_group(required=True)
+    source.add_argument("--encoder", type=Path, help="engines/<gpu>/<name>/<recipe>/ or export/<name>/")
+    source.add_argument("--simulate", metavar="[Nx]GPU:RECIPE",
+                        help="no encoder: a GPU-timed stand-in for the engine RECIPE gives on the GPU profile (its "
+                             "shapes and limits; per batch it sleeps the time the card would take, from the registry's "
+                             "figures, and returns deterministic unit vectors), e.g. h100:fp8; 8xh100:fp8 stands for "
+                             "a node of eight (one encoder instance each). For measuring serving without a GPU")
     r.add_argument("--output", type=Path, help="e.g. triton_repo/<name>/ (not with --check)")
     r.add_argument("--gpu", help="with an ONNX export: a TensorRT repository for this GPU profile made here, without "
                                  "a GPU; the plan is built on the node by `deploy ensure-engine` from the graph "
@@ -127,6 +133,11 @@ def run_repo(args: argparse.Namespace) -> int:
             print(f"this plan is not one Triton loads: {result.check['gpu_host_must']}")
         return 0
     meta = result.meta
+    if meta.simulated:
+        sim = meta.simulated
+        print(f"SIMULATED encoder: {sim['name']} ({sim['devices']} device(s), one instance each); one query of 32 "
+              f"tokens takes {sim['one_query_ms']['32 tokens']:.2f} ms, of 512 tokens "
+              f"{sim['one_query_ms']['512 tokens']:.2f} ms (figures: {sim['figures']['source']})")
     print(f"wrote {result.directory} ({spec.encoder_kind} encoder, pooling in the {spec.pooling}, encoder batch "
           f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length})"
           + ("" if meta.onnx_dir else f"; serve it with: nvembed-trt serve --repo {result.directory}"))

@@ -58,7 +58,7 @@ class DeploySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     repo_dir_name: str
-    encoder_kind: Literal["onnxruntime", "tensorrt_plan"]
+    encoder_kind: Literal["onnxruntime", "tensorrt_plan", "simulated"]
     onnx_on_gpu: bool = False      # an ONNX Runtime encoder asking for CUDAExecutionProvider (needs onnxruntime-gpu)
     encoder_sha256: str
     triton_image: str
@@ -147,6 +147,11 @@ def resolve(repo: Path, options: DeployOptions) -> DeploySpec:
             raise InputError(f"--gpu {options.gpu}: the repository's engine was built for {profile} (its config.pbtxt "
                              f"follows that profile's shapes); make a repository from an engine built for "
                              f"{options.gpu} instead")
+    elif spec.encoder_kind == "simulated":   # the GPU-timed stand-in runs on CPU: a pod without a GPU
+        if options.gpu:
+            raise InputError(f"--gpu {options.gpu}: the repository's encoder is SIMULATED "
+                             f"({meta.simulated['name']}) and needs no GPU; deploy it without --gpu")
+        profile = None
     else:
         profile = options.gpu
     onnx_on_gpu = spec.encoder_kind == "onnxruntime" and "CUDAExecutionProvider" in spec.onnx_providers

@@ -5,7 +5,9 @@ the shapes Triton will send (serving) and how Triton allocates the engine's exec
 and optimisation profiles (batch and sequence min/opt/max). Loading checks every profile: opt within min..max; every
 batch the served path can form (the packer over the profiles, capped at the serving batch, up to the serving length)
 is covered by one profile (nvembed_trt.packing: the loader and the packer share one rule); and the full-size
-NV-Embed-v2 in fp16 fits the card as Triton allocates it: one execution context per profile (engines/memory.py)."""
+NV-Embed-v2 in fp16 fits the card as Triton allocates it: one execution context per profile (engines/memory.py).
+An optional `performance` block holds the card's datasheet peaks and the efficiency credited to them, for the
+performance model (nvembed_trt.performance): the GPU-timed stand-in encoder and the capacity planner."""
 
 from __future__ import annotations
 
@@ -20,10 +22,13 @@ from ..artifacts.engine import EngineMeta
 from ..config import NVEmbedConfig
 from ..errors import InputError
 from ..packing import Packer, ShapeLimit
+from ..performance import RATE_KEYS, DeviceRates
 from ..shapes import OptimizationProfile, Range, Serving, served_limits  # noqa: F401  (the registry's schema)
-from .memory import ASSUMPTIONS, GIB, MIB, SCORE_BYTES, DeviceMemory, Shape, device_memory, weight_bytes
+from .memory import (ASSUMPTIONS, GIB, MIB, SCORE_BYTES, AllocationStrategy, DeviceMemory, Shape, device_memory,
+                     weight_bytes)
 
 FlavorName = Literal["tensorrt", "tensorrt-rtx"]
+RateKey = Literal[RATE_KEYS]
 RTX_TARGETS = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120", "12.1": "SM121"}
 
 
@@ -57,6 +62,46 @@ class BuilderSettings(BaseModel):
         return v
 
 
+class Efficiency(BaseModel):
+    """The share of the datasheet's peak a full-size engine achieves: memory (weights streamed) and compute
+    (matmuls)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    memory: float
+    compute: float
+
+    @model_validator(mode="after")
+    def _fractions(self) -> Efficiency:
+        for name in ("memory", "compute"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"efficiency {name} must be in (0, 1], got {getattr(self, name)}")
+        return self
+
+
+class Performance(BaseModel):
+    """Datasheet figures of the card (dense, no sparsity) and the efficiency it is credited with: what the
+    performance model (nvembed_trt.performance) and the GPU-timed stand-in encoder use. `source` says where each
+    figure comes from."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    memory_bandwidth_gb_s: float
+    tflops: dict[RateKey, float]       # dense tensor-core peak per dtype; a dtype absent: the card has no such rate
+    efficiency: Efficiency
+    source: str
+
+    @model_validator(mode="after")
+    def _positive(self) -> Performance:
+        bad = {k: v for k, v in self.tflops.items() if not v > 0}
+        if not self.memory_bandwidth_gb_s > 0 or bad:
+            raise ValueError(f"bandwidth and rates must be > 0, got {self.memory_bandwidth_gb_s} GB/s, {bad}")
+        if not {"fp16", "bf16"} & set(self.tflops):
+            raise ValueError("needs a 16-bit (fp16 or bf16) matmul rate")
+        return self
+
+    def device_rates(self) -> DeviceRates:
+        """What the card achieves: the datasheet peaks times the efficiency factors."""
+        return DeviceRates(self.memory_bandwidth_gb_s * 1e9 * self.efficiency.memory,
+                           {k: v * 1e12 * self.efficiency.compute for k, v in self.tflops.items()})
+
+
 class GPUProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
@@ -67,6 +112,7 @@ class GPUProfile(BaseModel):
     serving: Serving
     builder: BuilderSettings = BuilderSettings()
     profiles: list[OptimizationProfile]
+    performance: Performance | None = None   # for simulation and capacity planning
 
     @model_validator(mode="after")
     def _consistent(self) -> GPUProfile:

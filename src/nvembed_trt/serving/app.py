@@ -142,8 +142,9 @@ class Guard:
     counters and latency, a Server-Timing header (the time spent in the app, so a client can tell its network from
     our work), and a last-resort 500."""
 
-    def __init__(self, app, service: EmbeddingService, metrics: Metrics):
+    def __init__(self, app, service: EmbeddingService, metrics: Metrics, direct: dict | None = None):
         self.app, self.service, self.metrics = app, service, metrics
+        self.direct = direct or {}    # (method, path) -> ASGI app that skips FastAPI's routing and middleware
         key = service.settings.api_key
         self.key = key.encode() if key else None
 
@@ -183,7 +184,8 @@ class Guard:
             if refused is not None:
                 await error_response(refused)(scope, receive, send_status)
             else:
-                await self.app(scope, receive, send_status)
+                app = self.direct.get((scope["method"], scope["path"]), self.app)
+                await app(scope, receive, send_status)
         finally:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(route, str(status["code"])).inc()
@@ -278,6 +280,19 @@ def create_app(service: EmbeddingService) -> Guard:
                             media_type="application/json")
         return Response(answer(), media_type="application/json")
 
+    handlers = {APIError: _api_error, ClientGone: _client_gone, StarletteHTTPException: _http_error}
+
+    async def direct_embeddings(scope, receive, send):
+        """POST /v1/embeddings without FastAPI's routing and middleware layers (17 % of the front door's CPU per
+        one-text request, measured): the same handler, its errors answered by the same exception handlers."""
+        request = Request(scope, receive)
+        try:
+            response = await embeddings(request)
+        except Exception as exc:  # noqa: BLE001 - mapped exactly as FastAPI's exception handlers map it
+            handler = next((h for kind, h in handlers.items() if isinstance(exc, kind)), _unexpected)
+            response = await handler(request, exc)
+        await response(scope, receive, send)
+
     @route(app, MODELS)
     async def models():
         return json_response(service.models())
@@ -302,4 +317,4 @@ def create_app(service: EmbeddingService) -> Guard:
     async def metadata():
         return json_response(service.metadata())
 
-    return Guard(app, service, metrics)
+    return Guard(app, service, metrics, {("POST", EMBEDDINGS.path): direct_embeddings})

@@ -149,6 +149,8 @@ class ModelCard(BaseModel):
     root: str
     max_input_tokens: int
     dimensions: int
+    simulated: str | None = Field(None, description="GPU:RECIPE a simulated repository's GPU-timed stand-in "
+                                  "encoder stands for (no model runs); absent for a real encoder")
 
 
 class ModelList(BaseModel):
@@ -196,6 +198,8 @@ class Metadata(BaseModel):
     repository_created_utc: str | None
     limits: dict[str, int | float | str | None]
     versions: dict[str, str]
+    simulated: dict | None = Field(None, description="a simulated repository: the card, recipe, devices, figures "
+                                   "and timing its stand-in encoder uses (repo.json `simulated`); absent otherwise")
 
 
 def embedding_data(vectors: np.ndarray, encoding: str, start: int = 0) -> list[dict]:

@@ -15,6 +15,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..tokenizer import INPUT_TYPES, EmbeddingTokenizer, OverBudget, TokenBudget
 from ..triton.meta import RepoMeta
 from ..triton.spec import ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 from .backend import EncoderFailure, TritonEncoder
+from .duty import DutyCycle, encoder_devices, poll
 from .batching import SAFETY, Batcher, QueueFull, Throughput, TooBig
 from .metrics import Metrics
 from .schemas import APIError, EmbeddingRequest, parse_json
@@ -107,8 +109,11 @@ def read_repository(repo: Path) -> tuple[RepoMeta, RepoSpec]:
 
 
 class EmbeddingService:
-    def __init__(self, repo: Path | str, settings: ServeSettings, encoder_url: str, metrics: Metrics):
+    def __init__(self, repo: Path | str, settings: ServeSettings, encoder_url: str, metrics: Metrics,
+                 triton_metrics_url: str | None = None):
         self.repo, self.settings, self.metrics = Path(repo), settings, metrics
+        self.triton_metrics_url = triton_metrics_url   # where the GPU duty cycle is read (Triton's counters)
+        self.duty_task: asyncio.Task | None = None
         self.meta, self.spec = read_repository(self.repo)
         self.tokenizer = EmbeddingTokenizer.from_dir(self.repo / ENSEMBLE / "1" / TOKENIZER_DIR)
         self.model_id = settings.model_id or self.meta.served_model_id
@@ -126,10 +131,16 @@ class EmbeddingService:
         self.tokenizer_rate = Throughput()
         self.tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenize")
 
+    @cached_property
+    def devices(self) -> int:
+        """Encoder instances that run at once (serving.duty.encoder_devices)."""
+        return encoder_devices(self.spec, self.meta)
+
     @property
     def max_inflight(self) -> int:
-        """Batches at the encoder at once: one per encoder instance plus one queued behind them (from the spec)."""
-        return self.settings.max_inflight_batches or self.spec.encoder_instances + 1
+        """Batches at the encoder at once: one per device (simulated, or each GPU's instances) plus one queued
+        behind them."""
+        return self.settings.max_inflight_batches or self.devices + 1
 
     @property
     def dim(self) -> int:
@@ -143,8 +154,13 @@ class EmbeddingService:
                                self.backend.run, self.metrics, self.max_inflight, settings.max_queued_inputs,
                                settings.max_queued_tokens, settings.request_timeout_s)
         self.batcher.start()
+        if self.triton_metrics_url and self.duty_task is None:
+            self.duty_task = asyncio.get_running_loop().create_task(
+                poll(self.triton_metrics_url, DutyCycle(self.devices), self.metrics.set_duty), name="duty-cycle")
 
     async def close(self) -> None:
+        if self.duty_task is not None:
+            self.duty_task.cancel()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.backend is not None:
@@ -333,10 +349,17 @@ class EmbeddingService:
 
     # ---- descriptions ----------------------------------------------------------------------------------------
 
+    @property
+    def simulated(self) -> dict | None:
+        """repo.json's `simulated` block for a simulated repository (triton-repo --simulate), else None."""
+        return self.meta.simulated
+
     def models(self) -> dict:
-        return {"object": "list", "data": [{
-            "id": self.model_id, "object": "model", "created": self.created, "owned_by": "nvembed-trt",
-            "root": self.model_id, "max_input_tokens": self.spec.max_length, "dimensions": self.dim}]}
+        card = {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "nvembed-trt",
+                "root": self.model_id, "max_input_tokens": self.spec.max_length, "dimensions": self.dim}
+        if self.simulated:
+            card["simulated"] = self.simulated["name"]
+        return {"object": "list", "data": [card]}
 
     def metadata(self) -> dict:
         """What is served, by names and content hashes, from repo.json alone: no host path (the repository, the
@@ -353,10 +376,10 @@ class EmbeddingService:
                             "pooling": self.spec.pooling,
                             "shapes": [s.describe() for s in self.spec.shape_limits],
                             "max_batch_tokens": self.packer.max_batch_tokens,
-                            "gpu_profile": engine.gpu.profile if engine else None,
+                            "gpu_profile": engine.gpu.profile if engine else (self.simulated or {}).get("gpu_profile"),
                             "flavor": engine.flavor if engine else None,
                             "flavor_version": engine.flavor_version if engine else None},
                 "repository": {"name": self.repo.name, "sha256": self.repo_sha256},
                 "repository_created_utc": self.meta.created_utc,
                 "limits": {k: v for k, v in self.settings.model_dump().items() if k not in ("api_key",)},
-                "versions": versions()}
+                "versions": versions(), **({"simulated": self.simulated} if self.simulated else {})}

@@ -48,6 +48,8 @@ class ServeSettings(BaseModel):
     max_inflight_batches: int | None = Field(None, ge=1, description="batches at the encoder at once (default: "
                                              "its instances + 1)")
     probe_interval_s: float = Field(5.0, gt=0, description="seconds between readiness round trips")
+    workers: int | None = Field(None, ge=1, le=256, description="front-door processes on one socket feeding the "
+                                "one Triton (default: one per core less one, at most 4 per encoder device)")
     inline_tokenize_chars: int = Field(2048, ge=0, description="requests that tokenise fewer characters are "
                                        "tokenised on the event loop (a thread hop costs more)")
 

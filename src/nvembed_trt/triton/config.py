@@ -41,6 +41,9 @@ def encoder_config(spec: RepoSpec) -> mc.ModelConfig:
     elif spec.encoder_kind == "tensorrt_python":
         config.backend = "python"
         _parameters(config, {"plan_file": "model.plan"})
+    elif spec.encoder_kind == "simulated":   # the GPU-timed stand-in: its timing numbers and shapes
+        config.backend = "python"
+        _parameters(config, spec.encoder_parameters)
     else:
         config.backend = "python"
         _parameters(config, {"onnx_file": "model.onnx", "providers": ",".join(spec.onnx_providers)})

@@ -62,6 +62,7 @@ class RepoMeta(Sidecar):
     triton_image: TritonImage
     server: ServerNeeds
     encoder_memory: dict[str, Any] | None   # the memory check's figures and assumptions (engines only)
+    simulated: dict[str, Any] | None = None   # triton-repo --simulate: what the stand-in stands for, and how
 
     @property
     def encoder_kind(self) -> EncoderKind:

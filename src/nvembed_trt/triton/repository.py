@@ -21,7 +21,7 @@ from ..artifacts.graph import graph_sidecars
 from ..deploy.images import ImageError, default_image, honoured_setting, image_table, release_of, \
     triton_image_for_engine
 from ..errors import InputError
-from ..provenance import sha256_file
+from ..provenance import sha256_bytes, sha256_file
 from ..shapes import ShapeError
 from ..source import resolve_model
 from ..staging import staged_directory
@@ -31,6 +31,7 @@ from ..engines.builder import graph_io, graph_weight_bytes
 from ..engines.gpus import engine_memory_problems, engine_memory_report, engine_serving_parameters, get_gpu
 from ..engines.runner import triton_backend_config
 from .config import check_repository, repository_configs, to_pbtxt
+from . import simulated
 from .meta import RepoMeta, ServedSetting, ServerNeeds, TritonImage
 from .spec import DEFAULT_MAX_INPUT_BYTES, ENCODER, ENCODER_MODELS, ENSEMBLE, TOKENIZER_DIR, EncoderKind, RepoSpec
 
@@ -59,6 +60,7 @@ class RepoSettings(BaseModel):
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     encoder_backend: str = "tensorrt_plan"  # an engine: tensorrt_plan (Triton's backend) or python (encoder_trt)
     gpu: str | None = None                 # an ONNX export made into a plan-less repository for this GPU profile
+    simulate: str | None = None            # [Nx]GPU:RECIPE: the GPU-timed stand-in instead of an encoder folder
     overwrite: bool = False
 
 
@@ -87,6 +89,7 @@ class EncoderFacts:
     engine: EngineMeta | None
     image: TritonImage | None
     refusal: str | None = None       # why Triton cannot load this plan (check_only)
+    simulation: simulated.Simulation | None = None   # triton-repo --simulate: the stand-in's GPU, recipe, devices
 
     @property
     def max_batch_size(self) -> int | None:
@@ -164,6 +167,21 @@ def encoder_facts(encoder: Path, check_only: bool = False, backend: str = "tenso
                      f"(model.onnx)")
 
 
+def simulated_facts(settings: RepoSettings, source) -> EncoderFacts:
+    """The GPU-timed stand-in for the engine settings.simulate names: the profile's shapes and serving limits, the
+    recipe's weights for the memory check, the python backend only (no GPU)."""
+    if settings.gpu is not None:
+        raise InputError("gpu makes a plan-less TensorRT repository from an ONNX export; a simulation names its GPU "
+                         "profile in GPU:RECIPE")
+    if settings.encoder_instances != 1:
+        raise InputError("a simulation runs one encoder instance per simulated device: ask for devices as "
+                         f"NxGPU:RECIPE, not encoder_instances={settings.encoder_instances}")
+    sim = simulated.parse_simulation(settings.simulate, source.config)
+    engine = simulated.simulated_engine(sim, source.describe())
+    image = TritonImage(image=default_image(), how="simulated encoder: the python backend only, no GPU")
+    return EncoderFacts("simulated", None, engine.inputs, engine.outputs, sim.recipe, engine, image, simulation=sim)
+
+
 def served_backend_settings(engine: EngineMeta, release: str | None) -> dict[str, ServedSetting]:
     """The tensorrt_backend parameters the engine asks for, as the Triton release serving it honours them. Without
     a release (a plan Triton cannot load, checked only) the newest one is assumed."""
@@ -238,12 +256,13 @@ def _engine_serving(facts: EncoderFacts, settings: RepoSettings, config, batch: 
         backend = served_backend_settings(facts.engine, image_release(facts.image))
         parameters = {STRATEGY: backend[STRATEGY].honoured}   # what the release acts on is what config.pbtxt says
         counted, why = backend[STRATEGY].honoured, backend[STRATEGY].why or ""
-    problems = engine_memory_problems(facts.engine, config, settings.encoder_instances, counted, why)
-    memory = engine_memory_report(facts.engine, config, settings.encoder_instances, counted)
+    per_device = 1 if facts.simulation is not None else settings.encoder_instances  # one stand-in per device
+    problems = engine_memory_problems(facts.engine, config, per_device, counted, why)
+    memory = engine_memory_report(facts.engine, config, per_device, counted)
     return limits, parameters, backend, problems, memory
 
 
-def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None,
+def repo_from_encoder(model: str, encoder: Path | str | None, output: Path | str | None,
                       settings: RepoSettings = RepoSettings(), *, check_only: bool = False) -> RepoResult:
     """Write the repository to `output`, or with check_only run every check and write nothing (RepoResult.check
     then says what was checked and, for a plan Triton cannot load, what the GPU host must build instead). For an
@@ -254,23 +273,37 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
     settings.gpu: with an ONNX export as the encoder, a TensorRT repository for that GPU profile made without a GPU:
     shapes, limits, configs and the memory check from the registry, no plan; the graph is written beside the
     repository (`<output>-onnx/`, hard links where the filesystem allows) for `deploy ensure-engine` to build the
-    plan on the node."""
+    plan on the node.
+
+    settings.simulate="[Nx]GPU:RECIPE" (no encoder): the encoder is the GPU-timed stand-in (triton/simulated.py),
+    one instance per simulated device."""
     if output is None and not check_only:
         raise InputError("a repository needs an output folder (or check_only=True to write nothing)")
-    encoder, output = Path(encoder), Path(output) if output is not None else None
-    facts = encoder_facts(encoder, check_only, settings.encoder_backend, settings.gpu)
+    if (encoder is None) == (settings.simulate is None):
+        raise InputError("a repository needs an encoder folder or a simulation (GPU:RECIPE), not both")
+    output = Path(output) if output is not None else None
     source = resolve_model(model, progress=False)
+    if settings.simulate is not None:
+        facts = simulated_facts(settings, source)
+        encoder, settings = Path(f"simulated:{facts.simulation.name}"), settings.model_copy(
+            update={"encoder_instances": facts.simulation.devices})
+    else:
+        encoder = Path(encoder)
+        facts = encoder_facts(encoder, check_only, settings.encoder_backend, settings.gpu)
     batch, length = _check_settings(settings, facts)
     limits, parameters, backend, problems, memory = (ShapeLimit("onnx", batch, length),), {}, {}, [], None
     if facts.engine is not None:
         limits, parameters, backend, problems, memory = _engine_serving(facts, settings, source.config, batch)
+    if facts.simulation is not None:
+        parameters = simulated.encoder_parameters(facts.simulation, facts.engine.shape_limits())
+    served_engine = facts.engine if facts.simulation is None else None     # a stand-in has no engine to serve
     spec = RepoSpec(encoder_kind=facts.kind, pooling="engine" if "embeddings" in facts.outputs else "ensemble",
                     hidden_size=source.config.embedding_dim, max_length=length, shape_limits=limits,
                     max_batch_tokens=settings.max_batch_tokens or default_batch_tokens(limits),
                     max_request_rows=settings.max_request_rows, max_queue_delay_us=settings.max_queue_delay_us,
                     nv_embed_instances=settings.nv_embed_instances, encoder_instances=settings.encoder_instances,
                     output_dtype=settings.output_dtype, onnx_providers=tuple(settings.providers),
-                    engine_profiles=tuple(str(i) for i in range(len(facts.engine.profiles))) if facts.engine else (),
+                    engine_profiles=tuple(str(i) for i in range(len(served_engine.profiles))) if served_engine else (),
                     max_input_bytes=settings.max_input_bytes, encoder_parameters=parameters)
     configs = repository_configs(spec)
     problems += check_repository(configs, spec, {"inputs": facts.inputs, "outputs": facts.outputs})
@@ -287,14 +320,23 @@ def repo_from_encoder(model: str, encoder: Path | str, output: Path | str | None
     meta = RepoMeta.new(model=source.describe(), served_model_id=served_model_id(source), recipe=facts.recipe,
                         spec=spec, models=list(configs), kserve_model=ENSEMBLE,
                         encoder_runtime=ENCODER_MODELS[spec.encoder_kind], encoder_source=str(encoder),
-                        encoder_sha256=sha256_file(facts.file or encoder / "model.onnx"), engine=facts.engine,
-                        onnx_dir=output.name + "-onnx" if facts.file is None else None, triton_image=facts.image,
+                        encoder_sha256=_encoder_sha256(facts, encoder), engine=served_engine,
+                        onnx_dir=output.name + "-onnx" if facts.kind == "tensorrt_plan" and facts.file is None
+                        else None, triton_image=facts.image,
                         server=ServerNeeds(backend_config=triton_backend_config(facts.engine)
                                            if spec.encoder_kind == "tensorrt_plan" else [],
                                            tensorrt_backend=backend),
-                        encoder_memory=memory)
+                        encoder_memory=memory,
+                        simulated=facts.simulation.describe() if facts.simulation is not None else None)
     _write_repository(output, meta, configs, facts, source, encoder, settings.overwrite)
     return RepoResult(output, spec, meta)
+
+
+def _encoder_sha256(facts: EncoderFacts, encoder: Path) -> str:
+    """What names the encoder: its plan or graph, or a simulation's description (the file the stand-in reads)."""
+    if facts.simulation is not None:
+        return sha256_bytes(simulated.simulation_bytes(facts.simulation))
+    return sha256_file(facts.file or encoder / "model.onnx")
 
 
 def _write_repository(output: Path, meta: RepoMeta, configs: dict, facts: EncoderFacts, source, encoder: Path,
@@ -310,7 +352,9 @@ def _write_repository(output: Path, meta: RepoMeta, configs: dict, facts: Encode
         _copy_tokenizer(source, staging / ENSEMBLE / "1" / TOKENIZER_DIR)
         (staging / ENSEMBLE / "1" / "model.py").write_text(SHIM.format(module="embed"))
         version_dir = staging / ENCODER / "1"
-        if meta.encoder_kind == "tensorrt_plan":
+        if meta.encoder_kind == "simulated":
+            simulated.write_encoder(facts.simulation, version_dir, SHIM)
+        elif meta.encoder_kind == "tensorrt_plan":
             if facts.file is not None:             # else the node builds the plan (deploy ensure-engine)
                 shutil.copyfile(facts.file, version_dir / "model.plan")
         elif meta.encoder_kind == "tensorrt_python":   # EngineRunner reads the plan and its engine.json

@@ -29,11 +29,12 @@ REPO_SPEC = "repo_spec"                                              # nv_embed'
 DEFAULT_MAX_INPUT_BYTES = 1 << 20
 __all__ = ["ENCODER", "ENSEMBLE", "OUTPUT", "REQUEST_INPUTS", "RepoSpec", "TOKEN_INPUTS", "TRUNCATE_MODES"]
 
-EncoderKind = Literal["onnxruntime", "tensorrt_plan", "tensorrt_python"]
+EncoderKind = Literal["onnxruntime", "tensorrt_plan", "tensorrt_python", "simulated"]
 ENCODER_MODELS = {   # what runs the encoder, per kind (repo.json `encoder_runtime`)
     "tensorrt_plan": "Triton's tensorrt backend (platform tensorrt_plan)",
     "tensorrt_python": "python backend: nvembed_trt.triton.models.encoder_trt (EngineRunner on the plan)",
     "onnxruntime": "python backend: nvembed_trt.triton.models.encoder_onnx (ONNX Runtime on the graph)",
+    "simulated": "python backend: nvembed_trt.triton.models.encoder_sim (SIMULATED: sleeps the GPU's time per batch)",
 }
 
 
@@ -78,7 +79,8 @@ class RepoSpec:
 
     @property
     def on_gpu(self) -> bool:
-        return self.encoder_kind != "onnxruntime" or "CUDAExecutionProvider" in self.onnx_providers
+        on_gpu = self.encoder_kind in ("tensorrt_plan", "tensorrt_python")   # a simulated encoder needs no GPU
+        return on_gpu or "CUDAExecutionProvider" in self.onnx_providers
 
     def packer(self) -> Packer:
         return Packer(self.shape_limits, self.max_batch_tokens)

@@ -107,6 +107,12 @@ def repository_encoder(repo: Path, meta: RepoMeta) -> tuple[object, str]:
     from ..encoders.tensorrt import TensorRTEncoder
 
     version = repo / ENCODER / "1"
+    if meta.simulated:    # the stand-in itself: the performance model's time per batch
+        from ..performance import BatchTime
+        from ..triton.models.encoder_sim import StandIn
+
+        return (StandIn(meta.spec.hidden_size, BatchTime(**meta.simulated["timing"])),   # .run(arrays) as the seam
+                f"SIMULATED {meta.simulated['name']} (the performance model's time per batch)")
     if meta.engine is not None:
         if not (version / "model.plan").is_file():
             raise InputError(f"{repo}: no plan yet ({meta.engine.plan or 'encoder/1/model.plan is missing'}); run "
@@ -414,7 +420,7 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
         "front_door_own": one["front_door_app"]["p50_ms"] - one["triton_encoder_grpc"]["p50_ms"],
         "http_and_client": one["front_door"]["p50_ms"] - one["front_door_app"]["p50_ms"]}
     report = sidecar("serving-benchmark", repo=str(repo), host=platform.node(), model=meta.served_model_id,
-                     encoder_kind=spec.encoder_kind, recipe=meta.recipe,
+                     encoder_kind=spec.encoder_kind, recipe=meta.recipe, simulated=meta.simulated,
                      workload={**workload.source, "requests": len(workload.requests), "texts_per_request":
                                list(TEXTS_PER_REQUEST), "query_tokens": list(QUERY_TOKENS),
                                "passage_tokens": [64, spec.max_length], "histogram": workload.histogram(),
@@ -436,7 +442,9 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
 
 def serving_markdown(report: dict) -> str:
     w, c = report["workload"], report["ceiling"]
-    lines = [f"Serving benchmark of `{report['model']}` ({report['encoder_kind']}, {report['recipe']}) on "
+    sim = report.get("simulated")
+    lines = [(f"SIMULATED encoder {sim['name']} (a GPU-timed stand-in, no GPU): " if sim else "") +
+             f"Serving benchmark of `{report['model']}` ({report['encoder_kind']}, {report['recipe']}) on "
              f"{report['host']}: {w['texts']} texts ({w['queries']} queries of {w['query_tokens'][0]}-"
              f"{w['query_tokens'][1]} tokens + the query instruction, passages of {w['passage_tokens'][0]}-"
              f"{w['passage_tokens'][1]} tokens) from {w['source']}, seed {w['seed']}, in {w['requests']} requests of "
