@@ -157,10 +157,8 @@ def test_front_door_answers_like_an_engine(served, sim_repo):
 
 
 def test_kserve_client_cli_and_corpus_encoder_agree(served, tmp_path):
-    from nvembed_trt.corpus.encoders import TritonEncoder
-    from nvembed_trt.encoding import Row, pack
-    from nvembed_trt.packing import Packer
-    from nvembed_trt.source import resolve_model, tokenizer_for
+    from nvembed_trt.encoders.served import ServedEmbedder
+    from nvembed_trt.tokenizer import INPUT_TYPES
 
     front = EmbeddingClient(served.api_url).embed(TEXTS, "passage", None, "END", len(TEXTS))
     kserve = EmbeddingClient(served.kserve["grpc"], "grpc").embed(TEXTS, "passage", None, "END")
@@ -169,14 +167,10 @@ def test_kserve_client_cli_and_corpus_encoder_agree(served, tmp_path):
     assert main(["client", "embed", "--url", served.api_url, "--input", str(tmp_path / "in.txt"), "--output",
                  str(tmp_path / "out.npy"), "--input-type", "passage", "--truncate", "END"]) == 0
     assert np.array_equal(np.load(tmp_path / "out.npy"), front)
-    tokenizer = tokenizer_for(resolve_model("nv-embed-v2", progress=False))
-    for url, protocol in ((served.api_url, "http"), (served.kserve["http"], "http")):
-        encoder = TritonEncoder(url, protocol, "passage", None, "END", 8, MAX_LENGTH)
-        rows = [Row(e.ids, 0) for e in tokenizer.encode(TEXTS, "", MAX_LENGTH, "END")]
-        out = np.empty_like(front)
-        for batch in pack(rows, Packer(encoder.shape_limits), tokenizer.pad_id, encoder.inputs):
-            out[batch.index] = encoder.embed(batch, [TEXTS[i] for i in batch.index])
-        assert np.array_equal(out, front)
+    for url, protocol in ((served.api_url, "http"), (served.kserve["http"], "http")):   # a corpus job's encoder
+        encoder = ServedEmbedder(url, protocol, truncate="END", batch_size=8)
+        assert encoder.max_length == MAX_LENGTH
+        assert np.array_equal(encoder.embed(TEXTS, INPUT_TYPES["passage"]), front)
 
 
 def test_two_devices_run_two_batches_at_once(served, sim_repo):
