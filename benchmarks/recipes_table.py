@@ -43,7 +43,7 @@ def measure(args: argparse.Namespace) -> None:
                     result = recipe_from_model(args.model, name, args.calibration, out, max_length=args.max_length,
                                                gate_rows_per_slice=args.rows_per_slice,
                                                calibration_samples=args.calibration_samples)
-                report, bytes_, passed = result.meta["parity"], result.meta["model_bytes"], True
+                report, bytes_, passed = result.meta.parity, result.meta.model_bytes, True
             except PrecisionGateError as exc:
                 report, bytes_, passed = exc.report, None, False
             results[name] = {"passed": passed, "model_bytes": bytes_,

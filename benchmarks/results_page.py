@@ -14,6 +14,8 @@ they were published (`published_utc`, the date of the commit that added them). A
     quant-scale.json        benchmarks/quant_scale.py (writes it there itself)
     engine-scale.json       benchmarks/engine_scale.py (writes it there itself)
     corpus-throughput.json  benchmarks/corpus_throughput.py
+    open-loop-*.json        nvembed-trt bench-serving --open-loop (copies of results/<host>/open-loop-*.json)
+    loadgen-cost.json       benchmarks/loadgen_cost.py
 """
 
 from __future__ import annotations
@@ -113,6 +115,16 @@ def machine_sections(machine: Path) -> list[str]:
         parts.append(f"### Precision recipes\n\n*{dates}; on {machine.name}*\n\n{recipes_markdown(machine)}\n")
     if data := _load(machine, "engine-scale.json"):
         parts.append(_section("Full-size engine builds", data, machine, engine_markdown(data)))
+    for path in sorted(machine.glob("open-loop-*.json")):
+        from nvembed_trt.validation.open_loop_bench import markdown as open_loop_markdown
+
+        data = json.loads(path.read_text())
+        title = f"Feeding the GPU: simulated {data['simulated']['name']}, {data['workload']}"
+        parts.append(_section(title, data, machine, open_loop_markdown(data)))
+    if data := _load(machine, "loadgen-cost.json"):
+        from loadgen_cost import loadgen_markdown
+
+        parts.append(_section("The open-loop load generator's own cost", data, machine, loadgen_markdown(data)))
     if data := _load(machine, "corpus-throughput.json"):
         parts.append(_section("Corpus throughput", data, machine, corpus_markdown(data)))
     return parts

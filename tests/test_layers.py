@@ -16,14 +16,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "nvembed_trt"
 FLOORS: list[tuple[str, set[str]]] = [
     ("root", {""}),
     ("ground: nothing of ours below", {"errors", "console", "provenance", "packing", "hostmem", "hostgpu"}),
-    ("facts read everywhere", {"config", "tokenizer", "pooling", "textio", "units", "staging", "ngc_triton"}),
-    ("the model and its inputs", {"model", "encoding"}),
+    ("facts read everywhere", {"config", "tokenizer", "pooling", "textio", "units", "staging", "ngc_triton",
+                               "recipes", "shapes"}),
+    ("the model and its inputs, typed sidecars", {"model", "encoding", "artifacts"}),
     ("checkpoints", {"checkpoint"}),
+    ("the performance model", {"performance"}),
     ("presets, calibration sets, TensorRT engines", {"presets", "calibration", "engines"}),
     ("model sources, labelled retrieval sets", {"source", "retrieval"}),
     ("the reference embedder, the Triton repository", {"embedder", "triton"}),
     ("ONNX export, clients, the light serving package, deployment, the host check",
      {"export", "client", "serving", "deploy", "doctor"}),
+    ("the encoder seam", {"encoders"}),
     ("precision recipes", {"precision"}),
     ("corpus jobs, validation", {"corpus", "validation"}),
     ("retrieval evaluation", {"evaluation"}),
@@ -99,7 +102,7 @@ def test_every_package_has_one_floor():
 @pytest.mark.parametrize("source, expected", [
     ("from ..deploy.images import builder_image\n", "triton/repository.py:1: imports ..deploy.images: triton"),
     ("def f():\n    from nvembed_trt.serving import app\n", "triton/repository.py:2: imports nvembed_trt.serving"),
-    ("import nvembed_trt.client\n", "imports nvembed_trt.client: triton (floor 7"),
+    ("import nvembed_trt.client\n", "imports nvembed_trt.client: triton (floor 8"),
     ("from ..embedder import Embedder\n", "runs sideways (same floor)"),
 ])
 def test_an_arrow_up_names_the_file_and_the_import(tmp_path, source, expected):

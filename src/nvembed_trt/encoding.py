@@ -55,8 +55,9 @@ def embed_rows(rows: Sequence[Row], packer: Packer, pad_id: int, inputs: Sequenc
 
 
 def encode_rows(tok, texts: Sequence[str], instructions: Sequence[str], truncates: Sequence[str],
-                max_length: int) -> list[Row]:
-    """One tokenizer call per (instruction, truncate) group; TooLongError names the input's own index."""
+                max_length: int, budget=None) -> list[Row]:
+    """One tokenizer call per (instruction, truncate) group; TooLongError names the input's own index; `budget` (a
+    TokenBudget) bounds the characters tokenised."""
     from .tokenizer.bounded import TooLongError
 
     groups: dict[tuple[str, str], list[int]] = {}
@@ -65,7 +66,7 @@ def encode_rows(tok, texts: Sequence[str], instructions: Sequence[str], truncate
     rows: list[Row | None] = [None] * len(texts)
     for (instruction, truncate), members in groups.items():
         try:
-            encoded = tok.encode([texts[i] for i in members], instruction, max_length, truncate)
+            encoded = tok.encode([texts[i] for i in members], instruction, max_length, truncate, budget)
         except TooLongError as exc:
             raise TooLongError(members[exc.index], exc.tokens, exc.exact, exc.max_length) from None
         masked = tok.instruction_length(instruction)

@@ -3,7 +3,7 @@ inner 32768, GEGLU 32768) with 2 decoder layers and random weights (1.31 B param
 external data (ONNX Runtime vs the PyTorch reference on the same weights), then built by TensorRT-RTX for an RTX
 target in its own process, whose peak RSS is measured: the memory-lean build (plan streamed to its file, weights
 held once, sibling projections fused in the export so the builder makes no second copy of them) is a regression
-test here, not a claim. ~2.5 min and < 8 GiB on the 2-core CI machine."""
+test here, not a claim. ~2.5 min and < 9.5 GiB peak RSS (< 1.58x the weights anonymous) on the 2-core CI machine."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ from measured.steps import RssSampler  # noqa: E402  (the benchmarks' sampler, b
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install tensorrt-rtx)")
 PARAMS = 1_307_656_192
 GPU = "rtx-6000-ada"
-BUILD_PEAK_GIB = 8.0  # measured 6.7 GiB (streamed plan) vs 7.9 GiB (plan in host memory) on the 2-core machine
+# total peak RSS counts the file-backed pages of the mmapped weights, which vary with the page cache: measured
+# 6.7 GiB here and 8.06 GiB on the CI machine (streamed plan); the lean-build regression test is the anonymous
+# bound below and the chunk sizes above (a whole-plan host buffer); this one only catches a gross regression
+BUILD_PEAK_GIB = 9.5
 ANON_PER_WEIGHT = 1.58  # anonymous peak per GiB of weights: measured 1.47 fused, 1.69 unfused (3.58 vs 4.11 GiB)
 
 
@@ -65,7 +68,7 @@ def test_full_width_engine_builds_lean(engine, export):
     out, meta, peak_gib, anon_gib = engine
     plan = out / "model.plan"
     assert plan.stat().st_size == meta["engine_bytes"]
-    assert 1.0 < meta["engine_bytes"] / export.meta["weight_bytes"] < 1.05  # the fp16 weights plus kernels
+    assert 1.0 < meta["engine_bytes"] / export.meta.weight_bytes < 1.05  # the fp16 weights plus kernels
     how = meta["builder"]["serialization"]
     assert how["method"] == "stream" and how["chunks"] > 10
     assert how["largest_chunk_bytes"] <= meta["engine_bytes"] / 10  # no whole-plan host buffer was handed over
@@ -74,7 +77,7 @@ def test_full_width_engine_builds_lean(engine, export):
     # graph needed 1.6x the weights (TensorRT-RTX held a second copy of every q/k/v and gate/up weight)
     weights_gib = meta["onnx_weight_bytes"] / 2**30
     assert anon_gib < ANON_PER_WEIGHT * weights_gib, f"anonymous peak {anon_gib:.2f} GiB, weights {weights_gib:.2f}"
-    assert meta["gpu"]["aot_targets"] == ["SM89"] and meta["recipe"] == "float16"
+    assert meta["gpu"]["aot_targets"] == ["SM89"] and meta["recipe"] == "fp16"      # the canonical name, not "float16"
     data = export.onnx_path.with_name("model.onnx.data")
     assert meta["onnx_weight_bytes"] == export.onnx_path.stat().st_size + data.stat().st_size
 

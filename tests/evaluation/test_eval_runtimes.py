@@ -144,7 +144,7 @@ def test_compare_finds_a_planted_regression(evaluated, data, export_dir, tmp_pat
 def test_ranking_gate_refuses_a_damaged_graph(export_dir, tmp_path, tiny):
     from nvembed_trt.retrieval.ranking import ranking_slice
     from nvembed_trt.precision.heldout import sliced_heldout
-    from nvembed_trt.precision.recipes import RECIPES
+    from nvembed_trt.recipes import RECIPES
     from nvembed_trt.precision.verify import verify_recipe
 
     report, problems = verify_recipe(RECIPES["int8-wo"], damaged_graph(export_dir, tmp_path) / "model.onnx",

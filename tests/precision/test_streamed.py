@@ -23,10 +23,10 @@ from nvembed_trt.precision import RECIPES, PrecisionGateError, recipe_from_model
 from nvembed_trt.precision.apply import apply_recipe
 from nvembed_trt.precision.heldout import sliced_heldout
 from nvembed_trt.precision.quantizers import dequantize, fp16_scale, int4_blocked, int8_per_channel
-from nvembed_trt.precision.recipes import Recipe
+from nvembed_trt.recipes import Recipe
 from nvembed_trt.precision.smoothing import Smoothing
 from nvembed_trt.precision.streamed import calibration_arrays, source_loader, write_streamed_recipe
-from nvembed_trt.precision.verify import GraphRunner, embed_heldout, verify_recipe
+from nvembed_trt.precision.verify import embed_heldout, graph_embedder, verify_recipe
 from nvembed_trt.source import load_source, resolve_model
 
 NAMES = ("input_ids", "attention_mask", "pool_mask")
@@ -42,7 +42,7 @@ def ws(tmp_path_factory, tiny):
     load, _ = source_loader(source)
     streamed = streamed_ranges(source.config, load, arrays, progress=False)
     heldout = sliced_heldout(512)
-    reference = embed_heldout(GraphRunner(export.onnx_path, "onnxruntime"), tiny.tokenizer, heldout)
+    reference = embed_heldout(graph_embedder(export.onnx_path, "fp32", "onnxruntime", tiny.tokenizer, 512), heldout)
     return {"root": root, "export": export, "calibration": calibration, "source": source, "arrays": arrays,
             "streamed": streamed, "heldout": heldout, "reference": reference}
 

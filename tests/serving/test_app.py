@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def test_batched_equals_single_and_any_client_batch_size(tiny_repos, cosine):
     assert service.metrics.padding_efficiency() > 0.6
 
 
-@pytest.mark.parametrize("body, status, param, message", [
+ERRORS = [
     (b"{bad json", 400, None, "request body is not valid JSON"),
     (b"[" * 5000 + b"]" * 5000, 400, None, "request body is not valid JSON"),
     (b'["a list"]', 400, None, "request body must be a JSON object, got list"),
@@ -72,30 +73,52 @@ def test_batched_equals_single_and_any_client_batch_size(tiny_repos, cosine):
     ({"model": MODEL, "input": [1, 2]}, 422, "input", "input: must be a string or a list of strings"),
     ({"model": MODEL, "input": "x", "colour": "red"}, 422, "colour", "colour: unknown field"),
     ({"model": MODEL, "input": "x", "input_type": "document"}, 422, "input_type", "input_type: Input should be"),
-    ({"model": MODEL, "input": "x", "truncate": "MIDDLE"}, 422, "truncate", "must be one of NONE, START, END"),
+    ({"model": MODEL, "input": "x", "truncate": "MIDDLE"}, 422, "truncate", "Input should be 'NONE', 'START' or 'END'"),
+    # strict where the README is strict: exact enum values, real integers, a key given once
+    ({"model": MODEL, "input": "x", "truncate": "none"}, 422, "truncate", "Input should be 'NONE', 'START' or 'END'"),
+    ({"model": MODEL, "input": "x", "truncate": "End"}, 422, "truncate", "Input should be 'NONE', 'START' or 'END'"),
+    ({"model": MODEL, "input": "x", "truncate": "\u017ftart"}, 422, "truncate", "Input should be 'NONE', 'START'"),
+    ({"model": MODEL, "input": "x", "input_type": "Query"}, 422, "input_type", "Input should be 'query' or 'passage'"),
+    ({"model": MODEL, "input": "x", "dimensions": "64"}, 422, "dimensions", "dimensions: Input should be a valid integer"),
+    ({"model": MODEL, "input": "x", "dimensions": 64.0}, 422, "dimensions", "dimensions: Input should be a valid integer"),
+    ({"model": MODEL, "input": "x", "dimensions": True}, 422, "dimensions", "dimensions: Input should be a valid integer"),
+    (b'{"model": "x", "model": "tiny", "input": "x"}', 400, None, 'Detected duplicate key "model"'),
+    (b'{"model": "tiny", "input": "x", "user": NaN}', 400, None, "request body is not valid JSON"),
+    # the instruction: its own byte limit (before any tokenisation), and room for the input after it
+    ({"model": MODEL, "input": ["a"] * 10, "instruction": "x" * 30000, "truncate": "END"}, 413, "instruction",
+     "instruction is 30000 bytes, above the limit of 4096 bytes (--max-instruction-bytes)"),
+    ({"model": MODEL, "input": "a", "instruction": "x" * 200, "truncate": "END"}, 400, "instruction",
+     "instruction is 100 tokens: the model's 64-token limit leaves no token of the input after it"),
     ({"model": MODEL, "input": "x", "encoding_format": "int8"}, 422, "encoding_format", "encoding_format"),
     ({"model": "other", "input": "x"}, 404, "model", "model 'other' is not served here; served models: tiny"),
     ({"model": MODEL, "input": "x", "dimensions": 32}, 400, "dimensions",
      "dimensions 32 is not supported: tiny gives 64-dimensional embeddings"),
-    ({"model": MODEL, "input": []}, 400, "input", "input is an empty list"),
-    ({"model": MODEL, "input": ["ok", ""]}, 400, "input", "input[1] is an empty string"),
+    ({"model": MODEL, "input": []}, 422, "input", "input is an empty list"),
+    ({"model": MODEL, "input": ["ok", ""]}, 422, "input", "input[1] is an empty string"),
+    ({"model": MODEL, "input": ""}, 422, "input", "input is an empty string"),
+    ({"model": MODEL, "input": ["ok", 3]}, 422, "input", "input: must be a string or a list of strings"),
     ({"model": MODEL, "input": ["ok", "word " * 100]}, 400, "input",
      "Input length 103 exceeds maximum allowed token size 64 (input[1]"),
     ({"model": MODEL, "input": ["x"] * 11}, 413, "input", "input has 11 items, above the limit of 10 per request"),
     ({"model": MODEL, "input": ["é" * 300]}, 413, "input", "input[0] is 600 bytes, above the limit of 500 bytes"),
-])
-def test_errors_name_the_field_limit_and_value(tiny_repos, body, status, param, message):
+]
+
+
+def test_errors_name_the_field_limit_and_value(tiny_repos):
+    """Every bad request of ERRORS against one app (each followed by a good one that must still be served); all
+    mismatches are reported at once."""
     service, app = build(tiny_repos["engine"], max_inputs=10, max_input_bytes=500)
 
     async def requests(client):
-        bad = await post(client, body)
-        good = await post(client, {"model": MODEL, "input": "still serving"})
-        return bad, good
-    bad, good = call(service, app, requests)
-    error = bad.json()["error"]
-    assert bad.status_code == status and message in error["message"], error
-    assert error["param"] == param and error["type"] and error["code"]
-    assert good.status_code == 200
+        return [(await post(client, body), await post(client, {"model": MODEL, "input": "still serving"}))
+                for body, *_ in ERRORS]
+    wrong = []
+    for (body, status, param, message), (bad, good) in zip(ERRORS, call(service, app, requests)):
+        error = bad.json()["error"]
+        if not (bad.status_code == status and message in error["message"] and error["param"] == param
+                and error["type"] and error["code"] and good.status_code == 200):
+            wrong.append((str(body)[:60], bad.status_code, error, good.status_code))
+    assert not wrong, "\n".join(map(str, wrong))
 
 
 def test_limits_on_the_body_routes_and_methods(tiny_repos):
@@ -138,6 +161,20 @@ def test_api_key(tiny_repos):
     assert right.status_code == 200 and health.status_code == 200
 
 
+def test_api_key_scheme_is_case_insensitive_and_given_once(tiny_repos):
+    """RFC 7235: the auth scheme is case-insensitive and one or more spaces follow it; Authorization is not a list,
+    so two of them are refused (400), not resolved last-wins."""
+    service, app = build(tiny_repos["engine"], api_key="s3cret")
+    given = [[("Authorization", "bearer s3cret")], [("Authorization", "BEARER   s3cret")],
+             [("Authorization", "Basic s3cret")], [("Authorization", "Bearer s3cret"), ("Authorization", "Bearer x")],
+             [("Authorization", "Bearer x"), ("Authorization", "Bearer s3cret")]]
+
+    async def requests(client):
+        return [await client.get("/v1/models", headers=headers) for headers in given]
+    statuses = [r.status_code for r in call(service, app, requests)]
+    assert statuses == [200, 200, 401, 400, 400], statuses
+
+
 def test_health_models_metadata_metrics(tiny_repos):
     service, app = build(tiny_repos["engine"])
 
@@ -161,6 +198,11 @@ def test_health_models_metadata_metrics(tiny_repos):
     meta = metadata.json()
     assert meta["model"]["id"] == MODEL and meta["recipe"] == "fp32" and meta["encoder"]["kind"] == "onnxruntime"
     assert "api_key" not in meta["limits"] and meta["versions"]["python"]
+    # names and hashes, no host path: not the repository's, the export's, nor the preset cache's under $HOME
+    assert meta["repository"]["name"] == tiny_repos["engine"].name and len(meta["repository"]["sha256"]) == 64
+    assert meta["model"]["source"] == "tiny" and len(meta["model"]["fingerprint"]) == 64
+    assert len(meta["encoder"]["artifact"]["sha256"]) == 64
+    assert "/" not in metadata.text.replace("</", "") and str(Path.home()) not in metadata.text
     text = metrics.text
     for name in ("nvembed_requests_total", "nvembed_request_duration_seconds_bucket", "nvembed_queue_duration_seconds",
                  "nvembed_input_tokens_total", "nvembed_inputs_per_request", "nvembed_requests_in_flight",
@@ -190,3 +232,31 @@ def test_busy_deadline_and_drain(tiny_repos):
     assert busy.headers["retry-after"] == "1"
     assert slow.status_code == 504 and "0.5 s deadline" in slow.json()["error"]["message"]
     assert drained.status_code == 503 and "shutting down" in drained.json()["error"]["message"]
+
+
+def test_openapi_document_is_generated_from_the_validating_models(tiny_repos):
+    """/openapi.json and /docs are served; the request schema is the one the app validates with (strict enums, the
+    served model, its limits); every route is documented with its errors; 405 names the allowed method."""
+    from nvembed_trt.serving.app import ENDPOINTS
+    from nvembed_trt.serving.schemas import EmbeddingRequest
+
+    service, app = build(tiny_repos["engine"], max_inputs=10)
+
+    async def requests(client):
+        return (await client.get("/openapi.json"), await client.get("/docs"), await client.put("/v1/embeddings"))
+    doc, docs, put = call(service, app, requests)
+    spec = doc.json()
+    assert doc.status_code == 200 and spec["openapi"].startswith("3.1") and docs.status_code == 200
+    assert {(p, m.upper()) for p, ops in spec["paths"].items() for m in ops} == {(e.path, e.method) for e in ENDPOINTS}
+    request = spec["components"]["schemas"]["EmbeddingRequest"]
+    assert set(request["properties"]) == set(EmbeddingRequest.model_fields)
+    assert request["additionalProperties"] is False and request["required"] == ["input", "model"]
+    assert request["properties"]["truncate"]["enum"] == ["NONE", "START", "END"]
+    assert request["properties"]["model"]["enum"] == [MODEL]
+    assert request["properties"]["input"]["anyOf"][1]["maxItems"] == 10
+    operation = spec["paths"]["/v1/embeddings"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/EmbeddingRequest")
+    assert {"200", "400", "413", "422", "429", "504"} <= set(operation["responses"])
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/EmbeddingResponse")
+    assert put.status_code == 405 and put.headers["allow"] == "POST"

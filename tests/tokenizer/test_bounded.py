@@ -10,7 +10,8 @@ import pytest
 import sentencepiece as spm
 
 from nvembed_trt.errors import InputError
-from nvembed_trt.tokenizer import INPUT_TYPES, EmbeddingTokenizer, TooLongError, bundled_sentencepiece_model
+from nvembed_trt.tokenizer import (INPUT_TYPES, EmbeddingTokenizer, OverBudget, TokenBudget, TooLongError,
+                                   bundled_sentencepiece_model)
 from nvembed_trt.tokenizer.bounded import MARGIN
 from texts import _POOLS, varied_strings
 
@@ -36,17 +37,18 @@ def tok(tiny_dir):
 
 
 class Recording:
-    """The real tokenizer, recording the longest string it was asked to tokenise."""
+    """The real tokenizer, recording the longest string it was asked to tokenise and the characters in all."""
 
     def __init__(self, tokenizer):
-        self.inner, self.longest = tokenizer, 0
+        self.inner, self.longest, self.total = tokenizer, 0, 0
 
     def encode(self, text, **kw):
-        self.longest = max(self.longest, len(text))
+        self.longest, self.total = max(self.longest, len(text)), self.total + len(text)
         return self.inner.encode(text, **kw)
 
     def encode_batch(self, texts, **kw):
         self.longest = max([self.longest, *map(len, texts)])
+        self.total += sum(map(len, texts))
         return self.inner.encode_batch(texts, **kw)
 
     def __getattr__(self, name):
@@ -130,3 +132,46 @@ def test_bad_modes_and_lengths(tok):
     with pytest.raises(InputError, match="leaves no token of the text after the instruction"):
         tok.encode(["x"], INPUT_TYPES["query"], 8, "START")
     assert MARGIN > 0
+
+
+# instructions cut at different hard boundaries: none at all (one run), a special-token literal, a line break last,
+# a long one whose last boundary is far from its end, only spaces
+SPLIT_INSTRUCTIONS = ["x" * 300, "Task</s>: <s>find it ", "Query:\n", "Instruct: " + "word " * 40 + "z" * 90 + ": ",
+                      "   "]
+
+
+@pytest.mark.parametrize("instruction", SPLIT_INSTRUCTIONS, ids=["run", "specials", "newline", "long-tail", "spaces"])
+def test_an_instruction_tokenised_once_gives_the_full_tokenisation(tok, instruction):
+    texts = varied_strings()[:40] + [" leading space", "\nnewline first", "</s>x", "z" * 40]
+    texts += adversarial_long_texts(2 * tok.bounded.guaranteed_chars(160))[:6]
+    for mode in ("END", "START"):
+        for text, enc in zip(texts, tok.encode(texts, instruction, 160, mode)):
+            assert enc.ids == by_rule(tok, text, instruction, 160, mode), (mode, text[:40])
+
+
+def test_a_long_instruction_is_tokenised_once_per_request_not_per_input(tok):
+    """The front door's finding: a 30,000-character instruction over 2,048 inputs was tokenised 2,048 times."""
+    recording = EmbeddingTokenizer(Recording(tok.tokenizer), tok.special)
+    instruction = "Instruct: " + "retrieve passages about mountains " * 100 + "\nQuery: "
+    texts = [f"text {i}" for i in range(2048)]
+    encoded = recording.encode(texts, instruction, 2048, "END")
+    assert encoded[5].ids == by_rule(tok, texts[5], instruction, 2048, "END")
+    per_text = sum(len(t) + len("Query: </s>") + 1 for t in texts)      # tail + text + EOS + joiner
+    # the instruction's head once (plus its length, counted once for the pool mask), the short tail with each text
+    assert recording.tokenizer.total <= 2 * len(instruction) + per_text, (recording.tokenizer.total, per_text)
+    before = recording.tokenizer.total
+    recording.encode(texts[:3], instruction, 2048, "END")
+    assert recording.tokenizer.total - before < 3 * 30       # the same instruction again: its head is cached
+
+
+def test_a_budget_bounds_the_characters_tokenised(tok):
+    texts = ["word " * 100] * 10
+    assert len(tok.encode(texts, "", 64, "END", TokenBudget(10_000))) == 10
+    with pytest.raises(OverBudget, match="needs more than 2000 characters of tokenizer input"):
+        tok.encode(texts, "", 64, "END", TokenBudget(2000))
+    run = "a" * 300_000                        # no hard boundary: tokenised whole, so charged whole
+    budget = TokenBudget(1_000_000)
+    tok.encode([run], "", 64, "END", budget)
+    assert 1_000_000 - budget.left >= 300_000
+    with pytest.raises(OverBudget):
+        tok.encode([run], "", 64, "END", TokenBudget(200_000))

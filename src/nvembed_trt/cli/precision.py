@@ -74,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
                                    calibration_samples=args.calibration_samples,
                                    calibration_dtype=args.calibration_dtype,
                                    fuse_projections=args.fuse_projections)
-    p = result.meta["parity"]
+    p = result.meta.parity
     gate = (f"min cosine {p['cosine_min']:.6f}, top-10 agreement {p['top10_agreement']:.3f} (worst slice "
             f"{min(p['slices'], key=lambda s: p['slices'][s]['cosine_min'])})" if p.get("gated", True) else
             "not gated")
-    print(f"wrote {result.onnx_path}: {gate}, quantised nodes {result.meta['quantized_nodes'] or 'none'}; "
-          f"report: {result.directory / 'precision.json'}")
+    print(f"wrote {result.onnx_path}: {gate}, quantised nodes {result.meta.quantized_nodes or 'none'}; "
+          f"report: {result.directory / result.meta.FILE}")
     return 0
 
 

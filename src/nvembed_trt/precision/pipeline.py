@@ -12,17 +12,17 @@ from ..calibration.dataset import MANIFEST, load_calibration
 from ..console import note
 from ..errors import InputError, NVEmbedError
 from ..export.checks import fp32_island_problems, op_precisions
-from ..provenance import sha256_file, sidecar, write_json
+from ..artifacts.graph import ExportMeta, PrecisionMeta
+from ..provenance import sha256_file
 from ..source import resolve_model, tokenizer_for
 from ..staging import check_output_dir, staged_directory
 from .apply import apply_recipe, quantized_node_counts
-from .recipes import RECIPES, get_recipe
+from ..recipes import RECIPES, Recipe, get_recipe
 from .heldout import sliced_heldout
 from .streamed import RANGES_FILE, calibration_arrays, collect_ranges, write_streamed_recipe
-from .verify import TorchRunner, verify_recipe
+from .verify import torch_reference, verify_recipe
 from ..retrieval.ranking import ranking_slice
 
-PRECISION_JSON = "precision.json"
 
 
 class PrecisionGateError(NVEmbedError):
@@ -48,17 +48,19 @@ def _ranking_figures(report: dict) -> str:
 class PrecisionResult:
     directory: Path
     onnx_path: Path
-    meta: dict
+    meta: PrecisionMeta
 
 
-def _export_meta(onnx_path: Path) -> dict:
-    meta_file = onnx_path.parent / "export.json"
-    if not meta_file.is_file():
-        raise InputError(f"{onnx_path.parent}: no export.json beside the graph; export it with nvembed-trt export")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("dtype") != "float32":
-        raise InputError(f"{onnx_path}: recipes start from a float32 export, this one is {meta.get('dtype')}")
+def _export_meta(onnx_path: Path) -> ExportMeta:
+    meta = ExportMeta.read(onnx_path.parent)
+    if meta.dtype != "float32":
+        raise InputError(f"{onnx_path}: recipes start from a float32 export, this one is {meta.dtype}")
     return meta
+
+
+def precision_meta(recipe: Recipe, **fields) -> PrecisionMeta:
+    """precision.json for a recipe graph: the recipe's name (canonical) and its settings as applied."""
+    return PrecisionMeta.new(recipe=recipe.name, recipe_settings=recipe.model_dump(), **fields)
 
 
 def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path | str | None = None,
@@ -74,13 +76,13 @@ def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path 
                          f"`nvembed-trt calibrate`)")
     output = Path(output) if output else onnx_path.parent / recipe.name
     check_output_dir(output, overwrite)
-    model = export_meta["model"]
-    tokenizer = tokenizer_for(resolve_model(model["checkpoint"] or model["spec"], progress=False))
+    model = export_meta.model
+    tokenizer = tokenizer_for(resolve_model(model.source, progress=False))
     if recipe.streamed:  # made from the export's checkpoint tensor by tensor, gated against this fp32 export
-        return recipe_from_model(model["checkpoint"] or model["spec"], recipe.name, calibration, output,
+        return recipe_from_model(model.source, recipe.name, calibration, output,
                                  overwrite=overwrite, reference_onnx=onnx_path, max_length=max_length,
-                                 pooling=export_meta["signature"]["pooling"], opset=export_meta["opset"])
-    inputs = tuple(export_meta["signature"]["inputs"])
+                                 pooling=export_meta.signature.pooling, opset=export_meta.opset)
+    inputs = tuple(export_meta.signature.inputs)
     calib = (load_calibration(Path(calibration), recipe.calibration_length, recipe.calibration_samples, inputs,
                               tokenizer.pad_id) if recipe.needs_calibration else None)
     with staged_directory(output, overwrite) as staging:
@@ -92,12 +94,11 @@ def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path 
         problems += fp32_island_problems(precisions)
         if problems:
             raise PrecisionGateError(recipe.name, report, problems)
-        meta = sidecar("precision-graph", recipe=recipe.model_dump(), source_onnx=str(onnx_path),
-                       source_onnx_sha256=sha256_file(onnx_path), model=model,
-                       calibration=_calibration_meta(calibration) if recipe.needs_calibration else None,
-                       quantized_nodes=quantized_node_counts(candidate), op_precisions=precisions,
-                       parity=report, model_bytes=_size(candidate))
-        write_json(staging / PRECISION_JSON, meta)
+        meta = precision_meta(recipe, source_onnx=str(onnx_path), source_onnx_sha256=sha256_file(onnx_path),
+                              model=model, calibration=_calibration_meta(calibration) if recipe.needs_calibration
+                              else None, quantized_nodes=quantized_node_counts(candidate), op_precisions=precisions,
+                              parity=report, model_bytes=_size(candidate))
+        meta.write(staging)
     note(f"{recipe.name}: min cosine {report['cosine_min']:.6f}, top-10 agreement {report['top10_agreement']:.3f} "
          f"on {report['rows']} held-out rows{_ranking_figures(report)}; wrote {output / 'model.onnx'}")
     return PrecisionResult(output, output / "model.onnx", meta)
@@ -159,7 +160,7 @@ def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | Non
             heldout = sliced_heldout(max_length)
             if gate_rows_per_slice:
                 heldout = heldout.subset(gate_rows_per_slice)
-            reference = reference_onnx if reference_onnx is not None else TorchRunner(source)
+            reference = reference_onnx if reference_onnx is not None else torch_reference(source)
             report, problems = verify_recipe(recipe, candidate, reference, tokenizer, heldout,
                                              ranking=ranking_slice(gate_rows_per_slice))
             report["gated"] = True
@@ -168,16 +169,16 @@ def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | Non
             problems += fp32_island_problems(precisions)
             if problems:
                 raise PrecisionGateError(recipe.name, report, problems)
-        meta = sidecar("precision-graph", recipe=recipe.model_dump(), model=source.describe(),
-                       source_onnx=str(reference_onnx) if reference_onnx else None,
-                       source_onnx_sha256=sha256_file(Path(reference_onnx)) if reference_onnx else None,
-                       calibration=(_calibration_meta(calibration) if calibration is not None else
-                                    {"ranges_file": str(ranges)}) if recipe.needs_calibration else None,
-                       activation_ranges=(range_set.meta | {"file": RANGES_FILE}) if range_set else None,
-                       quantized_nodes=quantized_node_counts(candidate),
-                       op_precisions=candidate_precisions(candidate), parity=report,
-                       model_bytes=_size(candidate), **written)
-        write_json(staging / PRECISION_JSON, meta)
+        meta = precision_meta(recipe, model=source.describe(),
+                              source_onnx=str(reference_onnx) if reference_onnx else None,
+                              source_onnx_sha256=sha256_file(Path(reference_onnx)) if reference_onnx else None,
+                              calibration=(_calibration_meta(calibration) if calibration is not None else
+                                           {"ranges_file": str(ranges)}) if recipe.needs_calibration else None,
+                              activation_ranges=(range_set.meta | {"file": RANGES_FILE}) if range_set else None,
+                              quantized_nodes=quantized_node_counts(candidate),
+                              op_precisions=candidate_precisions(candidate), parity=report,
+                              model_bytes=_size(candidate), **written)
+        meta.write(staging)
     if report.get("gated"):
         note(f"{recipe.name}: min cosine {report['cosine_min']:.6f}, top-10 agreement "
              f"{report['top10_agreement']:.3f} on {report['rows']} held-out rows in {len(report['slices'])} "

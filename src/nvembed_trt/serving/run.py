@@ -24,10 +24,13 @@ from ..errors import NVEmbedError
 from ..triton.server import EXIT_TIMEOUT_S, READY_TIMEOUT_S, ServerError, TritonServer
 from ..triton.spec import ENSEMBLE
 from .app import create_app
+from .duty import encoder_devices
 from .metrics import Metrics
+from .protocol import protocol_class
 from .service import EmbeddingService, read_repository
 from .settings import ServeSettings
 from .supervision import Supervisor
+from .workers import default_workers
 
 log = logging.getLogger("nvembed_trt.serving")
 
@@ -96,21 +99,29 @@ def _configure_logging() -> None:
 def serve(repo: Path, settings: ServeSettings, triton: TritonOptions, out=sys.stdout) -> int:
     preflight(repo, settings, triton)
     _configure_logging()
+    workers = settings.workers or default_workers(devices=encoder_devices(*reversed(read_repository(Path(repo)))))
+    if workers > 1:
+        from .workers import serve_workers
+
+        main = serve_workers(Path(repo), settings, triton, workers, out)
+    else:
+        main = _serve(Path(repo), settings, triton, out)
     try:
         import uvloop   # uvicorn[standard]'s event loop: fewer microseconds per request hop
     except ImportError:
-        return asyncio.run(_serve(Path(repo), settings, triton, out))
-    return uvloop.run(_serve(Path(repo), settings, triton, out))
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
-async def _serve(repo: Path, settings: ServeSettings, triton: TritonOptions, out) -> int:
-    metrics = Metrics()
-
+async def start_triton(repo: Path, settings: ServeSettings, triton: TritonOptions,
+                       metrics: Metrics) -> tuple[EmbeddingService, Supervisor, asyncio.Event]:
+    """tritonserver started, supervised and answering a real round trip through a service of this process; the
+    event SIGTERM and Ctrl-C set."""
     def make_server() -> TritonServer:
         return TritonServer(repo, triton.http_port, triton.grpc_port, triton.metrics_port, triton.host, triton.binary,
                             exit_timeout_s=triton.exit_timeout_s, ready_timeout_s=triton.ready_timeout_s)
-    probe_server = make_server()  # for its endpoints only
-    service = EmbeddingService(repo, settings, probe_server.endpoints["grpc"], metrics)
+    endpoints = make_server().endpoints   # for its endpoints only
+    service = EmbeddingService(repo, settings, endpoints["grpc"], metrics, triton_metrics_url=endpoints["metrics"])
     supervisor = Supervisor(make_server, service)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -121,24 +132,40 @@ async def _serve(repo: Path, settings: ServeSettings, triton: TritonOptions, out
     except (ServerError, asyncio.CancelledError) as exc:
         await supervisor.stop()
         raise ServerError(str(exc)) from None
+    return service, supervisor, stop
+
+
+def web_server(service: EmbeddingService, settings: ServeSettings) -> QuietServer:
+    """The front door's uvicorn server (host and port from the settings, or a socket given to serve())."""
+    http = protocol_class(settings, lambda status: service.metrics.requests.labels("other", str(status)).inc())
     config = uvicorn.Config(create_app(service), host=settings.host, port=settings.port, log_level="error",
-                            access_log=False, lifespan="off", timeout_keep_alive=5,
+                            access_log=False, lifespan="off", http=http,
+                            timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type] (a float)
                             timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)))
-    web = QuietServer(config)
+    return QuietServer(config)
+
+
+def ready_line(settings: ServeSettings, service: EmbeddingService, supervisor: Supervisor, how: str = "") -> str:
+    ep = supervisor.server.endpoints
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return (f"ready: API http://{host}:{settings.port}/v1 ({how}model {service.model_id}; POST /v1/embeddings, GET "
+            f"/v1/models, /v1/health/ready, /v1/metrics); KServe HTTP {ep['http']}, gRPC {ep['grpc']}, metrics "
+            f"{ep['metrics']} (model {ENSEMBLE})\n"
+            f"try: curl -s http://{host}:{settings.port}/v1/embeddings -H 'Content-Type: application/json' -d "
+            f"'{{\"model\": \"{service.model_id}\", \"input\": [\"hello\"]}}'\nSIGTERM or Ctrl-C stops both.")
+
+
+async def _serve(repo: Path, settings: ServeSettings, triton: TritonOptions, out) -> int:
+    service, supervisor, stop = await start_triton(repo, settings, triton, Metrics())
+    loop = asyncio.get_running_loop()
+    web = web_server(service, settings)
     web_task = loop.create_task(web.serve())
     while not web.started and not web_task.done():
         await asyncio.sleep(0.02)
     if web_task.done():
         await supervisor.stop()
         raise NVEmbedError(f"the front door could not listen on {settings.host}:{settings.port}")
-    ep = supervisor.server.endpoints
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    print(f"ready: API http://{host}:{settings.port}/v1 (model {service.model_id}; POST /v1/embeddings, GET "
-          f"/v1/models, /v1/health/ready, /v1/metrics); KServe HTTP {ep['http']}, gRPC {ep['grpc']}, metrics "
-          f"{ep['metrics']} (model {ENSEMBLE})", file=out, flush=True)
-    print(f"try: curl -s http://{host}:{settings.port}/v1/embeddings -H 'Content-Type: application/json' -d "
-          f"'{{\"model\": \"{service.model_id}\", \"input\": [\"hello\"]}}'\nSIGTERM or Ctrl-C stops both.",
-          file=out, flush=True)
+    print(ready_line(settings, service, supervisor), file=out, flush=True)
     await asyncio.wait([loop.create_task(stop.wait()), web_task], return_when=asyncio.FIRST_COMPLETED)
     started = time.monotonic()
     await drain(service, settings.drain_timeout_s)

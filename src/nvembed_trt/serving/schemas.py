@@ -1,23 +1,34 @@
-"""The embeddings API as clients speak it (NIM / OpenAI, KNOWLEDGE §7): the request schema, response bodies built
-as plain dicts for orjson, and OpenAI's error object so the SDKs surface our messages."""
+"""The embeddings API as clients speak it (NIM / OpenAI, KNOWLEDGE §7): one pydantic model per request and response
+body. Requests are validated with these models (strict: exact enum values, real integers, no unknown field) and the
+OpenAPI document is generated from the same models, so a new field is one declaration. Response bodies are built
+as plain dicts for orjson (speed); the models describe them, and the schema-based fuzz test checks every answer
+against them. Errors are OpenAI's error object, so the SDKs surface our messages."""
 
 from __future__ import annotations
 
 import base64
-from typing import Literal
+from typing import Annotated, Literal
 
+import jiter
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..tokenizer import TRUNCATE_MODES
+
+STRICT = ConfigDict(extra="forbid", strict=True)
+Text = Annotated[str, Field(min_length=1)]
+NUMPY = orjson.OPT_SERIALIZE_NUMPY
+FLOATS_PER_CHUNK = 1 << 16   # ~8 ms of orjson per chunk here
 
 
 class APIError(Exception):
     """An error answered as {"error": {"message", "type", "param", "code"}} with an HTTP status."""
 
     TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-             405: "invalid_request_error", 413: "request_too_large", 422: "invalid_request_error",
-             429: "rate_limit_error", 500: "internal_error", 503: "service_unavailable", 504: "timeout"}
+             405: "invalid_request_error", 408: "timeout", 413: "request_too_large", 422: "invalid_request_error",
+             429: "rate_limit_error", 431: "request_too_large", 499: "client_closed_request",
+             500: "internal_error", 503: "service_unavailable", 504: "timeout"}
 
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -30,63 +41,185 @@ class APIError(Exception):
                           "param": self.param, "code": self.code}}
 
 
+# ---- requests --------------------------------------------------------------------------------------------------
+
 class EmbeddingRequest(BaseModel):
     """POST /v1/embeddings. NIM's fields; `instruction` is ours (any instruction, as the CLI's --instruction)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = STRICT
 
-    input: str | list[str]
-    model: str
-    input_type: Literal["query", "passage"] = "passage"
-    instruction: str | None = None
-    truncate: str = "NONE"
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
-    user: str | None = None
-    embedding_type: Literal["float"] | None = None
-
-    @field_validator("truncate")
-    @classmethod
-    def _truncate(cls, value: str) -> str:
-        mode = value.upper()
-        if mode not in TRUNCATE_MODES:
-            raise ValueError(f"must be one of {', '.join(TRUNCATE_MODES)}, got {value!r}")
-        return mode
+    input: Text | Annotated[list[Text], Field(min_length=1)] = Field(
+        description="a text or a list of texts to embed (none of them empty)")
+    model: str = Field(description="the served model's id (GET /v1/models)")
+    input_type: Literal["query", "passage"] = Field(
+        "passage", description="query: the model's retrieval instruction is prepended; passage: none")
+    instruction: str | None = Field(None, description="any instruction, instead of input_type's")
+    truncate: Literal[TRUNCATE_MODES] = Field(  # type: ignore[valid-type]
+        "NONE", description="an over-long input: NONE refuses it, END keeps its start, START its end")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="base64: little-endian float32, as the openai SDK sends by default")
+    dimensions: int | None = Field(None, ge=1, description="only the model's own dimension is served")
+    user: str | None = Field(None, description="accepted and ignored (OpenAI's field)")
+    embedding_type: Literal["float"] | None = Field(None, description="NIM's field; only float is served")
 
     @property
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else self.input
 
 
-def validation_error(exc: ValidationError) -> APIError:
+def parse_json(body: bytes, model: type[BaseModel]):
+    """A JSON object body validated by `model`: 400 for JSON that is malformed, not an object or repeats a key; 422
+    naming the first offending field."""
+    try:
+        data = jiter.from_json(body, catch_duplicate_keys=True, allow_inf_nan=False, cache_mode="keys")
+    except ValueError as exc:
+        code = "duplicate_key" if "duplicate key" in str(exc) else "invalid_json"
+        raise APIError(400, f"request body is not valid JSON: {exc}", code=code) from None
+    if not isinstance(data, dict):
+        raise APIError(400, f"request body must be a JSON object, got {type(data).__name__}", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, model) from None
+
+
+def validation_error(exc: ValidationError, model: type[BaseModel]) -> APIError:
     """422 naming the first offending field (and how many problems there were)."""
     errors = exc.errors()
     first = errors[0]
     field = ".".join(str(p) for p in first["loc"]) or "body"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = "unknown field (the API takes input, model, input_type, instruction, truncate, encoding_format, " \
-                  "dimensions, user)"
+        message = f"unknown field (the API takes {', '.join(model.model_fields)})"
     elif first["type"] == "missing":
         message = "field required"
-    elif field == "input" or field.startswith("input."):
-        field, message = "input", "must be a string or a list of strings"
+    elif field == "input" or field.startswith("input."):   # one problem, whichever branch of the union it is in
+        return APIError(422, f"input{input_problem(errors)}", param="input", code="invalid_value")
     more = f" ({len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return APIError(422, f"{field}: {message}{more}", param=field.split(".")[0], code="invalid_value")
 
 
-def embedding_data(vectors: np.ndarray, encoding: str) -> list[dict]:
-    """data[] in input order: float lists (orjson serialises the numpy rows) or base64 of little-endian float32."""
+def input_problem(errors: list[dict]) -> str:
+    """What is wrong with `input` (a string or a list of strings, none empty), from its union's errors."""
+    for error in errors:
+        if error["loc"][:1] == ("input",) and error["type"] == "too_short":
+            return " is an empty list; send at least one string"
+        if error["loc"][:1] == ("input",) and error["type"] == "string_too_short":
+            index = next((p for p in error["loc"][2:] if isinstance(p, int)), None)
+            return " is an empty string" if index is None else f"[{index}] is an empty string"
+    return ": must be a string or a list of strings"
+
+
+# ---- responses (documentation and the fuzz test's check; built as dicts) -----------------------------------------
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    root: str
+    max_input_tokens: int
+    dimensions: int
+    simulated: str | None = Field(None, description="GPU:RECIPE a simulated repository's GPU-timed stand-in "
+                                  "encoder stands for (no model runs); absent for a real encoder")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class HealthResponse(BaseModel):
+    object: Literal["health.response"]
+    message: str
+    ready: bool
+
+
+class Artifact(BaseModel):
+    """A file or folder of the deployment, by name and content hash: no host path is shown."""
+
+    name: str
+    sha256: str | None = None
+
+
+class MetadataModel(BaseModel):
+    id: str
+    source: str | None
+    fingerprint: str | None
+    dimensions: int
+    max_input_tokens: int
+
+
+class MetadataEncoder(BaseModel):
+    kind: str
+    artifact: Artifact
+    pooling: str
+    shapes: list[str]
+    max_batch_tokens: int
+    gpu_profile: str | None
+    flavor: str | None
+    flavor_version: str | None
+
+
+class Metadata(BaseModel):
+    model: MetadataModel
+    recipe: str | None
+    encoder: MetadataEncoder
+    repository: Artifact
+    repository_created_utc: str | None
+    limits: dict[str, int | float | str | None]
+    versions: dict[str, str]
+    simulated: dict | None = Field(None, description="a simulated repository: the card, recipe, devices, figures "
+                                   "and timing its stand-in encoder uses (repo.json `simulated`); absent otherwise")
+
+
+def embedding_data(vectors: np.ndarray, encoding: str, start: int = 0) -> list[dict]:
+    """data[] in input order (indices from `start`): float lists (orjson serialises the numpy rows) or base64 of
+    little-endian float32."""
     if encoding == "base64":
         raw = np.ascontiguousarray(vectors, dtype="<f4")
-        return [{"object": "embedding", "index": i, "embedding": base64.b64encode(row.tobytes()).decode("ascii")}
-                for i, row in enumerate(raw)]
-    return [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(vectors)]
+        return [{"object": "embedding", "index": start + i,
+                 "embedding": base64.b64encode(row.tobytes()).decode("ascii")} for i, row in enumerate(raw)]
+    return [{"object": "embedding", "index": start + i, "embedding": row} for i, row in enumerate(vectors)]
 
 
-def embeddings_response(vectors: np.ndarray, encoding: str, model: str, prompt_tokens: int) -> dict:
-    return {"object": "list", "data": embedding_data(vectors, encoding), "model": model,
-            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+def embeddings_json(vectors: np.ndarray, encoding: str, model: str, prompt_tokens: int) -> bytes:
+    """The EmbeddingResponse body, serialised FLOATS_PER_CHUNK floats at a time: orjson holds the GIL while it runs
+    (a 2,048 x 1,024 float body: ~250 ms), so run in a thread this lets the event loop in between chunks."""
+    rows = max(1, FLOATS_PER_CHUNK // max(1, vectors.shape[1]))
+    data = b",".join(orjson.dumps(embedding_data(vectors[lo:lo + rows], encoding, lo), option=NUMPY)[1:-1]
+                     for lo in range(0, len(vectors), rows))
+    tail = orjson.dumps({"model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
+    return b'{"object":"list","data":[' + data + b"]," + tail[1:]
 
 
 def health_body(ready: bool, message: str) -> dict:

@@ -1,28 +1,46 @@
-"""EmbeddingService: an embeddings request -> checked inputs -> bounded tokenisation -> the batcher -> vectors, with
-every limit named in its error; plus what /v1/models and /v1/metadata say, read from the repository's sidecars."""
+"""EmbeddingService: an embeddings request -> admission -> checked inputs -> bounded tokenisation off the event loop
+-> the batcher (admitted only if it can finish before its deadline) -> vectors, with every limit named in its error;
+plus what /v1/models and /v1/metadata say, read from the repository's sidecars.
+
+What one request may cost: its body (max_request_bytes) and, while it is read, parsed and tokenised, its share of
+max_pending_bytes; at most max_tokenize_chars characters tokenised, in chunks off the event loop (the loop itself
+tokenises only requests under inline_tokenize_chars); its instruction (max_instruction_bytes) tokenised once; then
+its tokens in the queue (max_queued_tokens, max_queued_inputs) and its vectors."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from ..encoding import Row, encode_rows
-from ..errors import InputError, NVEmbedError
+from ..errors import InputError
 from ..packing import Packer
 from ..provenance import versions
-from ..tokenizer import INPUT_TYPES, EmbeddingTokenizer, TooLongError
+from ..tokenizer import INPUT_TYPES, EmbeddingTokenizer, OverBudget, TokenBudget, TooLongError
+from ..triton.meta import RepoMeta
 from ..triton.spec import ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 from .backend import EncoderFailure, TritonEncoder
-from .batching import Batcher, QueueFull
+from .duty import DutyCycle, encoder_devices, poll
+from .batching import SAFETY, Batcher, QueueFull, Throughput, TooBig
 from .metrics import Metrics
-from .schemas import APIError, EmbeddingRequest
+from .schemas import APIError, EmbeddingRequest, parse_json
 from .settings import ServeSettings
+
+TOKENIZE_CHUNK = 64   # inputs tokenised per call in the tokenizer pool
+CHARS_PER_TOKEN = 4   # admission's estimate before tokenising (English text: ~4-5)
+
+
+def utf8_size(text: str, limit: int) -> int:
+    """UTF-8 bytes of text (lone surrogates counted as 3), computed only when it could pass `limit`."""
+    return len(text) if len(text) * 4 <= limit else len(text.encode("utf-8", "surrogatepass"))
 
 
 @dataclass
@@ -32,37 +50,97 @@ class Health:
     draining: bool = False
 
 
-def read_repository(repo: Path) -> tuple[dict, RepoSpec]:
-    meta_file = Path(repo) / "repo.json"
-    if not meta_file.is_file():
-        raise NVEmbedError(f"{repo}: not a model repository (no repo.json); make one with nvembed-trt triton-repo")
-    meta = json.loads(meta_file.read_text())
-    if "shape_limits" not in meta.get("spec", {}):
-        raise NVEmbedError(f"{repo}: made by an older nvembed-trt (its repo.json has no shape limits); regenerate it "
-                           f"with nvembed-trt triton-repo --overwrite")
-    return meta, RepoSpec.from_json(meta["spec"])
+@dataclass
+class Prepared:
+    """A checked request: what tokenisation needs (texts dropped once tokenised) and how to answer."""
+
+    texts: list[str] | None
+    instruction: str
+    truncate: str
+    encoding: str
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: np.ndarray   # float32 (N, D) in input order
+    tokens: int
+    encoding: str
+
+
+class Ticket:
+    """One embeddings request in progress: counted in the service's `active` until closed, its body's bytes in
+    `pending_bytes` (429 past max_pending_bytes) and its estimated tokens in the queue's backlog until its texts are
+    tokenised."""
+
+    def __init__(self, service: EmbeddingService):
+        self.service, self.bytes, self.reserved, self.closed = service, 0, 0, False
+
+    def hold(self, size: int) -> None:
+        service, extra = self.service, size - self.bytes
+        if extra <= 0:
+            return
+        limit = service.settings.max_pending_bytes
+        if service.pending_bytes + extra > limit:
+            raise service.refuse("pending_bytes", f"the server holds {service.pending_bytes} bytes of request bodies "
+                                                  f"not yet tokenised and this request adds {size}; the limit is "
+                                                  f"{limit} (--max-pending-bytes)")
+        service.pending_bytes += extra
+        self.bytes = size
+
+    def release(self) -> None:
+        """Its texts are tokenised: its body's bytes no longer count."""
+        self.service.pending_bytes -= self.bytes
+        self.bytes = 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self.release()
+            if self.reserved:   # it never reached the queue (refused, failed, cancelled while tokenised)
+                self.service.batcher.release(self.reserved)
+                self.reserved = 0
+            self.service.active -= 1
+            self.closed = True
+
+
+def read_repository(repo: Path) -> tuple[RepoMeta, RepoSpec]:
+    """repo.json (RepoMeta: one error naming the file and the command for a missing or stale one) and its spec."""
+    meta = RepoMeta.read(repo)
+    return meta, meta.spec
 
 
 class EmbeddingService:
-    def __init__(self, repo: Path | str, settings: ServeSettings, encoder_url: str, metrics: Metrics):
+    def __init__(self, repo: Path | str, settings: ServeSettings, encoder_url: str, metrics: Metrics,
+                 triton_metrics_url: str | None = None):
         self.repo, self.settings, self.metrics = Path(repo), settings, metrics
+        self.triton_metrics_url = triton_metrics_url   # where the GPU duty cycle is read (Triton's counters)
+        self.duty_task: asyncio.Task | None = None
         self.meta, self.spec = read_repository(self.repo)
         self.tokenizer = EmbeddingTokenizer.from_dir(self.repo / ENSEMBLE / "1" / TOKENIZER_DIR)
-        self.model_id = settings.model_id or self.meta.get("served_model_id") or self.repo.name
-        self.created = int(Path(self.repo / "repo.json").stat().st_mtime)
+        self.model_id = settings.model_id or self.meta.served_model_id
+        self.created = int(Path(self.repo / RepoMeta.FILE).stat().st_mtime)
         self.packer = Packer(self.spec.shape_limits, settings.max_batch_tokens or self.spec.max_batch_tokens)
         self.encoder_url = encoder_url
         self.backend = None        # TritonEncoder, made in start() (its gRPC channel belongs to the running loop)
         self.batcher: Batcher | None = None
         self.health = Health()
         self.on_unready = None     # the supervisor's wake-up: live traffic saw the encoder fail
-        self.active = 0
+        self.repo_sha256 = self.meta.digest()     # what identifies the repository: its repo.json's contents
+        self.active = 0            # embeddings requests in progress (tickets)
+        self.pending_bytes = 0     # their bodies' bytes not yet tokenised
+        self.tokenizing = 0        # estimated tokens of the requests in the tokenizer pool
+        self.tokenizer_rate = Throughput()
         self.tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenize")
+
+    @cached_property
+    def devices(self) -> int:
+        """Encoder instances that run at once (serving.duty.encoder_devices)."""
+        return encoder_devices(self.spec, self.meta)
 
     @property
     def max_inflight(self) -> int:
-        """Batches at the encoder at once: one per encoder instance plus one queued behind them (from the spec)."""
-        return self.settings.max_inflight_batches or self.spec.encoder_instances + 1
+        """Batches at the encoder at once: one per device (simulated, or each GPU's instances) plus one queued
+        behind them."""
+        return self.settings.max_inflight_batches or self.devices + 1
 
     @property
     def dim(self) -> int:
@@ -71,11 +149,18 @@ class EmbeddingService:
     def start(self) -> None:
         if self.backend is None:
             self.backend = TritonEncoder(self.encoder_url, ENCODER, self.spec.encoder_inputs, self.spec.encoder_output)
+        settings = self.settings
         self.batcher = Batcher(self.packer, self.tokenizer.pad_id, self.spec.encoder_inputs, self.dim,
-                               self.backend.run, self.metrics, self.max_inflight, self.settings.max_queued_inputs)
+                               self.backend.run, self.metrics, self.max_inflight, settings.max_queued_inputs,
+                               settings.max_queued_tokens, settings.request_timeout_s)
         self.batcher.start()
+        if self.triton_metrics_url and self.duty_task is None:
+            self.duty_task = asyncio.get_running_loop().create_task(
+                poll(self.triton_metrics_url, DutyCycle(self.devices), self.metrics.set_duty), name="duty-cycle")
 
     async def close(self) -> None:
+        if self.duty_task is not None:
+            self.duty_task.cancel()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.backend is not None:
@@ -90,8 +175,41 @@ class EmbeddingService:
 
     # ---- requests --------------------------------------------------------------------------------------------
 
-    def check(self, request: EmbeddingRequest) -> list[str]:
-        """The request's texts, after the limits that need no tokenisation."""
+    def admit(self, declared_bytes: int | None) -> Ticket:
+        """A ticket for an embeddings request, before its body is read: 503 while not ready, 429 (Retry-After) when
+        too many requests are in progress, their bodies hold too many bytes, or the work already queued could not
+        be done before a new request's deadline."""
+        settings = self.settings
+        if self.health.draining:
+            raise APIError(503, "the server is shutting down; retry on another replica", headers={"Retry-After": "1"})
+        if not self.health.ready:
+            raise APIError(503, f"not ready: {self.health.message}", headers={"Retry-After": "1"})
+        if self.active >= settings.max_concurrent_requests:
+            raise self.refuse("busy", f"the server is busy: {self.active} requests in progress, the limit is "
+                                      f"{settings.max_concurrent_requests} (--max-concurrent-requests)")
+        wait = self.batcher.wait_s() if self.batcher is not None else None
+        if wait is not None and wait > SAFETY * settings.request_timeout_s:
+            raise self.refuse("deadline", f"the encoder has ~{wait:.1f} s of work queued ({self.batcher.backlog_tokens} "
+                                          f"tokens), more than a new request's {settings.request_timeout_s:g} s "
+                                          f"deadline allows (--request-timeout)",
+                              wait - SAFETY * settings.request_timeout_s)
+        ticket = Ticket(self)
+        if declared_bytes is not None and declared_bytes <= settings.max_request_bytes:
+            ticket.hold(declared_bytes)
+        self.active += 1
+        return ticket
+
+    def refuse(self, reason: str, message: str, retry_after_s: float = 1.0) -> APIError:
+        """429 with Retry-After, counted by reason. The connection stays open: the rest of a body still arriving is
+        read and dropped (bounded by the body timeout), so the client reads its 429 instead of a reset."""
+        self.metrics.refusals.labels(reason).inc()
+        after = str(max(1, math.ceil(retry_after_s)))
+        return APIError(429, f"{message}; retry in {after} s", headers={"Retry-After": after})
+
+    def prepare(self, request: EmbeddingRequest) -> Prepared:
+        """The request's texts and settings, after the limits that need no tokenisation (404, 400, 413); the schema
+        has refused empty ones (422)."""
+        settings = self.settings
         if request.model != self.model_id:
             raise APIError(404, f"model {request.model!r} is not served here; served models: {self.model_id}",
                            param="model", code="model_not_found")
@@ -100,98 +218,168 @@ class EmbeddingService:
                                 f"{self.dim}-dimensional embeddings (NV-Embed-v2 was not trained for shorter vectors)",
                            param="dimensions")
         texts = request.texts
-        if not texts:
-            raise APIError(400, "input is an empty list; send at least one string", param="input")
-        if len(texts) > self.settings.max_inputs:
-            raise APIError(413, f"input has {len(texts)} items, above the limit of {self.settings.max_inputs} per "
-                                f"request", param="input")
-        limit = self.settings.max_input_bytes
+        if len(texts) > settings.max_inputs:
+            raise APIError(413, f"input has {len(texts)} items, above the limit of {settings.max_inputs} per "
+                                f"request (--max-inputs)", param="input")
         for i, text in enumerate(texts):
-            if not text:
-                raise APIError(400, f"input[{i}] is an empty string", param="input")
-            if len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit:
-                raise APIError(413, f"input[{i}] is {len(text.encode('utf-8', 'surrogatepass'))} bytes, above the "
-                                    f"limit of {limit} bytes per input", param="input")
-        return texts
+            size = utf8_size(text, settings.max_input_bytes)
+            if size > settings.max_input_bytes:
+                raise APIError(413, f"input[{i}] is {size} bytes, above the limit of {settings.max_input_bytes} "
+                                    f"bytes per input (--max-input-bytes)", param="input")
+        instruction = request.instruction if request.instruction is not None else INPUT_TYPES[request.input_type]
+        size = utf8_size(instruction, settings.max_instruction_bytes)
+        if size > settings.max_instruction_bytes:
+            raise APIError(413, f"instruction is {size} bytes, above the limit of {settings.max_instruction_bytes} "
+                                f"bytes (--max-instruction-bytes)", param="instruction")
+        return Prepared(texts, instruction, request.truncate, request.encoding_format)
 
-    def tokenize(self, texts: list[str], instruction: str, truncate: str) -> list[Row]:
+    def tokenize(self, texts: list[str], instruction: str, truncate: str, budget: TokenBudget | None = None,
+                 offset: int = 0) -> list[Row]:
+        """Rows for texts[offset:offset + len(texts)] of a request (errors name the request's own input index)."""
+        masked = self.tokenizer.instruction_length(instruction)
+        if masked >= self.spec.max_length:
+            raise APIError(400, f"instruction is {masked} tokens: the model's {self.spec.max_length}-token limit "
+                                f"leaves no token of the input after it", param="instruction")
         n = len(texts)
         try:
-            return encode_rows(self.tokenizer, texts, [instruction] * n, [truncate] * n, self.spec.max_length)
+            return encode_rows(self.tokenizer, texts, [instruction] * n, [truncate] * n, self.spec.max_length,
+                               budget)
         except TooLongError as exc:
             raise APIError(400, f"Input length {'' if exc.exact else 'at least '}{exc.tokens} exceeds maximum "
-                                f"allowed token size {exc.max_length} (input[{exc.index}]; truncate is NONE: send "
-                                f"truncate END or START to embed it truncated)", param="input",
+                                f"allowed token size {exc.max_length} (input[{offset + exc.index}]; truncate is "
+                                f"NONE: send truncate END or START to embed it truncated)", param="input",
                            code="input_too_long") from None
+        except OverBudget as exc:
+            raise APIError(413, f"this request needs more than {exc.limit} characters tokenised, the limit per "
+                                f"request (--max-tokenize-chars): inputs without spaces or line breaks are "
+                                f"tokenised whole; send fewer or shorter inputs", param="input") from None
         except InputError as exc:
             raise APIError(400, str(exc), param="input") from None
 
-    async def embed(self, request: EmbeddingRequest) -> tuple[np.ndarray, int]:
-        """(float32 (N, D) in input order, tokens encoded)."""
-        texts = self.check(request)
-        if not self.health.ready:
-            raise APIError(503, f"not ready: {self.health.message}", headers={"Retry-After": "1"})
-        if self.active >= self.settings.max_concurrent_requests:
-            raise APIError(429, f"the server is busy: {self.active} requests in progress, the limit is "
-                                f"{self.settings.max_concurrent_requests}; retry shortly", headers={"Retry-After": "1"})
-        self.active += 1
-        start = time.perf_counter()
+    def inline(self, job: Prepared) -> bool:
+        """Whether the request is tokenised on the event loop: it reads fewer than inline_tokenize_chars."""
+        cost = len(job.texts) * (len(job.instruction) + 4) + sum(map(len, job.texts))
+        return cost <= self.settings.inline_tokenize_chars
+
+    def tokenize_wait_s(self, estimate: int) -> float:
+        """Seconds until a request of `estimate` tokens is tokenised, behind those being tokenised (FIFO), at the
+        tokenizer pool's measured rate (0 while unknown)."""
+        rate = self.tokenizer_rate.rate()
+        return (self.tokenizing + estimate) / rate if rate else 0.0
+
+    async def _rows(self, job: Prepared, estimate: int) -> list[Row]:
+        """All tokenisation off the event loop (but for an `inline` request), in chunks of TOKENIZE_CHUNK inputs
+        submitted at once: requests are tokenised first come, first served (taking turns would make every request
+        of a burst late), and a cancelled or late request's chunks not yet started never run."""
+        texts, budget = job.texts, TokenBudget(self.settings.max_tokenize_chars)
+        if self.inline(job):
+            return self.tokenize(texts, job.instruction, job.truncate, budget)
+        loop, rows = asyncio.get_running_loop(), []
+        chunks = [loop.run_in_executor(self.tokenize_pool, self.tokenize, texts[lo:lo + TOKENIZE_CHUNK],
+                                       job.instruction, job.truncate, budget, lo)
+                  for lo in range(0, len(texts), TOKENIZE_CHUNK)]
+        if not self.tokenizing:
+            self.tokenizer_rate.busy(time.monotonic())
+        self.tokenizing += estimate
         try:
-            return await asyncio.wait_for(self._embed(request, texts), self.settings.request_timeout_s)
+            for chunk in chunks:   # in order: an error names the first input that has one
+                rows += await chunk
+        finally:
+            self.tokenizing -= estimate
+            for chunk in chunks:
+                if not chunk.cancel() and not chunk.cancelled():
+                    chunk.exception()   # finished after an earlier chunk failed: its outcome is read, not logged
+        self.tokenizer_rate.returned(time.monotonic(), sum(len(r.ids) for r in rows), True)
+        return rows
+
+    async def embed(self, body: bytes, ticket: Ticket) -> Embedded:
+        """The request's vectors (float32 (N, D) in input order); its deadline starts now, with the body read."""
+        start = time.monotonic()
+        request = parse_json(body, EmbeddingRequest)
+        del body
+        job = self.prepare(request)
+        del request
+        deadline = start + self.settings.request_timeout_s
+        try:
+            return await asyncio.wait_for(self._embed(job, ticket, deadline), deadline - time.monotonic())
         except asyncio.TimeoutError:
             raise APIError(504, f"the request took more than the {self.settings.request_timeout_s:g} s deadline "
-                                f"({time.perf_counter() - start:.1f} s so far)") from None
-        finally:
-            self.active -= 1
+                                f"(--request-timeout; {time.monotonic() - start:.1f} s so far)") from None
 
-    async def _embed(self, request: EmbeddingRequest, texts: list[str]) -> tuple[np.ndarray, int]:
-        instruction = request.instruction if request.instruction is not None else INPUT_TYPES[request.input_type]
-        if sum(map(len, texts)) <= self.settings.inline_tokenize_chars:
-            rows = self.tokenize(texts, instruction, request.truncate)
-        else:
-            rows = await asyncio.get_running_loop().run_in_executor(
-                self.tokenize_pool, self.tokenize, texts, instruction, request.truncate)
+    def estimate_tokens(self, job: Prepared) -> int:
+        """The request's tokens before tokenising: CHARS_PER_TOKEN characters a token, each input capped at the
+        model's limit (what admission reserves; the exact count replaces it)."""
+        cap, instruction = self.spec.max_length, len(job.instruction) // CHARS_PER_TOKEN + 2
+        return sum(min(cap, instruction + len(text) // CHARS_PER_TOKEN) for text in job.texts)
+
+    @contextlib.contextmanager
+    def queue_errors(self):
+        """The batcher's refusals as answers: 413 (no deadline can hold it), 429 + Retry-After (not now)."""
+        try:
+            yield
+        except TooBig as exc:
+            raise APIError(413, str(exc), param="input") from None
+        except QueueFull as exc:
+            reason = "deadline" if "deadline" in str(exc) else "queue"
+            raise self.refuse(reason, f"the server is busy: {exc}", exc.retry_after) from None
+
+    async def _embed(self, job: Prepared, ticket: Ticket, deadline: float) -> Embedded:
+        estimate = self.estimate_tokens(job)
+        lead_s = 0.0 if self.inline(job) else self.tokenize_wait_s(estimate)
+        with self.queue_errors():
+            self.batcher.reserve(len(job.texts), estimate, deadline, lead_s)
+        ticket.reserved = estimate
+        rows = await self._rows(job, estimate)
+        job.texts = None   # the texts and the body's bytes are no longer held
+        ticket.release()
         tokens = sum(len(r.ids) for r in rows)
         self.metrics.input_tokens.inc(tokens)
         self.metrics.inputs_per_request.observe(len(rows))
+        reserved, ticket.reserved = ticket.reserved, 0   # the exact count replaces the estimate in the queue
         try:
-            vectors = await self.batcher.embed(rows)
-        except QueueFull as exc:
-            raise APIError(429, f"the server is busy: {exc}; retry shortly", headers={"Retry-After": "1"}) from None
+            with self.queue_errors():
+                vectors = await self.batcher.embed(rows, deadline=deadline, reserved=reserved)
         except EncoderFailure as exc:
             self.set_health(False, f"encoder failed: {exc}")
             raise APIError(503, f"the encoder failed; the server is healing itself: {exc}",
                            headers={"Retry-After": "2"}) from None
         except InputError as exc:  # the encoder's output for this batch is not a finite unit vector
             raise APIError(500, f"the encoder gave an invalid embedding: {exc}") from None
-        return vectors, tokens
+        return Embedded(vectors, tokens, job.encoding)
 
     # ---- descriptions ----------------------------------------------------------------------------------------
 
+    @property
+    def simulated(self) -> dict | None:
+        """repo.json's `simulated` block for a simulated repository (triton-repo --simulate), else None."""
+        return self.meta.simulated
+
     def models(self) -> dict:
-        return {"object": "list", "data": [{
-            "id": self.model_id, "object": "model", "created": self.created, "owned_by": "nvembed-trt",
-            "root": self.model_id, "max_input_tokens": self.spec.max_length, "dimensions": self.dim}]}
+        card = {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "nvembed-trt",
+                "root": self.model_id, "max_input_tokens": self.spec.max_length, "dimensions": self.dim}
+        if self.simulated:
+            card["simulated"] = self.simulated["name"]
+        return {"object": "list", "data": [card]}
 
     def metadata(self) -> dict:
-        encoder = Path(self.meta.get("encoder", ""))
-        engine = _read_json(encoder / "engine.json") if self.spec.encoder_kind == "tensorrt_plan" else None
-        return {"model": {"id": self.model_id, "source": self.meta.get("model"), "dimensions": self.dim,
-                          "max_input_tokens": self.spec.max_length},
-                "recipe": self.meta.get("recipe"),
-                "encoder": {"kind": self.spec.encoder_kind, "path": str(encoder), "pooling": self.spec.pooling,
+        """What is served, by names and content hashes, from repo.json alone: no host path (the repository, the
+        encoder and the model's checkpoint are named by their folder's name), and the engine's facts from the
+        repository itself (a pod has no build host folders)."""
+        engine, model = self.meta.engine, self.meta.model
+        source = model.preset or Path(model.checkpoint or model.spec).name or None
+        return {"model": {"id": self.model_id, "source": source, "fingerprint": model.weights_fingerprint,
+                          "dimensions": self.dim, "max_input_tokens": self.spec.max_length},
+                "recipe": self.meta.recipe,
+                "encoder": {"kind": self.spec.encoder_kind, "runtime": self.meta.encoder_runtime,
+                            "artifact": {"name": Path(self.meta.encoder_source).name,
+                                         "sha256": self.meta.encoder_sha256},
+                            "pooling": self.spec.pooling,
                             "shapes": [s.describe() for s in self.spec.shape_limits],
                             "max_batch_tokens": self.packer.max_batch_tokens,
-                            "gpu_profile": (engine or {}).get("gpu", {}).get("profile"),
-                            "flavor": (engine or {}).get("flavor"),
-                            "flavor_version": (engine or {}).get("flavor_version")},
+                            "gpu_profile": engine.gpu.profile if engine else (self.simulated or {}).get("gpu_profile"),
+                            "flavor": engine.flavor if engine else None,
+                            "flavor_version": engine.flavor_version if engine else None},
+                "repository": {"name": self.repo.name, "sha256": self.repo_sha256},
+                "repository_created_utc": self.meta.created_utc,
                 "limits": {k: v for k, v in self.settings.model_dump().items() if k not in ("api_key",)},
-                "repository": str(self.repo), "repository_created_utc": self.meta.get("created_utc"),
-                "versions": versions()}
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+                "versions": versions(), **({"simulated": self.simulated} if self.simulated else {})}

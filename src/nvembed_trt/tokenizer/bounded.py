@@ -15,6 +15,10 @@ When is a text long? A token covers at most `piece_chars` characters (the longes
 than (max_length + MARGIN) x piece_chars characters certainly exceeds max_length tokens; shorter ones are tokenised
 whole in one batched call, exactly as before.
 
+The instruction is tokenised once per instruction, not once per text: it is cut at its own last hard boundary, the
+part before it tokenised alone (`Prompt.head`), the short rest (usually its last word) tokenised with each text.
+Every string handed to the tokenizer can be charged to a `TokenBudget`, which bounds what one request may cost.
+
 Truncation modes (NIM's `truncate`): END keeps the start (upstream's right truncation, which can drop the EOS);
 START keeps the end of the text while BOS + the instruction stay in place, so the pool_mask rule (zero the first
 len(tokenize(instruction)) positions) still holds; NONE refuses an over-long input.
@@ -23,6 +27,7 @@ len(tokenize(instruction)) positions) still holds; NONE refuses an over-long inp
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +43,7 @@ SCAN_CHUNK = 4096        # characters examined at a time when looking for a hard
 EXACT_COUNT_WINDOWS = 8  # under NONE, count an over-long prompt exactly up to this many guaranteed windows
 SPACE, META = ord(" "), ord("▁")
 JOINER_CANDIDATES = "\n\x00\x01\x1f"
+GIL_FREE_CHARS = 512     # longer strings go through encode_batch, which releases the GIL while it tokenises
 
 
 class TooLongError(InputError):
@@ -66,6 +72,40 @@ def check_truncate(truncate: str) -> str:
     if mode not in TRUNCATE_MODES:
         raise InputError(f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got {truncate!r}")
     return mode
+
+
+class OverBudget(InputError):
+    """One call would make the tokenizer read more characters than its budget allows."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(f"tokenising this request needs more than {limit} characters of tokenizer input")
+
+
+class TokenBudget:
+    """Characters the tokenizer may still read for one request (every string handed to it is charged first; chunks
+    of one request may be tokenised on several threads)."""
+
+    def __init__(self, chars: int):
+        self.limit = self.left = chars
+        self.lock = threading.Lock()
+
+    def charge(self, chars: int) -> None:
+        with self.lock:
+            self.left -= chars
+            if self.left < 0:
+                raise OverBudget(self.limit)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """An instruction, tokenised once for all the texts it precedes. No merge spans a hard boundary, so the ids of
+    instruction + text are `head` (BOS and the instruction up to its last hard boundary) followed by the ids of
+    `tail` + text, tokenised per text behind the joiner when `joined` (else as the start of the prompt)."""
+
+    head: list[int]
+    tail: str
+    joined: bool
 
 
 def _codes(text: str) -> np.ndarray:
@@ -118,7 +158,8 @@ class Boundaries:
 
 
 class BoundedEncoder:
-    """Token ids of `instruction + text + eos` with BOS, truncated per mode, tokenising bounded windows."""
+    """Token ids of `instruction + text + eos` with BOS, truncated per mode, tokenising bounded windows. The
+    instruction is tokenised once (`prompt`), not once per text; a `TokenBudget` bounds what one call may read."""
 
     def __init__(self, tokenizer: Tokenizer, prefix: list[int], eos_literal: str, specials: Sequence[str] = ()):
         self.tokenizer, self.prefix, self.eos_literal = tokenizer, prefix, eos_literal
@@ -127,45 +168,67 @@ class BoundedEncoder:
         joiner = self.boundaries.joiner
         self.joiner_tokens = len(self._ids(joiner)) if joiner is not None else None
 
-    def _ids(self, text: str) -> list[int]:
+    def _ids(self, text: str, budget: TokenBudget | None = None) -> list[int]:
+        if budget is not None:
+            budget.charge(len(text))
+        if len(text) > GIL_FREE_CHARS:   # Tokenizer.encode holds the GIL throughout (a 1M-character run: ~2 s)
+            return self.tokenizer.encode_batch([text], add_special_tokens=False)[0].ids
         return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def _continued(self, text: str, joined: bool, budget: TokenBudget | None) -> list[int]:
+        """Ids of `text` where it follows a hard boundary (behind the joiner, whose tokens are dropped) or, when not
+        `joined`, where it starts the prompt."""
+        if not joined:
+            return self._ids(text, budget)
+        return self._ids(self.boundaries.joiner + text, budget)[self.joiner_tokens:]
 
     def guaranteed_chars(self, tokens: int) -> int:
         """A prompt of more characters than this holds more than `tokens` tokens."""
         return (tokens + MARGIN) * self.piece_chars
 
-    def _head(self, prompt: str, keep: int) -> list[int] | None:
-        """The first `keep` ids (BOS included) of a prompt, from a prefix cut at a hard boundary; None when the
-        prompt has no usable boundary (tokenise it whole)."""
-        body = keep - len(self.prefix)
-        for chars in ((body + MARGIN) * TYPICAL_CHARS, self.guaranteed_chars(body)):
-            cut = self.boundaries.forward(prompt, chars)
-            if cut >= len(prompt):
+    def prompt(self, instruction: str) -> Prompt:
+        """The instruction split at its last hard boundary: the part before it tokenised now, once."""
+        cut = 0
+        if instruction and self.joiner_tokens is not None:
+            cut = self.boundaries.backward(instruction, len(instruction))
+        if cut <= 0:
+            return Prompt(list(self.prefix), instruction, False)
+        return Prompt(self.prefix + self._ids(instruction[:cut]), instruction[cut:], True)
+
+    def _head(self, prompt: Prompt, body: str, keep: int, budget: TokenBudget | None) -> list[int] | None:
+        """The first `keep` ids (BOS included) of the prompt's head followed by `body` (its tail + the text), from a
+        prefix of body cut at a hard boundary; None when body has no usable boundary (tokenise it whole)."""
+        need = keep - len(prompt.head)
+        if need <= 0:
+            return prompt.head[:keep]
+        for chars in ((need + MARGIN) * TYPICAL_CHARS, self.guaranteed_chars(need)):
+            cut = self.boundaries.forward(body, chars)
+            if cut >= len(body):
                 return None
-            ids = self._ids(prompt[:cut])
-            if len(ids) >= body:
-                return (self.prefix + ids)[:keep]
+            ids = self._continued(body[:cut], prompt.joined, budget)
+            if len(ids) >= need:
+                return prompt.head + ids[:need]
         return None
 
-    def _tail(self, text: str, keep: int) -> list[int] | None:
-        """The last `keep` ids of text + EOS, from a suffix starting at a hard boundary of the text (after the
-        joiner, whose tokens are dropped); None when there is no usable boundary."""
+    def _tail(self, text: str, keep: int, budget: TokenBudget | None) -> list[int] | None:
+        """The last `keep` ids of text + EOS, from a suffix starting at a hard boundary of the text; None when there
+        is no usable boundary."""
         if self.joiner_tokens is None:
             return None
         for chars in ((keep + MARGIN) * TYPICAL_CHARS, self.guaranteed_chars(keep)):
             cut = self.boundaries.backward(text, len(text) - chars)
             if cut <= 0:
                 return None
-            ids = self._ids(self.boundaries.joiner + text[cut:] + self.eos_literal)[self.joiner_tokens:]
+            ids = self._continued(text[cut:] + self.eos_literal, True, budget)
             if len(ids) >= keep:
                 return ids[len(ids) - keep:]
         return None
 
-    def _count(self, prompt: str, max_length: int) -> tuple[int, bool]:
-        """Length of an over-long prompt: exact up to a bounded size, else a lower bound."""
-        if len(prompt) <= EXACT_COUNT_WINDOWS * self.guaranteed_chars(max_length):
-            return len(self.prefix) + len(self._ids(prompt)), True
-        return len(self.prefix) + math.ceil(len(prompt) / self.piece_chars), False
+    def _count(self, prompt: Prompt, body: str, max_length: int, budget: TokenBudget | None) -> tuple[int, bool]:
+        """Length of an over-long prompt (body ends with EOS): exact up to a bounded size, else a lower bound."""
+        if len(body) <= EXACT_COUNT_WINDOWS * self.guaranteed_chars(max_length):
+            return len(prompt.head) + len(self._continued(body, prompt.joined, budget)), True
+        return len(prompt.head) + math.ceil(len(body) / self.piece_chars), False
 
     @staticmethod
     def _truncate(ids: list[int], max_length: int, mode: str, head: int) -> list[int]:
@@ -175,40 +238,42 @@ class BoundedEncoder:
             return ids[:max_length]
         return ids[:head] + ids[len(ids) - (max_length - head):]
 
-    def _long(self, text: str, instruction: str, max_length: int, mode: str, head: int) -> Encoded:
-        prompt = instruction + text
-        lower_bound = len(self.prefix) + math.ceil((len(prompt) + len(self.eos_literal)) / self.piece_chars)
+    def _long(self, text: str, prompt: Prompt, max_length: int, mode: str, head: int,
+              budget: TokenBudget | None) -> Encoded:
+        body = prompt.tail + text
+        lower_bound = len(prompt.head) + math.ceil((len(body) + len(self.eos_literal)) / self.piece_chars)
         if mode == "NONE":
-            return Encoded([], *self._count(prompt + self.eos_literal, max_length))
+            return Encoded([], *self._count(prompt, body + self.eos_literal, max_length, budget))
         if mode == "END":
-            ids = self._head(prompt, max_length)
+            ids = self._head(prompt, body, max_length, budget)
         else:
-            front, back = self._head(prompt, head), self._tail(text, max_length - head)
+            front, back = self._head(prompt, body, head, budget), self._tail(text, max_length - head, budget)
             ids = None if front is None or back is None else front + back
-        if ids is None:  # no hard boundary to cut at: tokenise the whole prompt (bounded by the caller's byte limit)
-            full = self.prefix + self._ids(prompt + self.eos_literal)
+        if ids is None:  # no hard boundary to cut at: tokenise it whole (bounded by the byte limit and the budget)
+            full = prompt.head + self._continued(body + self.eos_literal, prompt.joined, budget)
             return Encoded(self._truncate(full, max_length, mode, head), len(full))
         return Encoded(ids, lower_bound, exact=False)
 
-    def encode(self, texts: Sequence[str], instruction: str, max_length: int, mode: str,
-               head: int) -> list[Encoded]:
+    def encode(self, texts: Sequence[str], prompt: Prompt, max_length: int, mode: str, head: int,
+               budget: TokenBudget | None = None) -> list[Encoded]:
         """One Encoded per text. `head`: positions START keeps at the front (BOS + masked instruction).
-        NONE raises TooLongError naming the first over-long input."""
+        NONE raises TooLongError naming the first over-long input (and tokenises no further)."""
         if mode == "START" and head >= max_length:
             raise InputError(f"max_length {max_length} leaves no token of the text after the instruction's {head} "
                              f"positions; raise max_length or shorten the instruction")
         limit = self.guaranteed_chars(max_length)
         out: list[Encoded | None] = [None] * len(texts)
-        short = [i for i, text in enumerate(texts) if len(instruction) + len(text) <= limit]
-        prompts = [instruction + texts[i] + self.eos_literal for i in short]
-        for i, enc in zip(short, self.tokenizer.encode_batch(prompts, add_special_tokens=False)):
-            ids = self.prefix + enc.ids
+        short = [i for i, text in enumerate(texts) if len(prompt.tail) + len(text) <= limit]
+        joiner, drop = (self.boundaries.joiner, self.joiner_tokens) if prompt.joined else ("", 0)
+        bodies = [joiner + prompt.tail + texts[i] + self.eos_literal for i in short]
+        if budget is not None:
+            budget.charge(sum(map(len, bodies)))
+        for i, enc in zip(short, self.tokenizer.encode_batch(bodies, add_special_tokens=False)):
+            ids = prompt.head + enc.ids[drop:]
             out[i] = Encoded(self._truncate(ids, max_length, mode, head), len(ids))
         for i, text in enumerate(texts):
             if out[i] is None:
-                out[i] = self._long(text, instruction, max_length, mode, head)
-        if mode == "NONE":
-            for i, enc in enumerate(out):
-                if enc.tokens > max_length:
-                    raise TooLongError(i, enc.tokens, enc.exact, max_length)
+                out[i] = self._long(text, prompt, max_length, mode, head, budget)
+            if mode == "NONE" and out[i].tokens > max_length:
+                raise TooLongError(i, out[i].tokens, out[i].exact, max_length)
         return out  # type: ignore[return-value]

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from ..errors import InputError, TokenizerError
-from .bounded import BoundedEncoder, Encoded, check_truncate
+from .bounded import GIL_FREE_CHARS, BoundedEncoder, Encoded, TokenBudget, check_truncate
 from .files import SpecialTokens, read_fast_tokenizer, read_special_tokens
 
 MIN_MAX_LENGTH = 2  # BOS plus one token
+PROMPT_CACHE = 64   # instructions whose tokenisation is kept
 
 
 def check_max_length(max_length: int, max_positions: int | None = None) -> None:
@@ -61,6 +63,9 @@ class EmbeddingTokenizer:
                                                  self._id(special.pad))
         added = [t.content for t in tokenizer.get_added_tokens_decoder().values()]
         self.bounded = BoundedEncoder(tokenizer, [self.bos_id] if special.add_bos else [], special.eos, added)
+        # an instruction is tokenised once, not once per text or per request: recent ones are kept
+        self.prompt = lru_cache(maxsize=PROMPT_CACHE)(self.bounded.prompt)
+        self.instruction_length = lru_cache(maxsize=PROMPT_CACHE)(self._instruction_length)
 
     @classmethod
     def from_dir(cls, root: Path, mask_instruction: bool = True,
@@ -75,10 +80,13 @@ class EmbeddingTokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """Tokens without special tokens added, like transformers' tokenizer.tokenize()."""
+        if len(text) > GIL_FREE_CHARS:   # encode_batch releases the GIL while it tokenises; encode does not
+            return self.tokenizer.encode_batch([text], add_special_tokens=False)[0].tokens
         return self.tokenizer.encode(text, add_special_tokens=False).tokens
 
-    def instruction_length(self, instruction: str) -> int:
-        """How many leading positions the pool mask drops for this instruction (upstream's instruction_lens)."""
+    def _instruction_length(self, instruction: str) -> int:
+        """How many leading positions the pool mask drops for this instruction (upstream's instruction_lens);
+        `instruction_length` is this, cached."""
         if not (self.mask_instruction and instruction):
             return 0
         return len(self.tokenize(instruction))
@@ -103,14 +111,16 @@ class EmbeddingTokenizer:
         """Positions truncate START keeps at the front: BOS + the masked instruction (at least BOS)."""
         return max(self.instruction_length(instruction), 1 if self.special.add_bos else 0)
 
-    def encode(self, texts: Sequence[str], instruction: str, max_length: int, truncate: str = "END") -> list[Encoded]:
-        """Ids per text truncated per `truncate` (END, START or NONE), tokenising only what can reach the encoder;
-        NONE raises TooLongError naming the first over-long input (see tokenizer/bounded.py)."""
+    def encode(self, texts: Sequence[str], instruction: str, max_length: int, truncate: str = "END",
+               budget: TokenBudget | None = None) -> list[Encoded]:
+        """Ids per text truncated per `truncate` (END, START or NONE), tokenising only what can reach the encoder
+        and the instruction once; NONE raises TooLongError naming the first over-long input, `budget` OverBudget
+        (see tokenizer/bounded.py)."""
         self.check_max_length(max_length)
         self._check_texts(texts)
         mode = check_truncate(truncate)
         head = self.head_positions(instruction) if mode == "START" else 0
-        return self.bounded.encode(texts, instruction, max_length, mode, head)
+        return self.bounded.encode(texts, self.prompt(instruction), max_length, mode, head, budget)
 
     def encode_ids(self, texts: Sequence[str], instruction: str, max_length: int) -> list[list[int]]:
         """Token ids per text, right-truncated to max_length (which can drop the EOS), unpadded."""

@@ -3,25 +3,18 @@ FLOPs over the measured matmul rate of the dtype its GEMMs run in, both measured
 machine without a GPU.
 
 Weight bytes come from the files a runtime loads where it has them (an engine's plan, an ONNX graph with its
-external data) and otherwise from the recipe's weight dtypes (`recipe_weight_bytes`): fp32 4 B per parameter,
-fp16/bf16 2 B, int8/fp8 1 B plus a per-channel fp32 scale, int4 0.5 B plus one fp16 scale per block; what a
-quantised recipe leaves unquantised (embedding table, norms, latents, biases) stays 16-bit. The compute floor splits
-a token's FLOPs: the weight GEMMs at the rate of the recipe's GEMM dtype (fp8/int8 at the 8-bit rate, weight-only
-recipes at fp16: they dequantise into fp16 GEMMs), attention's activation x activation products at the 16-bit
-rate (they stay float in every recipe) or fp32/TF32 for fp32."""
+external data) and otherwise from the recipe's weight dtypes. The arithmetic (bytes per dtype, FLOPs per token,
+which rate each matmul runs at) is the performance model's, nvembed_trt.performance; this module measures the
+rates it is evaluated with."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import NVEmbedConfig
-
-BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "fp8": 1.0, "int4": 0.5}
-# rate keys: "fp32" (CUDA cores: PyTorch's default, TF32 off), "tf32" (TensorRT / ONNX Runtime fp32 GEMMs),
-# "fp16", "bf16", "int8", "fp8"
-RATE_KEYS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+from ..performance import (BYTES, RATE_KEYS, DeviceRates, attention_dtype, batch_time, flops_per_token,  # noqa: F401
+                           parameter_split, recipe_dtypes, recipe_weight_bytes)
 
 
 @dataclass(frozen=True)
@@ -38,77 +31,6 @@ class Cost:
                 "attention_dtype": self.attention_dtype, "weights_from": self.weights_from}
 
 
-def _is_gemm_weight(name: str, shape: tuple[int, ...]) -> bool:
-    """The 2-D weights that feed matmuls (linear layers); the embedding table and the latents are not GEMM weights."""
-    return len(shape) == 2 and name.endswith(".weight") and "embed_tokens" not in name
-
-
-_SPLITS: dict[str, tuple[int, int, int]] = {}
-
-
-def parameter_split(cfg: NVEmbedConfig) -> tuple[int, int, int]:
-    """(GEMM weight parameters, their output channels summed, other parameters) of the model."""
-    from ..checkpoint.loader import expected_shapes, meta_model
-
-    if repr(cfg) in _SPLITS:
-        return _SPLITS[repr(cfg)]
-    gemm = channels = other = 0
-    for name, shape in expected_shapes(meta_model(cfg)).items():
-        if _is_gemm_weight(name, shape):
-            gemm += math.prod(shape)
-            channels += shape[0]
-        else:
-            other += math.prod(shape)
-    _SPLITS[repr(cfg)] = gemm, channels, other
-    return gemm, channels, other
-
-
-def recipe_dtypes(recipe: str) -> tuple[str, str, str]:
-    """(weight format of the GEMM weights, GEMM rate key, dtype of everything else) for a recipe name, or for a
-    PyTorch dtype name (float32, float16, bfloat16)."""
-    from ..precision.recipes import RECIPES
-
-    torch_names = {"float32": ("fp32", "fp32", "fp32"), "float16": ("fp16", "fp16", "fp16"),
-                   "bfloat16": ("bf16", "bf16", "bf16")}
-    if recipe in torch_names:
-        return torch_names[recipe]
-    r = RECIPES[recipe]
-    if r.method == "copy":
-        return "fp32", "tf32", "fp32"
-    if r.method == "autocast":
-        return r.low_precision, r.low_precision, r.low_precision
-    if r.method == "weight-only":
-        return r.weight_format, "fp16", "fp16"
-    return r.quantize_mode, r.quantize_mode, "fp16"      # quantize / w8a8: 8-bit GEMMs
-
-
-def recipe_weight_bytes(cfg: NVEmbedConfig, recipe: str) -> int:
-    from ..precision.recipes import RECIPES
-
-    weights, _, rest = recipe_dtypes(recipe)
-    gemm, channels, other = parameter_split(cfg)
-    total = gemm * BYTES[weights] + other * BYTES[rest]
-    if weights in ("int8", "fp8"):
-        total += channels * 4                                  # one fp32 scale per output channel
-    elif weights == "int4":
-        total += gemm / RECIPES[recipe].block_size * 2         # one fp16 scale per block of input channels
-    return int(total)
-
-
-def attention_dtype(recipe: str) -> str:
-    _, gemm, rest = recipe_dtypes(recipe)
-    return {"fp32": gemm}.get(rest, "bf16" if rest == "bf16" else "fp16")
-
-
-def flops_per_token(cfg: NVEmbedConfig, sequence: int) -> tuple[float, float]:
-    """(weight-GEMM FLOPs, attention FLOPs) per token at this sequence length: 2 per GEMM weight; q.k and p.v over
-    the sequence in every body layer; the latent attention's q.k and p.v over the latents."""
-    gemm, _, _ = parameter_split(cfg)
-    b, la = cfg.body, cfg.latent
-    attention = 4 * b.num_layers * b.num_heads * b.head_dim * sequence + 4 * la.num_latents * la.inner_dim
-    return 2.0 * gemm, float(attention)
-
-
 def file_bytes(*paths: Path) -> int:
     return sum(p.stat().st_size for p in paths if p.is_file())
 
@@ -122,10 +44,9 @@ class Floors:
     cfg: NVEmbedConfig
 
     def annotate(self, cost: Cost, batch: int, sequence: int, measured_ms: float) -> dict:
-        gemm, attention = flops_per_token(self.cfg, sequence)
-        tokens = batch * sequence
-        memory_ms = 1000 * cost.weight_bytes / self.bandwidth_bytes_s
-        compute_ms = 1000 * tokens * (gemm / self.rates[cost.gemm_dtype] + attention / self.rates[cost.attention_dtype])
+        timing = batch_time(self.cfg, cost.weight_bytes, cost.gemm_dtype, cost.attention_dtype,
+                            DeviceRates(self.bandwidth_bytes_s, self.rates), self.device)
+        memory_ms, compute_ms = 1000 * timing.memory_s, 1000 * timing.compute_seconds(batch, sequence)
         floor = max(memory_ms, compute_ms)
         return {"floor_ms": floor, "floor_fraction": floor / measured_ms,
                 "floor_kind": "memory" if memory_ms >= compute_ms else "compute", **cost.describe()}
