@@ -18,6 +18,7 @@ from nvembed_trt.engines.flavors import FLAVORS, cuda_gpu, installed
 from nvembed_trt.errors import InputError
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.precision import RECIPES, onnx_with_recipe, recipe_from_model
+from nvembed_trt.precision.settings import StreamedRecipeSettings
 from nvembed_trt.provenance import sha256_file
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install tensorrt-rtx)")
@@ -39,9 +40,9 @@ def graphs(tmp_path_factory, tiny):
             if recipe.tiny_limitation is None:
                 found[(pooling, name)] = onnx_with_recipe(export.onnx_path, name, calibration).onnx_path
             else:  # cannot pass its gate on tiny (the registry says why): the graph is made ungated to build it
-                found[(pooling, name)] = recipe_from_model(
-                    "tiny", name, calibration, export.onnx_path.parent / name, gate=False, pooling=pooling,
-                    progress=False).onnx_path
+                found[(pooling, name)] = recipe_from_model("tiny", StreamedRecipeSettings(
+                    recipe=name, calibration=calibration, output=export.onnx_path.parent / name, gate=False,
+                    pooling=pooling, progress=False)).onnx_path
     return root, found
 
 
