@@ -58,14 +58,14 @@ def tiny_repos(tmp_path_factory):
     """Two tiny Triton repositories for the serving tests: pooling in the graph ("engine") and token states pooled
     after it ("ensemble"); max_length 64, encoder batch 8."""
     from nvembed_trt.export import onnx_from_model
-    from nvembed_trt.triton import repo_from_encoder
+    from nvembed_trt.triton.repository import RepoSettings, repo_from_encoder
 
     root = tmp_path_factory.mktemp("serving")
     repos = {}
     for pooling in ("engine", "ensemble"):
         export = onnx_from_model("tiny", root / f"export-{pooling}", pooling=pooling, parity=False)
-        repos[pooling] = repo_from_encoder("tiny", export.directory, root / f"repo-{pooling}", max_batch_size=8,
-                                           max_length=SERVING_MAX_LENGTH, max_request_rows=64).directory
+        settings = RepoSettings(max_batch_size=8, max_length=SERVING_MAX_LENGTH, max_request_rows=64)
+        repos[pooling] = repo_from_encoder("tiny", export.directory, root / f"repo-{pooling}", settings).directory
     return repos
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from ..encoding import Row, encode_rows
-from ..errors import InputError, NVEmbedError
+from ..errors import InputError
 from ..packing import Packer
 from ..provenance import versions
 from ..tokenizer import INPUT_TYPES, EmbeddingTokenizer, OverBudget, TokenBudget, TooLongError
+from ..triton.meta import RepoMeta
 from ..triton.spec import ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 from .backend import EncoderFailure, TritonEncoder
 from .duty import DutyCycle, encoder_devices, poll
@@ -103,15 +102,10 @@ class Ticket:
             self.closed = True
 
 
-def read_repository(repo: Path) -> tuple[dict, RepoSpec]:
-    meta_file = Path(repo) / "repo.json"
-    if not meta_file.is_file():
-        raise NVEmbedError(f"{repo}: not a model repository (no repo.json); make one with nvembed-trt triton-repo")
-    meta = json.loads(meta_file.read_text())
-    if "shape_limits" not in meta.get("spec", {}):
-        raise NVEmbedError(f"{repo}: made by an older nvembed-trt (its repo.json has no shape limits); regenerate it "
-                           f"with nvembed-trt triton-repo --overwrite")
-    return meta, RepoSpec.from_json(meta["spec"])
+def read_repository(repo: Path) -> tuple[RepoMeta, RepoSpec]:
+    """repo.json (RepoMeta: one error naming the file and the command for a missing or stale one) and its spec."""
+    meta = RepoMeta.read(repo)
+    return meta, meta.spec
 
 
 class EmbeddingService:
@@ -122,15 +116,15 @@ class EmbeddingService:
         self.duty_task: asyncio.Task | None = None
         self.meta, self.spec = read_repository(self.repo)
         self.tokenizer = EmbeddingTokenizer.from_dir(self.repo / ENSEMBLE / "1" / TOKENIZER_DIR)
-        self.model_id = settings.model_id or self.meta.get("served_model_id") or self.repo.name
-        self.created = int(Path(self.repo / "repo.json").stat().st_mtime)
+        self.model_id = settings.model_id or self.meta.served_model_id
+        self.created = int(Path(self.repo / RepoMeta.FILE).stat().st_mtime)
         self.packer = Packer(self.spec.shape_limits, settings.max_batch_tokens or self.spec.max_batch_tokens)
         self.encoder_url = encoder_url
         self.backend = None        # TritonEncoder, made in start() (its gRPC channel belongs to the running loop)
         self.batcher: Batcher | None = None
         self.health = Health()
         self.on_unready = None     # the supervisor's wake-up: live traffic saw the encoder fail
-        self.repo_sha256 = hashlib.sha256((self.repo / "repo.json").read_bytes()).hexdigest()
+        self.repo_sha256 = self.meta.digest()     # what identifies the repository: its repo.json's contents
         self.active = 0            # embeddings requests in progress (tickets)
         self.pending_bytes = 0     # their bodies' bytes not yet tokenised
         self.tokenizing = 0        # estimated tokens of the requests in the tokenizer pool
@@ -358,7 +352,7 @@ class EmbeddingService:
     @property
     def simulated(self) -> dict | None:
         """repo.json's `simulated` block for a simulated repository (triton-repo --simulate), else None."""
-        return self.meta.get("simulated")
+        return self.meta.simulated
 
     def models(self) -> dict:
         card = {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "nvembed-trt",
@@ -368,32 +362,24 @@ class EmbeddingService:
         return {"object": "list", "data": [card]}
 
     def metadata(self) -> dict:
-        """What is served, by names and content hashes: no host path (the repository, the encoder and the model's
-        checkpoint are named by their folder's name)."""
-        encoder = Path(self.meta.get("encoder", ""))
-        engine = _read_json(encoder / "engine.json") if self.spec.encoder_kind == "tensorrt_plan" else None
-        model = self.meta.get("model") or {}
-        source = model.get("preset") or Path(str(model.get("checkpoint") or model.get("spec") or "")).name or None
-        return {"model": {"id": self.model_id, "source": source, "fingerprint": model.get("weights_fingerprint"),
+        """What is served, by names and content hashes, from repo.json alone: no host path (the repository, the
+        encoder and the model's checkpoint are named by their folder's name), and the engine's facts from the
+        repository itself (a pod has no build host folders)."""
+        engine, model = self.meta.engine, self.meta.model
+        source = model.preset or Path(model.checkpoint or model.spec).name or None
+        return {"model": {"id": self.model_id, "source": source, "fingerprint": model.weights_fingerprint,
                           "dimensions": self.dim, "max_input_tokens": self.spec.max_length},
-                "recipe": self.meta.get("recipe"),
-                "encoder": {"kind": self.spec.encoder_kind,
-                            "artifact": {"name": encoder.name, "sha256": self.meta.get("encoder_sha256")},
+                "recipe": self.meta.recipe,
+                "encoder": {"kind": self.spec.encoder_kind, "runtime": self.meta.encoder_runtime,
+                            "artifact": {"name": Path(self.meta.encoder_source).name,
+                                         "sha256": self.meta.encoder_sha256},
                             "pooling": self.spec.pooling,
                             "shapes": [s.describe() for s in self.spec.shape_limits],
                             "max_batch_tokens": self.packer.max_batch_tokens,
-                            "gpu_profile": (engine or {}).get("gpu", {}).get("profile")
-                            or (self.simulated or {}).get("gpu_profile"),
-                            "flavor": (engine or {}).get("flavor"),
-                            "flavor_version": (engine or {}).get("flavor_version")},
+                            "gpu_profile": engine.gpu.profile if engine else (self.simulated or {}).get("gpu_profile"),
+                            "flavor": engine.flavor if engine else None,
+                            "flavor_version": engine.flavor_version if engine else None},
                 "repository": {"name": self.repo.name, "sha256": self.repo_sha256},
-                "repository_created_utc": self.meta.get("created_utc"),
+                "repository_created_utc": self.meta.created_utc,
                 "limits": {k: v for k, v in self.settings.model_dump().items() if k not in ("api_key",)},
                 "versions": versions(), **({"simulated": self.simulated} if self.simulated else {})}
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
