@@ -13,7 +13,7 @@ from nvembed_trt.cli.main import main
 from nvembed_trt.errors import InputError
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.precision import RECIPES, PrecisionGateError, Recipe, onnx_with_recipe
-from nvembed_trt.precision import recipes as recipes_module
+from nvembed_trt import recipes as recipes_module
 
 
 @pytest.fixture(scope="module")
