@@ -10,7 +10,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from nvembed_trt.calibration import calibration_from_corpus, python_reference_corpus
 from nvembed_trt.artifacts import SidecarError
 from nvembed_trt.cli.main import main
 from nvembed_trt.engines import BuildSettings, EngineBuildError, FlavorError, engine_from_onnx, get_gpu
@@ -29,20 +28,24 @@ CASES = [("engine", n) for n in RECIPES] + [("ensemble", n) for n in FIRST_OF_EA
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory, tiny):
+def graphs(tmp_path_factory, recipe_workspace, gated_recipes):
+    """Each case's graph: the session's gated recipes (tests/conftest.py) for pooling in the engine, an ensemble
+    export's for the rest; a recipe that cannot pass its gate on tiny (the registry says why) is made ungated to
+    build it."""
     root = tmp_path_factory.mktemp("engines")
-    calibration = calibration_from_corpus(python_reference_corpus(), tiny.tokenizer, root / "cal", 256).directory
+    fp32, calibration = recipe_workspace
+    exports = {"engine": fp32, "ensemble": onnx_from_model("tiny", root / "export" / "tiny-ensemble",
+                                                           pooling="ensemble")}
     found = {}
-    for pooling in ("engine", "ensemble"):
-        export = onnx_from_model("tiny", root / "export" / f"tiny-{pooling}", pooling=pooling)
-        for name in (n for p, n in CASES if p == pooling):
-            recipe = RECIPES[name]
-            if recipe.tiny_limitation is None:
-                found[(pooling, name)] = onnx_with_recipe(export.onnx_path, name, calibration).onnx_path
-            else:  # cannot pass its gate on tiny (the registry says why): the graph is made ungated to build it
-                found[(pooling, name)] = recipe_from_model("tiny", StreamedRecipeSettings(
-                    recipe=name, calibration=calibration, output=export.onnx_path.parent / name, gate=False,
-                    pooling=pooling, progress=False)).onnx_path
+    for pooling, name in CASES:
+        if RECIPES[name].tiny_limitation is not None:
+            found[(pooling, name)] = recipe_from_model("tiny", StreamedRecipeSettings(
+                recipe=name, calibration=calibration, output=exports[pooling].directory / name, gate=False,
+                pooling=pooling, progress=False)).onnx_path
+        elif pooling == "engine":
+            found[(pooling, name)] = gated_recipes[name].onnx_path
+        else:
+            found[(pooling, name)] = onnx_with_recipe(exports[pooling].onnx_path, name, calibration).onnx_path
     return root, found
 
 

@@ -17,20 +17,16 @@ from nvembed_trt import recipes as recipes_module
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny):
-    root = tmp_path_factory.mktemp("precision")
-    export = onnx_from_model("tiny", root / "export" / "tiny")
-    calibration = calibration_from_corpus(python_reference_corpus(), tiny.tokenizer, root / "cal", 256)
-    return export, calibration.directory
+def workspace(recipe_workspace):
+    return recipe_workspace          # tests/conftest.py: the export and calibration set the engine tests share
 
 
 PASSING = [n for n, r in RECIPES.items() if r.tiny_limitation is None]
 
 
 @pytest.fixture(scope="module")
-def built(workspace):
-    export, calibration = workspace
-    return {name: onnx_with_recipe(export.onnx_path, name, calibration) for name in PASSING}
+def built(gated_recipes):
+    return gated_recipes
 
 
 @pytest.mark.parametrize("name", PASSING)
