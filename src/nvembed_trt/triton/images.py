@@ -65,13 +65,3 @@ def triton_image_for_engine(meta: dict, where: Path | str = "engine.json") -> di
     pick = matches[-1]
     return {"image": table.tag(pick), "release": pick.release, "tensorrt": pick.tensorrt,
             "how": f"ngc_triton.yaml: newest release carrying TensorRT {built}"}
-
-
-def engine_facts(meta: dict) -> dict:
-    """The part of engine.json a deployment needs, recorded in repo.json (one source for `deploy k8s`)."""
-    gpu = meta.get("gpu", {})
-    return {"flavor": meta.get("flavor"), "flavor_version": meta.get("flavor_version"),
-            "gpu_profile": gpu.get("profile"), "compute_capability": gpu.get("compute_capability"),
-            "engine_bytes": meta.get("engine_bytes"), "serving": meta.get("serving"),
-            "onnx": meta.get("onnx"), "recipe": meta.get("recipe"),
-            **({"plan": meta["plan"]} if meta.get("plan") else {})}
