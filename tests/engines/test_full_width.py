@@ -54,13 +54,13 @@ def engine(export, tmp_path_factory):
 
 def test_fp16_export_has_external_data_and_matches_pytorch(export):
     meta = export.meta
-    assert meta["external_data"] is True and meta["dtype"] == "float16"
-    assert meta["fused_projections"]["groups"] == 4  # q/k/v and gate/up of both layers
+    assert meta.external_data is True and meta.dtype == "float16"
+    assert meta.fused_projections["groups"] == 4  # q/k/v and gate/up of both layers
     data = export.onnx_path.with_name("model.onnx.data")
     # every parameter in fp16 in the data file; the graph keeps only initializers under 1 KB inline
-    assert 2 * PARAMS <= data.stat().st_size <= meta["weight_bytes"] < 2 * PARAMS * 1.001
+    assert 2 * PARAMS <= data.stat().st_size <= meta.weight_bytes < 2 * PARAMS * 1.001
     assert export.onnx_path.stat().st_size < 10_000_000  # the graph alone: weights live in the data file
-    parity = meta["parity"]
+    parity = meta.parity
     assert parity["passed"] and parity["min_cosine"] >= parity["threshold"]["min_cosine"] >= 0.99
 
 
