@@ -252,7 +252,7 @@ def test_openapi_document_is_generated_from_the_validating_models(tiny_repos):
     assert set(request["properties"]) == set(EmbeddingRequest.model_fields)
     assert request["additionalProperties"] is False and request["required"] == ["input", "model"]
     assert request["properties"]["truncate"]["enum"] == ["NONE", "START", "END"]
-    assert request["properties"]["model"]["enum"] == [MODEL]
+    assert request["properties"]["model"]["enum"] == [MODEL, f"{MODEL}-query", f"{MODEL}-passage"]
     assert request["properties"]["input"]["anyOf"][1]["maxItems"] == 10
     operation = spec["paths"]["/v1/embeddings"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/EmbeddingRequest")

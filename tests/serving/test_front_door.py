@@ -58,6 +58,20 @@ def test_openai_sdk(served, reference, tiny, encoding, cosine):
     assert passages.usage.prompt_tokens == passages.usage.total_tokens == tokens
 
 
+def test_openai_sdk_model_suffix_and_packed_bits(served, reference, cosine):
+    """NIM's `-query` suffix chooses input_type for a client that cannot send it (the SDK's default base64 path);
+    embedding_type ubinary through the SDK's extra_body: the sign bits of the reference, MSB first."""
+    client = OpenAI(base_url=served.api_url, api_key="unused")
+    queries = client.embeddings.create(model="tiny-query", input=SHORT[:3])
+    got = np.asarray([d.embedding for d in queries.data], dtype=np.float32)
+    assert queries.model == "tiny" and cosine(got, reference(SHORT[:3], "query")).min().item() >= 0.9999
+    packed = client.embeddings.create(model="tiny", input=SHORT[:3], encoding_format="float",
+                                      extra_body={"embedding_type": "ubinary"})
+    bits = np.unpackbits(np.asarray([d.embedding for d in packed.data], dtype=np.uint8), axis=1)
+    want = np.asarray(reference(SHORT[:3]))
+    assert bits.shape == want.shape and np.all((bits == (want > 0)) | (np.abs(want) < 1e-4))
+
+
 def test_openai_sdk_errors_carry_our_messages(served):
     client = OpenAI(base_url=served.api_url, api_key="unused", max_retries=0)
     with pytest.raises(BadRequestError, match=r"Input length \d+ exceeds maximum allowed token size 64"):

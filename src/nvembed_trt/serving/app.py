@@ -34,7 +34,7 @@ from .. import __version__
 from .metrics import Metrics
 from .protocol import REFUSAL
 from .schemas import (FLOATS_PER_CHUNK, APIError, EmbeddingRequest, EmbeddingResponse, ErrorResponse, HealthResponse,
-                      Metadata, ModelList, embeddings_json, health_body)
+                      License, Manifest, Metadata, ModelList, Version, embeddings_json, health_body)
 from .service import EmbeddingService, Ticket
 
 log = logging.getLogger("nvembed_trt.serving")
@@ -64,7 +64,11 @@ READY = Endpoint("GET", "/v1/health/ready", "Readiness: a real embedding round t
 METRICS = Endpoint("GET", "/v1/metrics", "Prometheus metrics (text exposition format)")
 METADATA = Endpoint("GET", "/v1/metadata", "The model, engine, limits and versions (names and hashes, no paths)",
                     Metadata)
-ENDPOINTS = (EMBEDDINGS, MODELS, LIVE, READY, METRICS, METADATA)
+MANIFEST = Endpoint("GET", "/v1/manifest", "What this deployment serves and accepts (NIM's manifest)", Manifest)
+LICENSE = Endpoint("GET", "/v1/license", "The served weights' licence (NV-Embed-v2: CC-BY-NC-4.0) and the software's",
+                   License, open=True)
+VERSION = Endpoint("GET", "/v1/version", "nvembed-trt's release and the API version", Version, open=True)
+ENDPOINTS = (EMBEDDINGS, MODELS, LIVE, READY, METRICS, METADATA, MANIFEST, LICENSE, VERSION)
 DOCUMENTS = ("/openapi.json", "/docs")            # the OpenAPI document and its browsable page: open
 ROUTES = tuple(e.path for e in ENDPOINTS) + DOCUMENTS
 OPEN_ROUTES = tuple(e.path for e in ENDPOINTS if e.open) + DOCUMENTS
@@ -79,6 +83,13 @@ class ClientGone(Exception):
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
                     media_type="application/json", headers=headers)
+
+
+def answering(describe):
+    """A handler that answers describe()'s dict as JSON."""
+    async def handler() -> Response:
+        return json_response(describe())
+    return handler
 
 
 def error_response(exc: APIError) -> Response:
@@ -221,7 +232,7 @@ def openapi_document(app: FastAPI, service: EmbeddingService) -> dict:
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(defs.get("$defs", {}))
         fields = schemas["EmbeddingRequest"]["properties"]
-        fields["model"]["enum"] = [service.model_id]
+        fields["model"]["enum"] = service.manifest()["model_ids"]
         fields["dimensions"]["anyOf"][0].update(minimum=service.dim, maximum=service.dim)
         fields["input"]["anyOf"][1]["maxItems"] = service.settings.max_inputs
         if service.settings.api_key:
@@ -316,5 +327,8 @@ def create_app(service: EmbeddingService) -> Guard:
     @route(app, METADATA)
     async def metadata():
         return json_response(service.metadata())
+
+    for endpoint, describe in ((MANIFEST, service.manifest), (LICENSE, service.license), (VERSION, service.version)):
+        route(app, endpoint)(answering(describe))
 
     return Guard(app, service, metrics, {("POST", EMBEDDINGS.path): direct_embeddings})

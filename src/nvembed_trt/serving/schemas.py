@@ -15,6 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..tokenizer import TRUNCATE_MODES
+from .compact import EMBEDDING_TYPES
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 Text = Annotated[str, Field(min_length=1)]
@@ -50,7 +51,8 @@ class EmbeddingRequest(BaseModel):
 
     input: Text | Annotated[list[Text], Field(min_length=1)] = Field(
         description="a text or a list of texts to embed (none of them empty)")
-    model: str = Field(description="the served model's id (GET /v1/models)")
+    model: str = Field(description="the served model's id (GET /v1/models); NIM's `-query` / `-passage` suffix on it "
+                                   "chooses input_type for clients that cannot send input_type")
     input_type: Literal["query", "passage"] = Field(
         "passage", description="query: the model's retrieval instruction is prepended; passage: none")
     instruction: str | None = Field(None, description="any instruction, instead of input_type's")
@@ -60,7 +62,10 @@ class EmbeddingRequest(BaseModel):
         "float", description="base64: little-endian float32, as the openai SDK sends by default")
     dimensions: int | None = Field(None, ge=1, description="only the model's own dimension is served")
     user: str | None = Field(None, description="accepted and ignored (OpenAI's field)")
-    embedding_type: Literal["float"] | None = Field(None, description="NIM's field; only float is served")
+    embedding_type: Literal[EMBEDDING_TYPES] | None = Field(  # type: ignore[valid-type]
+        "float", description="NIM's field: float; ubinary (sign bits, value > 0 is 1, packed most-significant bit "
+                             "first: dimensions/8 bytes 0..255); binary (the same bytes minus 128, as int8); int8 and "
+                             "uint8 need calibrated output ranges (400 where the repository has none)")
 
     @property
     def texts(self) -> list[str]:
@@ -126,7 +131,9 @@ class ErrorResponse(BaseModel):
 class Embedding(BaseModel):
     object: Literal["embedding"]
     index: int
-    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32")
+    embedding: list[float] | list[int] | str = Field(
+        description="floats, or packed bytes as integers (binary, ubinary); base64 of little-endian float32 or of "
+                    "the packed bytes")
 
 
 class Usage(BaseModel):
@@ -198,15 +205,55 @@ class Metadata(BaseModel):
     repository_created_utc: str | None
     limits: dict[str, int | float | str | None]
     versions: dict[str, str]
+    embedding_types: list[str] = Field(description="embedding_type values served")
+    output_ranges: dict | None = Field(description="the calibrated per-dimension ranges int8 / uint8 use; null: "
+                                       "none calibrated, int8 / uint8 are refused")
     simulated: dict | None = Field(None, description="a simulated repository: the card, recipe, devices, figures "
                                    "and timing its stand-in encoder uses (repo.json `simulated`); absent otherwise")
 
 
+class Version(BaseModel):
+    object: Literal["version"]
+    release: str = Field(description="nvembed-trt's version")
+    api: str = Field(description="the API's version (the /v1 prefix)")
+
+
+class License(BaseModel):
+    object: Literal["license"]
+    model: str
+    weights: dict = Field(description="the served weights' licence: NV-Embed-v2's weights are CC-BY-NC-4.0")
+    software: dict
+
+
+class ManifestProfile(BaseModel):
+    recipe: str | None
+    kind: str
+    pooling: str
+    shapes: list[str]
+    gpu_profile: str | None
+    flavor: str | None
+    flavor_version: str | None
+
+
+class Manifest(BaseModel):
+    object: Literal["manifest"]
+    model: str
+    model_ids: list[str] = Field(description="the id, and the id with -query / -passage (choosing input_type)")
+    input_types: list[str]
+    truncate: list[str]
+    encoding_formats: list[str]
+    embedding_types: list[str]
+    embedding_types_refused: list[str] = Field(description="NIM's other values, answered 400 here (and why)")
+    dimensions: int
+    max_input_tokens: int
+    profile: ManifestProfile
+
+
 def embedding_data(vectors: np.ndarray, encoding: str, start: int = 0) -> list[dict]:
-    """data[] in input order (indices from `start`): float lists (orjson serialises the numpy rows) or base64 of
-    little-endian float32."""
+    """data[] in input order (indices from `start`): float or integer lists (orjson serialises the numpy rows), or
+    base64 of little-endian float32 (float rows) or of the packed bytes (int8 / uint8 rows)."""
     if encoding == "base64":
-        raw = np.ascontiguousarray(vectors, dtype="<f4")
+        raw = np.ascontiguousarray(vectors, dtype="<f4" if vectors.dtype.kind == "f" else vectors.dtype)
         return [{"object": "embedding", "index": start + i,
                  "embedding": base64.b64encode(row.tobytes()).decode("ascii")} for i, row in enumerate(raw)]
     return [{"object": "embedding", "index": start + i, "embedding": row} for i, row in enumerate(vectors)]

@@ -22,19 +22,26 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..encoding import Row, encode_rows
 from ..errors import InputError, NVEmbedError
 from ..packing import Packer
 from ..provenance import versions
-from ..tokenizer import INPUT_TYPES, EmbeddingTokenizer, OverBudget, TokenBudget, TooLongError
+from ..tokenizer import INPUT_TYPES, TRUNCATE_MODES, EmbeddingTokenizer, OverBudget, TokenBudget, TooLongError
 from ..triton.spec import ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 from .backend import EncoderFailure, TritonEncoder
 from .duty import DutyCycle, encoder_devices, poll
 from .batching import SAFETY, Batcher, QueueFull, Throughput, TooBig
+from .compact import EMBEDDING_TYPES, OUTPUT_RANGES_MISSING, SERVED_TYPES, compact
 from .metrics import Metrics
 from .schemas import APIError, EmbeddingRequest, parse_json
 from .settings import ServeSettings
 
+API_VERSION = "v1"   # the API's own version (the /v1 prefix), not the model's
+WEIGHTS_LICENSE = {"name": "CC-BY-NC-4.0", "title": "Creative Commons Attribution-NonCommercial 4.0 International",
+                   "url": "https://creativecommons.org/licenses/by-nc/4.0/",
+                   "terms": "NVIDIA's NV-Embed-v2 weights (nvidia/NV-Embed-v2) may be used for non-commercial purposes "
+                            "only; a deployment serving them inherits that restriction"}
 TOKENIZE_CHUNK = 64   # inputs tokenised per call in the tokenizer pool
 CHARS_PER_TOKEN = 4   # admission's estimate before tokenising (English text: ~4-5)
 
@@ -59,11 +66,15 @@ class Prepared:
     instruction: str
     truncate: str
     encoding: str
+    embedding_type: str = "float"
+
+
+MODEL_SUFFIXES = {"-query": "query", "-passage": "passage"}   # NIM: `<model>-query` chooses input_type query
 
 
 @dataclass(frozen=True)
 class Embedded:
-    vectors: np.ndarray   # float32 (N, D) in input order
+    vectors: np.ndarray   # float32 (N, D) in input order, or its compact form (serving.compact)
     tokens: int
     encoding: str
 
@@ -216,9 +227,11 @@ class EmbeddingService:
         """The request's texts and settings, after the limits that need no tokenisation (404, 400, 413); the schema
         has refused empty ones (422)."""
         settings = self.settings
-        if request.model != self.model_id:
-            raise APIError(404, f"model {request.model!r} is not served here; served models: {self.model_id}",
-                           param="model", code="model_not_found")
+        input_type = self.input_type(request)
+        embedding_type = request.embedding_type or "float"
+        if embedding_type not in SERVED_TYPES:
+            raise APIError(400, f"embedding_type {embedding_type!r} {OUTPUT_RANGES_MISSING}", param="embedding_type",
+                           code="unsupported_embedding_type")
         if request.dimensions is not None and request.dimensions != self.dim:
             raise APIError(400, f"dimensions {request.dimensions} is not supported: {self.model_id} gives "
                                 f"{self.dim}-dimensional embeddings (NV-Embed-v2 was not trained for shorter vectors)",
@@ -232,12 +245,28 @@ class EmbeddingService:
             if size > settings.max_input_bytes:
                 raise APIError(413, f"input[{i}] is {size} bytes, above the limit of {settings.max_input_bytes} "
                                     f"bytes per input (--max-input-bytes)", param="input")
-        instruction = request.instruction if request.instruction is not None else INPUT_TYPES[request.input_type]
+        instruction = request.instruction if request.instruction is not None else INPUT_TYPES[input_type]
         size = utf8_size(instruction, settings.max_instruction_bytes)
         if size > settings.max_instruction_bytes:
             raise APIError(413, f"instruction is {size} bytes, above the limit of {settings.max_instruction_bytes} "
                                 f"bytes (--max-instruction-bytes)", param="instruction")
-        return Prepared(texts, instruction, request.truncate, request.encoding_format)
+        return Prepared(texts, instruction, request.truncate, request.encoding_format, embedding_type)
+
+    def input_type(self, request: EmbeddingRequest) -> str:
+        """The request's input_type: its own, or NIM's `-query` / `-passage` suffix on the model's id (404 for any
+        other model; 400 when the suffix and an input_type sent with it disagree)."""
+        if request.model == self.model_id:
+            return request.input_type
+        for suffix, chosen in MODEL_SUFFIXES.items():
+            if request.model == self.model_id + suffix:
+                if "input_type" in request.model_fields_set and request.input_type != chosen:
+                    raise APIError(400, f"input_type {request.input_type!r} contradicts the model name "
+                                        f"{request.model!r}, which chooses input_type {chosen!r}; send one of them",
+                                   param="input_type")
+                return chosen
+        raise APIError(404, f"model {request.model!r} is not served here; served models: {self.model_id} (and "
+                            f"{self.model_id}-query, {self.model_id}-passage to choose input_type)",
+                       param="model", code="model_not_found")
 
     def tokenize(self, texts: list[str], instruction: str, truncate: str, budget: TokenBudget | None = None,
                  offset: int = 0) -> list[Row]:
@@ -351,7 +380,7 @@ class EmbeddingService:
                            headers={"Retry-After": "2"}) from None
         except InputError as exc:  # the encoder's output for this batch is not a finite unit vector
             raise APIError(500, f"the encoder gave an invalid embedding: {exc}") from None
-        return Embedded(vectors, tokens, job.encoding)
+        return Embedded(compact(vectors, job.embedding_type), tokens, job.encoding)
 
     # ---- descriptions ----------------------------------------------------------------------------------------
 
@@ -366,6 +395,35 @@ class EmbeddingService:
         if self.simulated:
             card["simulated"] = self.simulated["name"]
         return {"object": "list", "data": [card]}
+
+    def version(self) -> dict:
+        return {"object": "version", "release": __version__, "api": API_VERSION}
+
+    def license(self) -> dict:
+        """The licence of the served weights (NV-Embed-v2's: CC-BY-NC-4.0, non-commercial) and of this software."""
+        model = self.meta.get("model") or {}
+        random = model.get("preset") is not None   # every preset's weights are random (seeded), none are NVIDIA's
+        weights = ({"source": "random", "license": None, "note": f"random weights of the {model.get('preset')} preset "
+                    f"(NV-Embed-v2's architecture): no NVIDIA weights are served. NVIDIA's NV-Embed-v2 weights are "
+                    f"{WEIGHTS_LICENSE['name']} (non-commercial)", "nv_embed_v2": WEIGHTS_LICENSE}
+                   if random else
+                   {"source": "checkpoint", "license": WEIGHTS_LICENSE["name"], "note": "an NV-Embed-v2 checkpoint: "
+                    "NVIDIA's weights are licensed " + WEIGHTS_LICENSE["title"] + " (non-commercial use only) unless "
+                    "the checkpoint's owner licensed it otherwise", "nv_embed_v2": WEIGHTS_LICENSE})
+        return {"object": "license", "model": self.model_id, "weights": weights,
+                "software": {"name": "nvembed-trt", "version": __version__, "license": "Apache-2.0"}}
+
+    def manifest(self) -> dict:
+        """What this deployment serves and accepts: the model ids, the API's choices, the engine profile."""
+        meta = self.metadata()
+        return {"object": "manifest", "model": self.model_id,
+                "model_ids": [self.model_id, *(self.model_id + suffix for suffix in MODEL_SUFFIXES)],
+                "input_types": list(INPUT_TYPES), "truncate": list(TRUNCATE_MODES),
+                "encoding_formats": ["float", "base64"], "embedding_types": list(SERVED_TYPES),
+                "embedding_types_refused": [t for t in EMBEDDING_TYPES if t not in SERVED_TYPES],
+                "dimensions": self.dim, "max_input_tokens": self.spec.max_length,
+                "profile": {"recipe": meta["recipe"], **{k: meta["encoder"][k] for k in (
+                    "kind", "pooling", "shapes", "gpu_profile", "flavor", "flavor_version")}}}
 
     def metadata(self) -> dict:
         """What is served, by names and content hashes: no host path (the repository, the encoder and the model's
@@ -389,6 +447,7 @@ class EmbeddingService:
                 "repository": {"name": self.repo.name, "sha256": self.repo_sha256},
                 "repository_created_utc": self.meta.get("created_utc"),
                 "limits": {k: v for k, v in self.settings.model_dump().items() if k not in ("api_key",)},
+                "embedding_types": list(SERVED_TYPES), "output_ranges": None,
                 "versions": versions(), **({"simulated": self.simulated} if self.simulated else {})}
 
 
