@@ -72,6 +72,39 @@ def test_openai_sdk_model_suffix_and_packed_bits(served, reference, cosine):
     assert bits.shape == want.shape and np.all((bits == (want > 0)) | (np.abs(want) < 1e-4))
 
 
+def test_openai_sdk_token_input(served, tiny, reference, cosine):
+    """The OpenAI spec's token input through the SDK: the model's own ids of each text (no BOS, no EOS) give the
+    text's embedding, and usage counts the same tokens as the text."""
+    client = OpenAI(base_url=served.api_url, api_key="unused")
+    ids = [tiny.tokenizer.tokenizer.encode(t, add_special_tokens=False).ids for t in SHORT[:4]]
+    by_ids = client.embeddings.create(model="tiny-query", input=ids)
+    by_text = client.embeddings.create(model="tiny-query", input=SHORT[:4])
+    got = np.asarray([d.embedding for d in by_ids.data], dtype=np.float32)
+    assert cosine(got, reference(SHORT[:4], "query")).min().item() >= 0.9999
+    assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens
+
+
+def test_langchain_openai_embeddings(served, reference, cosine, monkeypatch):
+    """LangChain's OpenAIEmbeddings, unmodified: with check_embedding_ctx_length=False it sends texts (queries through
+    the `-query` model name); by default it sends tiktoken ids, refused with the fix named. tiktoken cannot fetch
+    cl100k_base here (no network): a real tiktoken Encoding stands in whose ids lie past 32,000, as 68 % of
+    cl100k_base's do."""
+    import tiktoken
+    from langchain_openai import OpenAIEmbeddings
+
+    common = {"base_url": served.api_url, "api_key": "unused", "check_embedding_ctx_length": False}
+    docs = np.asarray(OpenAIEmbeddings(model="tiny", **common).embed_documents(DOCS[:30]), dtype=np.float32)
+    query = np.asarray([OpenAIEmbeddings(model="tiny-query", **common).embed_query(SHORT[0])], dtype=np.float32)
+    assert docs.shape == (30, 64) and cosine(docs, reference(DOCS[:30])).min().item() >= 0.9999
+    assert cosine(query, reference(SHORT[:1], "query")).item() >= 0.9999
+    offline = tiktoken.Encoding(name="offline-stand-in", pat_str=r""" ?\w+| ?[^\s\w]+|\s+""",
+                                mergeable_ranks={bytes([b]): 100_000 + b for b in range(256)}, special_tokens={})
+    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: offline)
+    fix = r"outside tiny's vocabulary of 32000 ids.*check_embedding_ctx_length=False"
+    with pytest.raises(BadRequestError, match=fix):
+        OpenAIEmbeddings(model="tiny", base_url=served.api_url, api_key="unused", max_retries=0).embed_query("hello")
+
+
 def test_openai_sdk_errors_carry_our_messages(served):
     client = OpenAI(base_url=served.api_url, api_key="unused", max_retries=0)
     with pytest.raises(BadRequestError, match=r"Input length \d+ exceeds maximum allowed token size 64"):

@@ -24,8 +24,13 @@ def post(client, body):
     return client.post("/v1/embeddings", content=json.dumps(body))
 
 
+def token_ids(tiny, texts):
+    """The model's own ids of each text, as a client that tokenises would send them (no BOS, no EOS)."""
+    return [tiny.tokenizer.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+
+
 @pytest.fixture(scope="module")
-def answers(tiny_repos):
+def answers(tiny_repos, tiny):
     """Every request of this module, answered once through the bypass and once through FastAPI's own route."""
     bodies = {
         "float": {"model": MODEL, "input": TEXTS},
@@ -39,6 +44,15 @@ def answers(tiny_repos):
         "int8": {"model": MODEL, "input": "x", "embedding_type": "int8"},
         "bad-type": {"model": MODEL, "input": "x", "embedding_type": "bits"},
         "bad-suffix": {"model": f"{MODEL}-queries", "input": "x"},
+        "ids": {"model": MODEL, "input": token_ids(tiny, TEXTS)},
+        "ids-query": {"model": f"{MODEL}-query", "input": token_ids(tiny, TEXTS)},
+        "ids-one": {"model": MODEL, "input": token_ids(tiny, TEXTS[:1])[0]},
+        "ids-end": {"model": MODEL, "input": [[5] * 500], "truncate": "END"},
+        "ids-tiktoken": {"model": MODEL, "input": [[40, 1093, 100257, 9606]]},   # cl100k-like: ids past 32,000
+        "ids-negative": {"model": MODEL, "input": [[1, 2], [3, -4]]},
+        "ids-empty-row": {"model": MODEL, "input": [[1, 2], []]},
+        "ids-too-long": {"model": MODEL, "input": [[5] * 63]},                 # + BOS + EOS = 65 > 64
+        "ids-mixed": {"model": MODEL, "input": ["text", 5]},
     }
     results = {}
     for face in ("bypass", "fastapi"):
@@ -98,11 +112,13 @@ def test_model_suffix_chooses_input_type(answers, tiny, cosine):
 def test_bad_values_are_named(answers):
     got = answers["bypass"]
     expected = {"suffix-conflict": (400, "input_type"), "int8": (400, "embedding_type"),
-                "bad-type": (422, "embedding_type"), "bad-suffix": (404, "model")}
+                "bad-type": (422, "embedding_type"), "bad-suffix": (404, "model"), "ids-tiktoken": (400, "input"),
+                "ids-negative": (422, "input"), "ids-empty-row": (422, "input"), "ids-too-long": (400, "input"),
+                "ids-mixed": (422, "input")}
     for name, (status, field) in expected.items():
         error = got[name].json()["error"]
         assert (got[name].status_code, error["param"]) == (status, field), (name, error)
-        assert field in error["message"] or name == "bad-suffix", error
+        assert field in error["message"] or name in ("bad-suffix", "ids-too-long"), error
     assert "calibrated" in got["int8"].json()["error"]["message"]
     assert "tiny-query" in got["bad-suffix"].json()["error"]["message"]
 
@@ -120,3 +136,26 @@ def test_manifest_license_version(answers):
     assert version == {"object": "version", "release": __version__, "api": "v1"}
     meta = got["/v1/metadata"].json()
     assert meta["embedding_types"] == manifest["embedding_types"] and meta["output_ranges"] is None
+
+
+def test_token_ids_equal_their_texts(answers, tiny, cosine):
+    """The OpenAI spec's token input: the model's own ids give the text's embedding (BOS, the instruction and EOS
+    added as for text), usage counts the same tokens."""
+    got = answers["bypass"]
+    text, ids = got["float"].json(), got["ids"].json()
+    assert cosine(rows(got["ids"]), rows(got["float"])).min().item() >= 0.99999
+    assert ids["usage"] == text["usage"]
+    want = tiny.encode(TEXTS, input_type="query", max_length=MAX_LENGTH)
+    assert cosine(rows(got["ids-query"]), want).min().item() >= 0.9999
+    assert got["ids-query"].json()["usage"] == got["explicit-query"].json()["usage"]
+    assert cosine(rows(got["ids-one"]), rows(got["float"])[:1]).item() >= 0.99999
+    assert got["ids-end"].json()["usage"]["prompt_tokens"] == MAX_LENGTH     # truncated to the model's limit
+
+
+def test_token_id_errors_name_the_limit_and_the_fix(answers):
+    got = answers["bypass"]
+    tiktoken = got["ids-tiktoken"].json()["error"]["message"]
+    assert "input[0] holds token id 100257" in tiktoken and "vocabulary of 32000 ids" in tiktoken
+    assert "check_embedding_ctx_length=False" in tiktoken
+    assert "[1][1] is a negative token id" in got["ids-negative"].json()["error"]["message"]
+    assert "Input length 65 exceeds maximum allowed token size 64" in got["ids-too-long"].json()["error"]["message"]

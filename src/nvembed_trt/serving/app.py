@@ -234,7 +234,11 @@ def openapi_document(app: FastAPI, service: EmbeddingService) -> dict:
         fields = schemas["EmbeddingRequest"]["properties"]
         fields["model"]["enum"] = service.manifest()["model_ids"]
         fields["dimensions"]["anyOf"][0].update(minimum=service.dim, maximum=service.dim)
-        fields["input"]["anyOf"][1]["maxItems"] = service.settings.max_inputs
+        for branch in (1, 3):   # a list of texts, a list of token-id rows
+            fields["input"]["anyOf"][branch]["maxItems"] = service.settings.max_inputs
+        vocab = service.tokenizer.vocab_size - 1
+        fields["input"]["anyOf"][2]["items"]["maximum"] = vocab
+        fields["input"]["anyOf"][3]["items"]["items"]["maximum"] = vocab
         if service.settings.api_key:
             doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             for path, operations in doc["paths"].items():

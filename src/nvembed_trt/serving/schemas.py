@@ -19,6 +19,7 @@ from .compact import EMBEDDING_TYPES
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 Text = Annotated[str, Field(min_length=1)]
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
 FLOATS_PER_CHUNK = 1 << 16   # ~8 ms of orjson per chunk here
 
@@ -49,8 +50,11 @@ class EmbeddingRequest(BaseModel):
 
     model_config = STRICT
 
-    input: Text | Annotated[list[Text], Field(min_length=1)] = Field(
-        description="a text or a list of texts to embed (none of them empty)")
+    input: Text | Annotated[list[Text], Field(min_length=1)] | TokenIds | Annotated[list[TokenIds], Field(
+        min_length=1)] = Field(description="a text or a list of texts to embed (none of them empty); or, as the OpenAI "
+                               "spec allows, the model's own token ids of one text (a list of integers) or of several "
+                               "(a list of lists): the text's ids without BOS or EOS, which the server adds with the "
+                               "instruction")
     model: str = Field(description="the served model's id (GET /v1/models); NIM's `-query` / `-passage` suffix on it "
                                    "chooses input_type for clients that cannot send input_type")
     input_type: Literal["query", "passage"] = Field(
@@ -66,6 +70,13 @@ class EmbeddingRequest(BaseModel):
         "float", description="NIM's field: float; ubinary (sign bits, value > 0 is 1, packed most-significant bit "
                              "first: dimensions/8 bytes 0..255); binary (the same bytes minus 128, as int8); int8 and "
                              "uint8 need calibrated output ranges (400 where the repository has none)")
+
+    @property
+    def token_ids(self) -> list[list[int]] | None:
+        """The rows of token ids, when `input` is token ids (None for texts)."""
+        if isinstance(self.input, str) or isinstance(self.input[0], str):
+            return None
+        return [self.input] if isinstance(self.input[0], int) else self.input
 
     @property
     def texts(self) -> list[str]:
@@ -109,10 +120,13 @@ def input_problem(errors: list[dict]) -> str:
     for error in errors:
         if error["loc"][:1] == ("input",) and error["type"] == "too_short":
             return " is an empty list; send at least one string"
+        if error["loc"][:1] == ("input",) and error["type"] == "greater_than_equal":
+            return f"[{']['.join(str(p) for p in error['loc'][2:] if isinstance(p, int))}] is a negative token id"
         if error["loc"][:1] == ("input",) and error["type"] == "string_too_short":
             index = next((p for p in error["loc"][2:] if isinstance(p, int)), None)
             return " is an empty string" if index is None else f"[{index}] is an empty string"
-    return ": must be a string or a list of strings"
+    return (": must be a string, a list of strings, a list of token ids (integers) or a list of lists of token ids, "
+            "none of them empty")
 
 
 # ---- responses (documentation and the fuzz test's check; built as dicts) -----------------------------------------

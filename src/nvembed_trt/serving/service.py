@@ -62,11 +62,12 @@ class Health:
 class Prepared:
     """A checked request: what tokenisation needs (texts dropped once tokenised) and how to answer."""
 
-    texts: list[str] | None
+    texts: list[str] | list[list[int]] | None   # texts, or rows of token ids when `token_input`
     instruction: str
     truncate: str
     encoding: str
     embedding_type: str = "float"
+    token_input: bool = False
 
 
 MODEL_SUFFIXES = {"-query": "query", "-passage": "passage"}   # NIM: `<model>-query` chooses input_type query
@@ -236,11 +237,14 @@ class EmbeddingService:
             raise APIError(400, f"dimensions {request.dimensions} is not supported: {self.model_id} gives "
                                 f"{self.dim}-dimensional embeddings (NV-Embed-v2 was not trained for shorter vectors)",
                            param="dimensions")
-        texts = request.texts
+        ids = request.token_ids
+        texts = request.texts if ids is None else ids
         if len(texts) > settings.max_inputs:
             raise APIError(413, f"input has {len(texts)} items, above the limit of {settings.max_inputs} per "
                                 f"request (--max-inputs)", param="input")
-        for i, text in enumerate(texts):
+        if ids is not None:
+            self.check_token_ids(ids)
+        for i, text in enumerate(texts if ids is None else ()):
             size = utf8_size(text, settings.max_input_bytes)
             if size > settings.max_input_bytes:
                 raise APIError(413, f"input[{i}] is {size} bytes, above the limit of {settings.max_input_bytes} "
@@ -250,7 +254,23 @@ class EmbeddingService:
         if size > settings.max_instruction_bytes:
             raise APIError(413, f"instruction is {size} bytes, above the limit of {settings.max_instruction_bytes} "
                                 f"bytes (--max-instruction-bytes)", param="instruction")
-        return Prepared(texts, instruction, request.truncate, request.encoding_format, embedding_type)
+        return Prepared(texts, instruction, request.truncate, request.encoding_format, embedding_type, ids is not None)
+
+    def check_token_ids(self, rows: list[list[int]]) -> None:
+        """Token ids must be the model's own: 400 for an id outside its vocabulary (tiktoken's ids, as LangChain's
+        OpenAIEmbeddings sends them by default, mostly are); 413 past max_tokenize_chars ids in all."""
+        vocab, total = self.tokenizer.vocab_size, sum(map(len, rows))
+        if total > self.settings.max_tokenize_chars:
+            raise APIError(413, f"input holds {total} token ids, above the limit of {self.settings.max_tokenize_chars} "
+                                f"per request (--max-tokenize-chars)", param="input")
+        for i, row in enumerate(rows):
+            top = max(row)
+            if top >= vocab:
+                raise APIError(400, f"input[{i}] holds token id {top}, outside {self.model_id}'s vocabulary of {vocab} "
+                                    f"ids (0..{vocab - 1}): token ids must be the model's own. Ids this large are "
+                                    f"typically tiktoken's (OpenAI's tokenizer), which LangChain's OpenAIEmbeddings "
+                                    f"sends by default: construct it with check_embedding_ctx_length=False to send "
+                                    f"the texts", param="input", code="invalid_token_id")
 
     def input_type(self, request: EmbeddingRequest) -> str:
         """The request's input_type: its own, or NIM's `-query` / `-passage` suffix on the model's id (404 for any
@@ -268,15 +288,19 @@ class EmbeddingService:
                             f"{self.model_id}-query, {self.model_id}-passage to choose input_type)",
                        param="model", code="model_not_found")
 
-    def tokenize(self, texts: list[str], instruction: str, truncate: str, budget: TokenBudget | None = None,
-                 offset: int = 0) -> list[Row]:
-        """Rows for texts[offset:offset + len(texts)] of a request (errors name the request's own input index)."""
+    def tokenize(self, texts: list[str] | list[list[int]], instruction: str, truncate: str,
+                 budget: TokenBudget | None = None, offset: int = 0, token_input: bool = False) -> list[Row]:
+        """Rows for texts[offset:offset + len(texts)] of a request (errors name the request's own input index);
+        `token_input`: `texts` are rows of the model's own token ids, given BOS, the instruction and EOS."""
         masked = self.tokenizer.instruction_length(instruction)
         if masked >= self.spec.max_length:
             raise APIError(400, f"instruction is {masked} tokens: the model's {self.spec.max_length}-token limit "
                                 f"leaves no token of the input after it", param="instruction")
         n = len(texts)
         try:
+            if token_input:
+                return [Row(enc.ids, masked) for enc in self.tokenizer.encode_token_ids(
+                    texts, instruction, self.spec.max_length, truncate)]
             return encode_rows(self.tokenizer, texts, [instruction] * n, [truncate] * n, self.spec.max_length,
                                budget)
         except TooLongError as exc:
@@ -292,7 +316,10 @@ class EmbeddingService:
             raise APIError(400, str(exc), param="input") from None
 
     def inline(self, job: Prepared) -> bool:
-        """Whether the request is tokenised on the event loop: it reads fewer than inline_tokenize_chars."""
+        """Whether the request is tokenised on the event loop: it reads fewer than inline_tokenize_chars (token ids
+        are not tokenised: always)."""
+        if job.token_input:
+            return True
         cost = len(job.texts) * (len(job.instruction) + 4) + sum(map(len, job.texts))
         return cost <= self.settings.inline_tokenize_chars
 
@@ -308,7 +335,7 @@ class EmbeddingService:
         of a burst late), and a cancelled or late request's chunks not yet started never run."""
         texts, budget = job.texts, TokenBudget(self.settings.max_tokenize_chars)
         if self.inline(job):
-            return self.tokenize(texts, job.instruction, job.truncate, budget)
+            return self.tokenize(texts, job.instruction, job.truncate, budget, token_input=job.token_input)
         loop, rows = asyncio.get_running_loop(), []
         chunks = [loop.run_in_executor(self.tokenize_pool, self.tokenize, texts[lo:lo + TOKENIZE_CHUNK],
                                        job.instruction, job.truncate, budget, lo)
@@ -345,6 +372,8 @@ class EmbeddingService:
         """The request's tokens before tokenising: CHARS_PER_TOKEN characters a token, each input capped at the
         model's limit (what admission reserves; the exact count replaces it)."""
         cap, instruction = self.spec.max_length, len(job.instruction) // CHARS_PER_TOKEN + 2
+        if job.token_input:
+            return sum(min(cap, instruction + len(ids)) for ids in job.texts)
         return sum(min(cap, instruction + len(text) // CHARS_PER_TOKEN) for text in job.texts)
 
     @contextlib.contextmanager
