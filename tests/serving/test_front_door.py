@@ -105,6 +105,24 @@ def test_langchain_openai_embeddings(served, reference, cosine, monkeypatch):
         OpenAIEmbeddings(model="tiny", base_url=served.api_url, api_key="unused", max_retries=0).embed_query("hello")
 
 
+def test_huggingface_inference_client(served, reference, cosine):
+    """Hugging Face's InferenceClient, unmodified, on TEI's routes: feature_extraction posts to the server's root
+    (TEI's route for an embedding model) with TEI's fields; prompt_name chooses the instruction; errors carry our
+    message. (LangChain's HuggingFaceEndpointEmbeddings calls the same method; it is not installed: it needs
+    huggingface-hub<2.)"""
+    from huggingface_hub import InferenceClient
+    from huggingface_hub.errors import HfHubHTTPError
+
+    client = InferenceClient(base_url=served.api_url.removesuffix("/v1"))
+    docs, queries = client.feature_extraction(DOCS[:20]), client.feature_extraction(SHORT[:3], prompt_name="query")
+    assert docs.shape == (20, 64) and cosine(docs, reference(DOCS[:20])).min().item() >= 0.9999
+    assert cosine(queries, reference(SHORT[:3], "query")).min().item() >= 0.9999
+    cut = client.feature_extraction("word " * 500, truncate=True, truncation_direction="left")
+    assert cut.shape == (1, 64) and abs(float(np.linalg.norm(cut)) - 1) < 1e-4
+    with pytest.raises(HfHubHTTPError, match=r"Input length \d+ exceeds maximum allowed token size 64"):
+        client.feature_extraction("word " * 500)
+
+
 def test_openai_sdk_errors_carry_our_messages(served):
     client = OpenAI(base_url=served.api_url, api_key="unused", max_retries=0)
     with pytest.raises(BadRequestError, match=r"Input length \d+ exceeds maximum allowed token size 64"):

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -42,6 +43,8 @@ WEIGHTS_LICENSE = {"name": "CC-BY-NC-4.0", "title": "Creative Commons Attributio
                    "url": "https://creativecommons.org/licenses/by-nc/4.0/",
                    "terms": "NVIDIA's NV-Embed-v2 weights (nvidia/NV-Embed-v2) may be used for non-commercial purposes "
                             "only; a deployment serving them inherits that restriction"}
+TRUNCATE_HINT = "truncate is NONE: send truncate END or START to embed it truncated"
+TOKENIZE_WORKERS = 2  # threads of the tokenizer pool
 TOKENIZE_CHUNK = 64   # inputs tokenised per call in the tokenizer pool
 CHARS_PER_TOKEN = 4   # admission's estimate before tokenising (English text: ~4-5)
 
@@ -147,7 +150,7 @@ class EmbeddingService:
         self.pending_bytes = 0     # their bodies' bytes not yet tokenised
         self.tokenizing = 0        # estimated tokens of the requests in the tokenizer pool
         self.tokenizer_rate = Throughput()
-        self.tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenize")
+        self.tokenize_pool = ThreadPoolExecutor(max_workers=TOKENIZE_WORKERS, thread_name_prefix="tokenize")
 
     @cached_property
     def devices(self) -> int:
@@ -305,8 +308,8 @@ class EmbeddingService:
                                budget)
         except TooLongError as exc:
             raise APIError(400, f"Input length {'' if exc.exact else 'at least '}{exc.tokens} exceeds maximum "
-                                f"allowed token size {exc.max_length} (input[{offset + exc.index}]; truncate is "
-                                f"NONE: send truncate END or START to embed it truncated)", param="input",
+                                f"allowed token size {exc.max_length} (input[{offset + exc.index}]; {TRUNCATE_HINT})",
+                           param="input",
                            code="input_too_long") from None
         except OverBudget as exc:
             raise APIError(413, f"this request needs more than {exc.limit} characters tokenised, the limit per "
@@ -354,13 +357,16 @@ class EmbeddingService:
         self.tokenizer_rate.returned(time.monotonic(), sum(len(r.ids) for r in rows), True)
         return rows
 
-    async def embed(self, body: bytes, ticket: Ticket) -> Embedded:
-        """The request's vectors (float32 (N, D) in input order); its deadline starts now, with the body read."""
+    def parse(self, body: bytes) -> Prepared:
+        """An OpenAI/NIM embeddings body, checked."""
+        return self.prepare(parse_json(body, EmbeddingRequest))
+
+    async def embed(self, body: bytes, ticket: Ticket, parse: Callable[[bytes], Prepared] | None = None) -> Embedded:
+        """The request's vectors (float32 (N, D) in input order); its deadline starts now, with the body read.
+        `parse`: the body's API (default: OpenAI/NIM's, `parse`; TEI's is serving.tei.parse_embed)."""
         start = time.monotonic()
-        request = parse_json(body, EmbeddingRequest)
+        job = (parse or self.parse)(body)
         del body
-        job = self.prepare(request)
-        del request
         deadline = start + self.settings.request_timeout_s
         try:
             return await asyncio.wait_for(self._embed(job, ticket, deadline), deadline - time.monotonic())
