@@ -159,3 +159,38 @@ def test_token_id_errors_name_the_limit_and_the_fix(answers):
     assert "check_embedding_ctx_length=False" in tiktoken
     assert "[1][1] is a negative token id" in got["ids-negative"].json()["error"]["message"]
     assert "Input length 65 exceeds maximum allowed token size 64" in got["ids-too-long"].json()["error"]["message"]
+
+
+def test_every_answer_names_the_engine(answers, tiny_repos):
+    """The fleet fingerprint: every answer (200s and errors alike, both faces) carries X-NVEmbed-Engine, the same
+    facts /v1/metadata states, read from repo.json's records."""
+    meta = json.loads((tiny_repos["engine"] / "repo.json").read_text())
+    fingerprint = answers["bypass"]["/v1/metadata"].json()["fingerprint"]
+    assert fingerprint["plan"] == meta["encoder_sha256"][:16] and fingerprint["kind"] == "onnxruntime"
+    assert fingerprint["recipe"] == "fp32" and fingerprint["gpu"] is None
+    assert fingerprint["weights"] == meta["model"]["weights_fingerprint"][:16]
+    assert fingerprint["header"] == (f"plan={meta['encoder_sha256'][:16]}; kind=onnxruntime; recipe=fp32; gpu=none; "
+                                     f"trt=none; weights={meta['model']['weights_fingerprint'][:16]}")
+    for face in answers.values():
+        for name, reply in face.items():
+            assert reply.headers["x-nvembed-engine"] == fingerprint["header"], name
+
+
+def test_fingerprint_of_an_engine_repository(tiny_repos, tmp_path):
+    """A repository whose repo.json records a TensorRT engine (as triton-repo writes it from engine.json): the GPU
+    profile and the TensorRT flavour and version come from that record, not from the engine folder."""
+    import shutil
+
+    from serving_harness import build
+    repo = shutil.copytree(tiny_repos["engine"], tmp_path / "repo")
+    meta = json.loads((repo / "repo.json").read_text())
+    meta["engine"] = {"flavor": "tensorrt-rtx", "flavor_version": "1.7.1.116", "gpu_profile": "l40s",
+                      "compute_capability": "8.9", "recipe": "fp16"}
+    meta["recipe"], meta["encoder"] = "fp16", "/nowhere/engines/l40s-fp16"   # the engine folder is not on this host
+    (repo / "repo.json").write_text(json.dumps(meta))
+    service, _ = build(repo)
+    assert service.fingerprint["header"].startswith(f"plan={meta['encoder_sha256'][:16]}; kind=onnxruntime; "
+                                                    f"recipe=fp16; gpu=l40s; trt=tensorrt-rtx 1.7.1.116; weights=")
+    encoder = service.metadata()["encoder"]
+    assert (encoder["gpu_profile"], encoder["flavor"], encoder["flavor_version"]) == ("l40s", "tensorrt-rtx",
+                                                                                       "1.7.1.116")

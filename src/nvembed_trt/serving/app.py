@@ -88,6 +88,7 @@ ENDPOINTS = (EMBEDDINGS, MODELS, LIVE, READY, METRICS, METADATA, MANIFEST, LICEN
 DOCUMENTS = ("/openapi.json", "/docs")            # the OpenAPI document and its browsable page: open
 ROUTES = tuple(e.path for e in ENDPOINTS) + DOCUMENTS
 OPEN_ROUTES = tuple(e.path for e in ENDPOINTS if e.open) + DOCUMENTS
+ENGINE_HEADER = b"x-nvembed-engine"               # the fleet fingerprint (EmbeddingService.fingerprint)
 COMMON_ERRORS = failures(431, 500)                # every route: headers too large, unexpected
 KEYED_ERRORS = failures(400, 401)                 # routes behind the key: two Authorization headers, wrong key
 
@@ -172,6 +173,7 @@ class Guard:
     def __init__(self, app, service: EmbeddingService, metrics: Metrics, direct: dict | None = None):
         self.app, self.service, self.metrics = app, service, metrics
         self.direct = direct or {}    # (method, path) -> ASGI app that skips FastAPI's routing and middleware
+        self.engine = (ENGINE_HEADER, service.fingerprint["header"].encode())   # on every answer: which engine
         key = service.settings.api_key
         self.key = key.encode() if key else None
 
@@ -203,7 +205,7 @@ class Guard:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 took = f"app;dur={(time.perf_counter() - start) * 1000:.3f}".encode()
-                message["headers"] = [*message.get("headers", []), (b"server-timing", took)]
+                message["headers"] = [*message.get("headers", []), (b"server-timing", took), self.engine]
             await send(message)
         self.metrics.in_flight.inc()
         try:

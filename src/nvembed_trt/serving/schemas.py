@@ -220,6 +220,9 @@ class Metadata(BaseModel):
     limits: dict[str, int | float | str | None]
     versions: dict[str, str]
     embedding_types: list[str] = Field(description="embedding_type values served")
+    fingerprint: dict[str, str | None] = Field(description="the engine that answers: plan (the encoder's sha256, 16 "
+                                               "hex), kind, recipe, gpu, trt, weights; `header`: every response's "
+                                               "X-NVEmbed-Engine header")
     output_ranges: dict | None = Field(description="the calibrated per-dimension ranges int8 / uint8 use; null: "
                                        "none calibrated, int8 / uint8 are refused")
     simulated: dict | None = Field(None, description="a simulated repository: the card, recipe, devices, figures "

@@ -431,6 +431,20 @@ class EmbeddingService:
             card["simulated"] = self.simulated["name"]
         return {"object": "list", "data": [card]}
 
+    @cached_property
+    def fingerprint(self) -> dict:
+        """Which engine answers, from repo.json's records (no file is hashed here): the encoder's sha256 (the plan,
+        or the ONNX graph), its kind, the recipe, the GPU profile, the TensorRT flavour and version, the weights'
+        fingerprint; `header` is the same facts as every response's X-NVEmbed-Engine header."""
+        engine, model = self.meta.get("engine") or {}, self.meta.get("model") or {}
+        facts = {"plan": (self.meta.get("encoder_sha256") or "")[:16] or None, "kind": self.spec.encoder_kind,
+                 "recipe": self.meta.get("recipe"),
+                 "gpu": engine.get("gpu_profile") or (self.simulated or {}).get("gpu_profile"),
+                 "trt": " ".join(filter(None, (engine.get("flavor"), engine.get("flavor_version")))) or None,
+                 "weights": (model.get("weights_fingerprint") or "")[:16] or None}
+        header = "; ".join(f"{key}={value if value is not None else 'none'}" for key, value in facts.items())
+        return {**facts, "header": header}
+
     def version(self) -> dict:
         return {"object": "version", "release": __version__, "api": API_VERSION}
 
@@ -464,7 +478,7 @@ class EmbeddingService:
         """What is served, by names and content hashes: no host path (the repository, the encoder and the model's
         checkpoint are named by their folder's name)."""
         encoder = Path(self.meta.get("encoder", ""))
-        engine = _read_json(encoder / "engine.json") if self.spec.encoder_kind == "tensorrt_plan" else None
+        engine = self.meta.get("engine") or {}   # engine.json's facts as repo.json recorded them (deploy.images)
         model = self.meta.get("model") or {}
         source = model.get("preset") or Path(str(model.get("checkpoint") or model.get("spec") or "")).name or None
         return {"model": {"id": self.model_id, "source": source, "fingerprint": model.get("weights_fingerprint"),
@@ -475,19 +489,11 @@ class EmbeddingService:
                             "pooling": self.spec.pooling,
                             "shapes": [s.describe() for s in self.spec.shape_limits],
                             "max_batch_tokens": self.packer.max_batch_tokens,
-                            "gpu_profile": (engine or {}).get("gpu", {}).get("profile")
-                            or (self.simulated or {}).get("gpu_profile"),
-                            "flavor": (engine or {}).get("flavor"),
-                            "flavor_version": (engine or {}).get("flavor_version")},
+                            "gpu_profile": engine.get("gpu_profile") or (self.simulated or {}).get("gpu_profile"),
+                            "flavor": engine.get("flavor"), "flavor_version": engine.get("flavor_version")},
                 "repository": {"name": self.repo.name, "sha256": self.repo_sha256},
                 "repository_created_utc": self.meta.get("created_utc"),
                 "limits": {k: v for k, v in self.settings.model_dump().items() if k not in ("api_key",)},
                 "embedding_types": list(SERVED_TYPES), "output_ranges": None,
-                "versions": versions(), **({"simulated": self.simulated} if self.simulated else {})}
+                "fingerprint": self.fingerprint, "versions": versions(), **({"simulated": self.simulated} if self.simulated else {})}
 
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
