@@ -123,6 +123,44 @@ def test_huggingface_inference_client(served, reference, cosine):
         client.feature_extraction("word " * 500)
 
 
+def test_output_ranges_calibrated_through_the_server_serve_int8(served, tiny_repos, tmp_path, cosine):
+    """`nvembed-trt output-ranges` measures the served encoder's per-dimension ranges on the shipped calibration text
+    and stores them with the repository; a server of that repository then answers int8 / uint8 (exactly our
+    quantisation of its own floats, stated in /v1/metadata); ranges of another encoder are refused at start."""
+    import asyncio
+    import json
+    import shutil
+
+    from serving_harness import build, call
+    from nvembed_trt.errors import NVEmbedError
+    from nvembed_trt.serving.compact import OutputRanges, int8, uint8
+
+    repo = shutil.copytree(tiny_repos["engine"], tmp_path / "repo")
+    assert main(["output-ranges", "--repo", str(repo), "--url", served.api_url, "--max-texts", "256"]) == 0
+    ranges = OutputRanges.read(repo)
+    assert ranges.texts == 256 and len(ranges.low) == 64 and all(lo < hi for lo, hi in zip(ranges.low, ranges.high))
+    service, app = build(repo)
+
+    async def requests(client):
+        bodies = [{"model": "tiny", "input": SHORT, "embedding_type": kind} for kind in ("float", "int8", "uint8")]
+        replies = await asyncio.gather(*[client.post("/v1/embeddings", json=body) for body in bodies])
+        return [r.json() for r in replies] + [(await client.get("/v1/metadata")).json()]
+    floats, signed, unsigned, meta = call(service, app, requests)
+    vectors = np.asarray([d["embedding"] for d in floats["data"]], dtype=np.float32)
+    got_int8 = np.asarray([d["embedding"] for d in signed["data"]])
+    assert np.array_equal(got_int8, int8(vectors, ranges))
+    assert np.array_equal(np.asarray([d["embedding"] for d in unsigned["data"]]), uint8(vectors, ranges))
+    assert got_int8.min() >= -128 and got_int8.max() <= 127
+    low, high = ranges.arrays()
+    restored = low + (got_int8 + 128) * (high - low) / 255                       # dequantised
+    assert cosine(restored, vectors).min().item() >= 0.99   # measured 0.996: rows past the calibrated range clip
+    assert meta["output_ranges"]["low"] == ranges.low and meta["embedding_types"][-2:] == ["int8", "uint8"]
+    stale = json.loads((repo / "output_ranges.json").read_text())
+    (repo / "output_ranges.json").write_text(json.dumps({**stale, "encoder_sha256": "0" * 64}))
+    with pytest.raises(NVEmbedError, match="measured on another encoder"):
+        build(repo)
+
+
 def test_openai_sdk_errors_carry_our_messages(served):
     client = OpenAI(base_url=served.api_url, api_key="unused", max_retries=0)
     with pytest.raises(BadRequestError, match=r"Input length \d+ exceeds maximum allowed token size 64"):

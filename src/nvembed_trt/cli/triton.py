@@ -114,6 +114,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "default is NONE, KServe's END)")
     e.add_argument("--batch-size", type=int, help="texts per request (default 256 to the front door, 8 to KServe)")
     e.set_defaults(run=run_client_embed)
+    add_output_ranges(sub)
+
+
+def add_output_ranges(sub: argparse._SubParsersAction) -> None:
+    o = sub.add_parser("output-ranges", help="calibrate a repository's int8/uint8 output ranges through its server",
+                       description="Embed the shipped calibration text (the Python language reference: passages and "
+                                   "queries) through a running front door serving REPO, and write the per-dimension "
+                                   "output ranges to REPO/output_ranges.json: `serve` then answers embedding_type "
+                                   "int8 and uint8 (restart it to load them).")
+    o.add_argument("--repo", required=True, type=Path, help="the repository the server at --url serves")
+    o.add_argument("--url", default="http://127.0.0.1:8080/v1", help="its front door (http://host:port/v1)")
+    o.add_argument("--api-key", help=f"the front door's API key (default: ${API_KEY_ENV})")
+    o.add_argument("--max-texts", type=int, default=1024, help="calibration texts, spread over the corpus")
+    o.set_defaults(run=run_output_ranges)
+
+
+def run_output_ranges(args: argparse.Namespace) -> int:
+    import os
+
+    from ..calibration.corpus import python_reference_corpus
+    from ..serving.compact import OUTPUT_RANGES_FILE, write_output_ranges
+
+    if args.max_texts < 16:
+        raise InputError(f"--max-texts must be at least 16, got {args.max_texts}")
+    if not (args.repo / "repo.json").is_file():
+        raise InputError(f"{args.repo}: not a model repository (no repo.json)")
+    corpus = python_reference_corpus()
+    stride = max(1, len(corpus.samples) // args.max_texts)
+    samples = [(s.text, s.input_type) for s in corpus.samples[::stride]][:args.max_texts]
+    client = EmbeddingClient(args.url, api_key=args.api_key or os.environ.get(API_KEY_ENV))
+    ranges = write_output_ranges(args.repo, lambda texts, kind: client.embed(texts, kind, truncate="END"), samples,
+                                 {**corpus.provenance, "sha256": corpus.sha256(), "stride": stride})
+    print(f"wrote {args.repo / OUTPUT_RANGES_FILE}: {len(ranges.low)} dimensions from {ranges.texts} texts; restart "
+          f"serve to answer embedding_type int8 and uint8")
+    return 0
 
 
 def run_repo(args: argparse.Namespace) -> int:

@@ -6,17 +6,69 @@
   Hamming distance between two rows is the popcount of the XOR of their `ubinary` bytes (or of their `binary` bytes
   + 128).
 
-`int8`/`uint8` need per-dimension ranges calibrated on the model's output distribution and stored with the model;
-a repository carries none yet, so they are refused with 400 (see OUTPUT_RANGES_MISSING). Light: NumPy only."""
+- `uint8`: each dimension scaled by ranges calibrated on the model's output distribution (not per request), as
+  sentence-transformers' `quantize_embeddings` with calibration embeddings: step = (high - low) / 255, value =
+  round((x - low) / step) clipped to 0..255 (sentence-transformers truncates and lets values wrap; we round and clip).
+- `int8`: the uint8 value minus 128.
+
+The ranges live in the repository's output_ranges.json (`nvembed-trt output-ranges` writes it from the served
+encoder's own answers on the shipped calibration text; `OutputRanges` is its one model and reader). Without it,
+int8 and uint8 are refused with 400 (OUTPUT_RANGES_MISSING). Light: NumPy and pydantic only."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 EMBEDDING_TYPES = ("float", "binary", "ubinary", "int8", "uint8")   # NIM's list, in its API reference's order
-SERVED_TYPES = ("float", "binary", "ubinary")
+SIGN_TYPES = ("float", "binary", "ubinary")                           # served by every repository
+OUTPUT_RANGES_FILE = "output_ranges.json"
 OUTPUT_RANGES_MISSING = ("needs per-dimension output ranges calibrated on the model's output distribution and stored "
-                         "with the repository; this repository carries none. Served types: " + ", ".join(SERVED_TYPES))
+                         f"with the repository ({OUTPUT_RANGES_FILE}, written by `nvembed-trt output-ranges`); this "
+                         "repository carries none. Served types: " + ", ".join(SIGN_TYPES))
+
+
+class OutputRanges(BaseModel):
+    """output_ranges.json: per-dimension [low, high] of the encoder's answers on a calibration set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    artifact: str = "output-ranges"
+    created_utc: str
+    versions: dict[str, str]
+    encoder_sha256: str | None         # the repository's encoder these ranges were measured on
+    texts: int
+    corpus: dict
+    method: str
+    low: list[float]
+    high: list[float]
+
+    @classmethod
+    def read(cls, repo: Path) -> OutputRanges | None:
+        path = Path(repo) / OUTPUT_RANGES_FILE
+        return cls.model_validate(json.loads(path.read_text())) if path.is_file() else None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        low, high = np.asarray(self.low, np.float32), np.asarray(self.high, np.float32)
+        return low, np.maximum(high, low + np.float32(1e-12))   # a constant dimension keeps a non-zero step
+
+
+def calibrated_ranges(vectors: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-dimension min and max of (N, D) float rows (sentence-transformers' calibration)."""
+    return np.min(vectors, axis=0).tolist(), np.max(vectors, axis=0).tolist()
+
+
+def uint8(vectors: np.ndarray, ranges: OutputRanges) -> np.ndarray:
+    low, high = ranges.arrays()
+    steps = (high - low) / np.float32(255)
+    return np.clip(np.rint((np.asarray(vectors, np.float32) - low) / steps), 0, 255).astype(np.uint8)
+
+
+def int8(vectors: np.ndarray, ranges: OutputRanges) -> np.ndarray:
+    return (uint8(vectors, ranges).astype(np.int16) - 128).astype(np.int8)
 
 
 def ubinary(vectors: np.ndarray) -> np.ndarray:
@@ -29,7 +81,7 @@ def binary(vectors: np.ndarray) -> np.ndarray:
     return (ubinary(vectors).astype(np.int16) - 128).astype(np.int8)
 
 
-def compact(vectors: np.ndarray, embedding_type: str) -> np.ndarray:
+def compact(vectors: np.ndarray, embedding_type: str, ranges: OutputRanges | None = None) -> np.ndarray:
     """The rows in `embedding_type` (float rows are returned as they are)."""
     if embedding_type == "float":
         return vectors
@@ -37,4 +89,23 @@ def compact(vectors: np.ndarray, embedding_type: str) -> np.ndarray:
         return ubinary(vectors)
     if embedding_type == "binary":
         return binary(vectors)
-    raise ValueError(f"embedding_type {embedding_type!r} {OUTPUT_RANGES_MISSING}")
+    if ranges is None:
+        raise ValueError(f"embedding_type {embedding_type!r} {OUTPUT_RANGES_MISSING}")
+    return uint8(vectors, ranges) if embedding_type == "uint8" else int8(vectors, ranges)
+
+
+def write_output_ranges(repo: Path, embed, samples: list[tuple[str, str]], corpus: dict) -> OutputRanges:
+    """Measure the repository's output ranges from `embed(texts, input_type) -> (N, D) float32` (its served encoder)
+    on `samples` ((text, input_type) pairs: passages and queries) and write them to repo/output_ranges.json."""
+    from ..provenance import sidecar, write_json
+
+    meta = json.loads((Path(repo) / "repo.json").read_text())
+    groups = {kind: [text for text, k in samples if k == kind] for kind in ("passage", "query")}
+    vectors = np.concatenate([embed(texts, kind) for kind, texts in groups.items() if texts])
+    low, high = calibrated_ranges(vectors)
+    ranges = OutputRanges.model_validate(sidecar(
+        "output-ranges", encoder_sha256=meta.get("encoder_sha256"), texts=len(vectors), corpus=corpus, low=low,
+        high=high, method=f"per-dimension min and max of the served encoder's float answers to {len(groups['passage'])}"
+                          f" passages and {len(groups['query'])} queries (truncate END)"))
+    write_json(Path(repo) / OUTPUT_RANGES_FILE, ranges.model_dump())
+    return ranges

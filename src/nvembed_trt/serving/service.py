@@ -33,7 +33,7 @@ from ..triton.spec import ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 from .backend import EncoderFailure, TritonEncoder
 from .duty import DutyCycle, encoder_devices, poll
 from .batching import SAFETY, Batcher, QueueFull, Throughput, TooBig
-from .compact import EMBEDDING_TYPES, OUTPUT_RANGES_MISSING, SERVED_TYPES, compact
+from .compact import EMBEDDING_TYPES, OUTPUT_RANGES_FILE, OUTPUT_RANGES_MISSING, SIGN_TYPES, OutputRanges, compact
 from .metrics import Metrics
 from .schemas import APIError, EmbeddingRequest, parse_json
 from .settings import ServeSettings
@@ -150,7 +150,28 @@ class EmbeddingService:
         self.pending_bytes = 0     # their bodies' bytes not yet tokenised
         self.tokenizing = 0        # estimated tokens of the requests in the tokenizer pool
         self.tokenizer_rate = Throughput()
+        self.output_ranges = self.read_output_ranges()
         self.tokenize_pool = ThreadPoolExecutor(max_workers=TOKENIZE_WORKERS, thread_name_prefix="tokenize")
+
+    def read_output_ranges(self) -> OutputRanges | None:
+        """The repository's calibrated output ranges (int8 / uint8), checked against its encoder and dimension."""
+        ranges = OutputRanges.read(self.repo)
+        if ranges is None:
+            return None
+        if len(ranges.low) != self.dim or len(ranges.high) != self.dim:
+            raise NVEmbedError(f"{self.repo / OUTPUT_RANGES_FILE}: {len(ranges.low)} ranges for a {self.dim}-"
+                               f"dimensional model; rewrite it with nvembed-trt output-ranges")
+        if ranges.encoder_sha256 != self.meta.get("encoder_sha256"):
+            raise NVEmbedError(f"{self.repo / OUTPUT_RANGES_FILE} was measured on another encoder (sha256 "
+                               f"{str(ranges.encoder_sha256)[:16]}, this repository's is "
+                               f"{str(self.meta.get('encoder_sha256'))[:16]}); rewrite it with nvembed-trt "
+                               f"output-ranges")
+        return ranges
+
+    @property
+    def embedding_types(self) -> tuple[str, ...]:
+        """embedding_type values served: the sign types always, int8 and uint8 with calibrated output ranges."""
+        return EMBEDDING_TYPES if self.output_ranges is not None else SIGN_TYPES
 
     @cached_property
     def devices(self) -> int:
@@ -233,7 +254,7 @@ class EmbeddingService:
         settings = self.settings
         input_type = self.input_type(request)
         embedding_type = request.embedding_type or "float"
-        if embedding_type not in SERVED_TYPES:
+        if embedding_type not in self.embedding_types:
             raise APIError(400, f"embedding_type {embedding_type!r} {OUTPUT_RANGES_MISSING}", param="embedding_type",
                            code="unsupported_embedding_type")
         if request.dimensions is not None and request.dimensions != self.dim:
@@ -415,7 +436,7 @@ class EmbeddingService:
                            headers={"Retry-After": "2"}) from None
         except InputError as exc:  # the encoder's output for this batch is not a finite unit vector
             raise APIError(500, f"the encoder gave an invalid embedding: {exc}") from None
-        return Embedded(compact(vectors, job.embedding_type), tokens, job.encoding)
+        return Embedded(compact(vectors, job.embedding_type, self.output_ranges), tokens, job.encoding)
 
     # ---- descriptions ----------------------------------------------------------------------------------------
 
@@ -468,8 +489,8 @@ class EmbeddingService:
         return {"object": "manifest", "model": self.model_id,
                 "model_ids": [self.model_id, *(self.model_id + suffix for suffix in MODEL_SUFFIXES)],
                 "input_types": list(INPUT_TYPES), "truncate": list(TRUNCATE_MODES),
-                "encoding_formats": ["float", "base64"], "embedding_types": list(SERVED_TYPES),
-                "embedding_types_refused": [t for t in EMBEDDING_TYPES if t not in SERVED_TYPES],
+                "encoding_formats": ["float", "base64"], "embedding_types": list(self.embedding_types),
+                "embedding_types_refused": [t for t in EMBEDDING_TYPES if t not in self.embedding_types],
                 "dimensions": self.dim, "max_input_tokens": self.spec.max_length,
                 "profile": {"recipe": meta["recipe"], **{k: meta["encoder"][k] for k in (
                     "kind", "pooling", "shapes", "gpu_profile", "flavor", "flavor_version")}}}
@@ -494,6 +515,7 @@ class EmbeddingService:
                 "repository": {"name": self.repo.name, "sha256": self.repo_sha256},
                 "repository_created_utc": self.meta.get("created_utc"),
                 "limits": {k: v for k, v in self.settings.model_dump().items() if k not in ("api_key",)},
-                "embedding_types": list(SERVED_TYPES), "output_ranges": None,
+                "embedding_types": list(self.embedding_types),
+                "output_ranges": self.output_ranges.model_dump() if self.output_ranges else None,
                 "fingerprint": self.fingerprint, "versions": versions(), **({"simulated": self.simulated} if self.simulated else {})}
 
