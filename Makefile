@@ -28,7 +28,7 @@ SERVE_ARGS  ?=
 # the Triton encoder: the recipe's ONNX graph run by ONNX Runtime here; ENCODER=$(ENGINE_DIR) on a TensorRT host
 ENCODER     ?= $(EXPORT_DIR)/$(RECIPE)
 ENCODER_FILE = $(if $(findstring engines/,$(ENCODER)),$(ENCODER)/model.plan,$(ENCODER)/model.onnx)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 ACCEPT_ARGS ?=
 # another tritonserver for serve/smoke/validate/bench: /opt/tritonserver/bin/tritonserver in NVIDIA's image (TensorRT)
 TRITONSERVER ?=

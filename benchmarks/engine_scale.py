@@ -8,7 +8,7 @@ engine.json), so the only step left for a GPU host is serving.
         [--model nv-embed-v2] [--gpus l40s,rtx-6000-ada] [--recipes fp16,int8-wo,int4-wo] [--strip-weights] [--keep]
         [--memory-limit-gib 20]
 
---memory-limit-gib runs each build in a memory cgroup of that size (root; validation/memlimit.py) after evicting
+--memory-limit-gib runs each build in a memory cgroup of that size (root; measured/memlimit.py) after evicting
 the graph's data file from the page cache: peak RSS then shows what the build needs on a machine of that size,
 not the mapped weights the kernel keeps resident while memory is free.
 
@@ -28,10 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-from nvembed_trt.validation.steps import drop_file_cache
-from nvembed_trt.validation.steps import file_bytes as _size
-from nvembed_trt.validation.steps import machine_facts
-from nvembed_trt.validation.steps import measured_step as measured
+from nvembed_trt.artifacts import EngineMeta, ExportMeta, PrecisionMeta
+from measured.steps import drop_file_cache
+from measured.steps import file_bytes as _size
+from measured.steps import machine_facts
+from measured.steps import measured_step as measured
 
 HOST = "cpu-2core-24gib"
 PUBLISHED = Path(__file__).resolve().parent / "published" / HOST / "engine-scale.json"
@@ -46,18 +47,18 @@ def _graph(cli: str, ckpt: Path, workdir: Path, recipe: str) -> tuple[Path, dict
                          "--no-parity", "--overwrite"])
         facts = {}
         if step["exit"] == 0:
-            meta = json.loads((out / "export.json").read_text())
+            meta = ExportMeta.read(out)
             facts = {"graph_bytes": _size(out, "model.onnx", "model.onnx.data"),
-                     "graph_nodes": meta["graph"]["nodes"], "export_timings_s": meta["timings_s"]}
+                     "graph_nodes": meta.graph["nodes"], "export_timings_s": meta.timings_s}
         return out / "model.onnx", step, facts
     out = workdir / f"onnx-{recipe}"
     step = measured([cli, "precision", "--model", str(ckpt), "--recipe", recipe, "--output", str(out), "--no-gate",
                      "--overwrite"])
     facts = {}
     if step["exit"] == 0:
-        meta = json.loads((out / "precision.json").read_text())
+        meta = PrecisionMeta.read(out)
         facts = {"graph_bytes": _size(out, "model.onnx", "model.onnx.data"),
-                 "initializer_bytes": meta.get("initializer_bytes"), "quantise_timings_s": meta.get("timings_s")}
+                 "initializer_bytes": meta.initializer_bytes, "quantise_timings_s": meta.timings_s}
     return out / "model.onnx", step, facts
 
 
@@ -105,17 +106,18 @@ def main() -> None:
                         drop_file_cache(onnx_path.with_name(onnx_path.name + ".data"))
                     build = measured(cmd, memory_limit_gib=args.memory_limit_gib)
                     if build["exit"] == 0:
-                        meta = json.loads((engine / "engine.json").read_text())
-                        build.update({k: meta[k] for k in ("flavor", "flavor_version", "build_s", "engine_bytes",
-                                                           "weights", "network_precision", "layer_precision")})
-                        build["serialization"] = meta["builder"]["serialization"]
-                        build["host_memory_gib"] = meta["builder"].get("host_memory_gib")
-                        build["aot_targets"] = meta["gpu"].get("aot_targets")
+                        meta = EngineMeta.read(engine)
+                        build.update(meta.model_dump(mode="json", include={
+                            "flavor", "flavor_version", "build_s", "engine_bytes", "weights", "network_precision",
+                            "layer_precision"}))
+                        build["serialization"] = meta.builder.serialization
+                        build["host_memory_gib"] = meta.builder.host_memory_gib
+                        build["aot_targets"] = meta.gpu.aot_targets
                         build["under_target"] = build["peak_rss_gib"] <= TARGET_PEAK_GIB
                         if i == 0 and not stripped and not args.no_repo:
                             # a TensorRT-RTX plan is no Triton encoder: check its profile's repository, write none
                             repo = args.workdir / "triton-repo"
-                            check = meta["flavor"] == "tensorrt-rtx"
+                            check = meta.flavor == "tensorrt-rtx"
                             where = ["--check"] if check else ["--output", str(repo), "--overwrite"]
                             entry["triton_repo"] = {**measured([cli, "triton-repo", "--model", str(ckpt), "--encoder",
                                                                 str(engine)] + where), "checked_only": check}

@@ -40,16 +40,17 @@ def measure_runtimes(model: str, max_length: int, work: Path) -> list[dict]:
     from nvembed_trt.evaluation.cache import CorpusCache
     from nvembed_trt.evaluation.embedders import open_embedder
     from nvembed_trt.evaluation.run import evaluate_embedder
-    from nvembed_trt.evaluation.stdlib_set import INSTRUCTION, stdlib_retrieval_set
+    from nvembed_trt.retrieval.stdlib_set import INSTRUCTION, stdlib_retrieval_set
     from nvembed_trt.export import onnx_from_model
     from nvembed_trt.serving.process import ServeProcess
     from nvembed_trt.source import resolve_model, tokenizer_for
-    from nvembed_trt.triton import repo_from_encoder
+    from nvembed_trt.triton.repository import RepoSettings, repo_from_encoder
 
     dataset = stdlib_retrieval_set()
     tokenizer = tokenizer_for(resolve_model(model, progress=False))
     export = onnx_from_model(model, work / "export", parity=False).directory
-    repo = repo_from_encoder(model, export, work / "repo", max_batch_size=8, max_length=max_length).directory
+    repo = repo_from_encoder(model, export, work / "repo", RepoSettings(max_batch_size=8,
+                                                                          max_length=max_length)).directory
     rows = []
     with ServeProcess(repo) as served:
         for name, spec in _runtimes(model, max_length, export, served).items():
@@ -75,19 +76,19 @@ def measure_runtimes(model: str, max_length: int, work: Path) -> list[dict]:
 
 def measure_gate(model: str, work: Path) -> dict:
     """verify_recipe on the fp32 export against itself: held-out slices only, then with the ranking slice."""
-    from nvembed_trt.evaluation.ranking import ranking_slice, slice_figures
+    from nvembed_trt.retrieval.ranking import ranking_slice, slice_figures
     from nvembed_trt.precision.heldout import sliced_heldout
-    from nvembed_trt.precision.verify import GraphRunner, embed_heldout
+    from nvembed_trt.precision.verify import embed_heldout, graph_embedder
     from nvembed_trt.source import resolve_model, tokenizer_for
 
     tokenizer = tokenizer_for(resolve_model(model, progress=False))
-    runner = GraphRunner(work / "export" / "model.onnx", "onnxruntime")
+    embedder = graph_embedder(work / "export" / "model.onnx", "fp32", "onnxruntime", tokenizer, 512)
     heldout, ranking = sliced_heldout(512), ranking_slice()
     start = time.perf_counter()
-    embed_heldout(runner, tokenizer, heldout)
+    embed_heldout(embedder, heldout)
     heldout_s = time.perf_counter() - start
     start = time.perf_counter()
-    slice_figures(ranking, lambda texts, instruction: runner.embed(tokenizer, texts, instruction, 512, 16))
+    slice_figures(ranking, embedder.embed)
     ranking_s = time.perf_counter() - start
     # a gate embeds its candidate on both, and the fp32 reference once per graph (cached for further recipes)
     return {"runtime": "onnxruntime (fp32 graph, max length 512)", "heldout_rows": heldout.rows,

@@ -16,7 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from nvembed_trt.validation.steps import machine_facts, measured_step
+from nvembed_trt.artifacts import ExportMeta
+from measured.steps import machine_facts, measured_step
 
 RESULTS = Path(__file__).resolve().parent / "results" / platform.node()
 
@@ -42,11 +43,11 @@ def main() -> None:
     steps = {"write_checkpoint": measured([cli, "checkpoint", "--model", args.model, "--output", str(ckpt)]),
              "export": measured([cli, "export", "--model", str(ckpt), "--output", str(onnx_dir),
                                  "--dtype", args.dtype, "--no-parity"])}
-    export_meta = json.loads((onnx_dir / "export.json").read_text())
+    export_meta = ExportMeta.read(onnx_dir)
     result = {"host": platform.node(), **machine_facts(),
               "model": args.model, "dtype": args.dtype, "steps": steps,
-              "export_timings_s": export_meta["timings_s"], "weight_bytes": export_meta["weight_bytes"],
-              "graph_nodes": export_meta["graph"]["nodes"]}
+              "export_timings_s": export_meta.timings_s, "weight_bytes": export_meta.weight_bytes,
+              "graph_nodes": export_meta.graph["nodes"]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "export-scale.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

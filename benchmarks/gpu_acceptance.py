@@ -128,7 +128,7 @@ class Acceptance:
     # --- the steps ----------------------------------------------------------------------------------------------
 
     def setup(self) -> dict:
-        from nvembed_trt.deploy.images import tensorrt_pin
+        from nvembed_trt.ngc_triton import tensorrt_pin
         from nvembed_trt.doctor import module_version
 
         done = {}
@@ -164,7 +164,7 @@ class Acceptance:
         return {"summary": out.strip().splitlines()[-1]}
 
     def engines_step(self, model: str) -> dict:
-        from nvembed_trt.precision.recipes import RECIPES
+        from nvembed_trt.recipes import RECIPES
 
         export, calibration = self.out / "export" / model, self.out / "calibration" / model
         sh([str(BIN / "nvembed-trt"), "export", "--model", model, "--output", str(export), "--overwrite"],
@@ -201,13 +201,15 @@ class Acceptance:
         from nvembed_trt.client import EmbeddingClient
         from nvembed_trt.engines.runner import EngineRunner
         from nvembed_trt.serving.process import free_ports
-        from nvembed_trt.triton import TritonServer, repo_from_encoder
+        from nvembed_trt.triton import TritonServer
+        from nvembed_trt.triton.meta import RepoMeta
+        from nvembed_trt.triton.repository import RepoSettings, repo_from_encoder
 
         if ("tiny", "fp16") not in self.engines:
             raise StepFailed("the tiny fp16 engine was not built (see engines tiny)")
         engine = self.engines[("tiny", "fp16")]
-        repo = repo_from_encoder("tiny", engine, self.out / "triton_repo" / "tiny", max_length=128,
-                                 encoder_backend="python", overwrite=True).directory
+        repo = repo_from_encoder("tiny", engine, self.out / "triton_repo" / "tiny",
+                                 RepoSettings(max_length=128, encoder_backend="python", overwrite=True)).directory
         texts = sample_texts()
         with TritonServer(repo, *free_ports(3), log_path=self.out / "tritonserver.log") as server:
             served = EmbeddingClient(server.endpoints["http"]).embed(texts, batch_size=8)
@@ -216,24 +218,24 @@ class Acceptance:
 
         tokenizer = Embedder.from_model("tiny", progress=False).tokenizer
         direct = [runner.run(tokenizer(texts[i:i + 8], "", 128)) for i in range(0, len(texts), 8)]
-        cos = _cosines(served, _concat(direct))
+        cos = cosine_rows(served, _concat(direct))
         if cos.min() < 0.9999:
             raise StepFailed(f"served embeddings differ from EngineRunner's: min cosine {cos.min():.6f}")
-        return {"repository": str(repo), "encoder_runtime": json.loads((repo / "repo.json").read_text())[
-            "encoder_runtime"], "texts": len(texts), "cosine_min_vs_engine": float(cos.min())}
+        return {"repository": str(repo), "encoder_runtime": RepoMeta.read(repo).encoder_runtime,
+                "texts": len(texts), "cosine_min_vs_engine": float(cos.min())}
 
     def latency(self) -> dict:
         from nvembed_trt.embedder import Embedder
         from nvembed_trt.presets import PRESETS
         from nvembed_trt.validation.bench import bench_grid
         from nvembed_trt.validation.floors import measure_floors
-        from nvembed_trt.validation.runtimes import EngineRuntime
+        from nvembed_trt.validation.runtimes import engine_runtime
 
         rows = []
         for (model, recipe), engine in sorted(self.engines.items()):
             cfg = PRESETS[model].config
             tokenizer = Embedder.from_model(model, progress=False).tokenizer
-            runtime = EngineRuntime(engine, tokenizer, recipe)
+            runtime = engine_runtime(engine, tokenizer)
             try:
                 rows += [{"model": model, **r} for r in bench_grid(
                     runtime, tokenizer, SHAPES["batch"], SHAPES["seq"], 3, 20, measure_floors(cfg, {recipe}), cfg)]
@@ -270,11 +272,10 @@ def _concat(parts):
     return np.concatenate(parts)
 
 
-def _cosines(a, b):
-    import numpy as np
+def cosine_rows(a, b):
+    from nvembed_trt.pooling import cosine_rows as rows
 
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return rows(a, b)
 
 
 _REFERENCES: dict = {}
@@ -289,10 +290,10 @@ def parity(model: str, engine: Path, gate: float) -> dict:
         _REFERENCES.clear()                     # one reference model on the GPU at a time
         _REFERENCES[model] = Embedder.from_model(model, device="cuda", progress=False)
     reference, runner = _REFERENCES[model], EngineRunner(engine)
-    texts, step = sample_texts(), min(8, int(runner.meta["serving"]["max_batch_size"]))
+    texts, step = sample_texts(), min(8, runner.meta.serving.max_batch_size)
     got = _concat([runner.run(reference.tokenizer(texts[i:i + step], "", 128)) for i in range(0, len(texts), step)])
     want = _concat([reference.embed_batch(texts[i:i + step], "", 128) for i in range(0, len(texts), step)])
-    cos = _cosines(got, want)
+    cos = cosine_rows(got, want)
     return {"cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "gate": gate,
             "passed": bool(cos.min() >= gate), "rows": len(texts), "engine_bytes": (engine / "model.plan").stat().st_size}
 

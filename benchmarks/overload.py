@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from soak import memory, tree  # noqa: E402
 from nvembed_trt.serving.process import ServeProcess  # noqa: E402
 from nvembed_trt.validation.bench import percentiles  # noqa: E402
-from nvembed_trt.validation.steps import machine_facts  # noqa: E402
+from measured.steps import machine_facts  # noqa: E402
 
 WORDS = ("the of and to in is was for on are with as by at from this that which be or an have mountain summit river "
          "protein women grams day definition highest point learners english language guideline average").split()

@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from nvembed_trt.validation.steps import drop_file_cache
-from nvembed_trt.validation.steps import file_bytes as _size
-from nvembed_trt.validation.steps import machine_facts
-from nvembed_trt.validation.steps import measured_step as measured
+from nvembed_trt.artifacts import EngineMeta, PrecisionMeta
+from measured.steps import drop_file_cache
+from measured.steps import file_bytes as _size
+from measured.steps import machine_facts
+from measured.steps import measured_step as measured
 
 HOST = "cpu-2core-24gib"
 PUBLISHED = Path(__file__).resolve().parent / "published" / HOST / "quant-scale.json"
@@ -73,13 +74,13 @@ def main() -> None:
         steps["quantise"] = measured(cmd)
         entry = {"steps": steps, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if steps["quantise"]["exit"] == 0:
-            meta = json.loads((graph / "precision.json").read_text())
+            meta = PrecisionMeta.read(graph)
             entry["graph_bytes"] = _size(graph, "model.onnx", "model.onnx.data")
-            entry["initializer_bytes"] = meta["initializer_bytes"]
-            entry["quantized_nodes"] = meta["quantized_nodes"]
-            entry["opset"] = meta["quantization"]["opset"]
-            entry["quantise_timings_s"] = meta["timings_s"]
-            entry["fused_projection_groups"] = (meta.get("fused_projections") or {}).get("groups", 0)
+            entry["initializer_bytes"] = meta.initializer_bytes
+            entry["quantized_nodes"] = meta.quantized_nodes
+            entry["opset"] = meta.quantization["opset"]
+            entry["quantise_timings_s"] = meta.timings_s
+            entry["fused_projection_groups"] = (meta.fused_projections or {}).get("groups", 0)
             if not args.no_build:
                 engine = args.workdir / f"engine-{recipe}"
                 if args.memory_limit_gib:
@@ -89,9 +90,8 @@ def main() -> None:
                                           memory_limit_gib=args.memory_limit_gib)
                 if steps["build"]["exit"] == 0:
                     entry["engine_bytes"] = _size(engine, "model.plan")
-                    engine_meta = json.loads((engine / "engine.json").read_text())
-                    entry["engine"] = {k: engine_meta.get(k) for k in ("flavor", "gpu", "build_s", "layer_precisions",
-                                                                         "network_precisions") if k in engine_meta}
+                    entry["engine"] = EngineMeta.read(engine).model_dump(
+                        mode="json", include={"flavor", "gpu", "build_s", "layer_precision", "network_precision"})
                 if not args.keep:
                     shutil.rmtree(engine, ignore_errors=True)
         if not args.keep:

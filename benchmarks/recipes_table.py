@@ -28,6 +28,7 @@ H100_BYTES_PER_S = 3.0e12  # measured device copy on our lent H100 (KNOWLEDGE §
 
 def measure(args: argparse.Namespace) -> None:
     from nvembed_trt.precision import RECIPES, PrecisionGateError, onnx_with_recipe, recipe_from_model
+    from nvembed_trt.precision.settings import StreamedRecipeSettings
 
     names = args.recipes.split(",") if args.recipes else list(RECIPES)
     results = {}
@@ -40,10 +41,10 @@ def measure(args: argparse.Namespace) -> None:
                     result = onnx_with_recipe(Path(args.export) / "model.onnx", name, args.calibration, out,
                                               max_length=args.max_length)
                 else:
-                    result = recipe_from_model(args.model, name, args.calibration, out, max_length=args.max_length,
-                                               gate_rows_per_slice=args.rows_per_slice,
-                                               calibration_samples=args.calibration_samples)
-                report, bytes_, passed = result.meta["parity"], result.meta["model_bytes"], True
+                    result = recipe_from_model(args.model, StreamedRecipeSettings(
+                        recipe=name, calibration=args.calibration, output=out, max_length=args.max_length,
+                        gate_rows_per_slice=args.rows_per_slice, calibration_samples=args.calibration_samples))
+                report, bytes_, passed = result.meta.parity, result.meta.model_bytes, True
             except PrecisionGateError as exc:
                 report, bytes_, passed = exc.report, None, False
             results[name] = {"passed": passed, "model_bytes": bytes_,

@@ -58,14 +58,14 @@ def tiny_repos(tmp_path_factory):
     """Two tiny Triton repositories for the serving tests: pooling in the graph ("engine") and token states pooled
     after it ("ensemble"); max_length 64, encoder batch 8."""
     from nvembed_trt.export import onnx_from_model
-    from nvembed_trt.triton import repo_from_encoder
+    from nvembed_trt.triton.repository import RepoSettings, repo_from_encoder
 
     root = tmp_path_factory.mktemp("serving")
     repos = {}
     for pooling in ("engine", "ensemble"):
         export = onnx_from_model("tiny", root / f"export-{pooling}", pooling=pooling, parity=False)
-        repos[pooling] = repo_from_encoder("tiny", export.directory, root / f"repo-{pooling}", max_batch_size=8,
-                                           max_length=SERVING_MAX_LENGTH, max_request_rows=64).directory
+        settings = RepoSettings(max_batch_size=8, max_length=SERVING_MAX_LENGTH, max_request_rows=64)
+        repos[pooling] = repo_from_encoder("tiny", export.directory, root / f"repo-{pooling}", settings).directory
     return repos
 
 
@@ -77,3 +77,27 @@ def fake_host(tmp_path, monkeypatch):
 
     yield FakeHost(tmp_path, monkeypatch)
     forget()    # the next test detects this machine again
+
+
+@pytest.fixture(scope="session")
+def recipe_workspace(tmp_path_factory, tiny):
+    """The tiny fp32 export (pooling in the graph) and a 256-sample calibration set, shared by the precision and
+    engine tests: (ExportResult, calibration folder)."""
+    from nvembed_trt.calibration import calibration_from_corpus, python_reference_corpus
+    from nvembed_trt.export import onnx_from_model
+
+    root = tmp_path_factory.mktemp("precision")
+    export = onnx_from_model("tiny", root / "export" / "tiny")
+    calibration = calibration_from_corpus(python_reference_corpus(), tiny.tokenizer, root / "cal", 256)
+    return export, calibration.directory
+
+
+@pytest.fixture(scope="session")
+def gated_recipes(recipe_workspace):
+    """Every recipe that passes its gate on tiny, made (and gated) from that export once per session: {name:
+    PrecisionResult}. The precision tests check the gates, the engine tests build them."""
+    from nvembed_trt.precision import RECIPES, onnx_with_recipe
+
+    export, calibration = recipe_workspace
+    return {name: onnx_with_recipe(export.onnx_path, name, calibration)
+            for name, recipe in RECIPES.items() if recipe.tiny_limitation is None}

@@ -12,7 +12,7 @@ from nvembed_trt.packing import Packer, ShapeLimit, default_batch_tokens
 
 
 def packer_for(gpu) -> Packer:
-    return Packer([ShapeLimit.from_profile(p.model_dump()) for p in gpu.profiles])
+    return gpu.packer()      # the served shapes (nvembed_trt.shapes.served_limits), as an engine for it states them
 
 
 @pytest.mark.parametrize("name", sorted(gpu_registry()))

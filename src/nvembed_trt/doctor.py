@@ -109,7 +109,7 @@ def _gpu_checks(gpus: HostGPUs) -> list[Check]:
 
 
 def _build_checks(trt: str | None, rtx: str | None, workdir: Path) -> tuple[list[Check], dict]:
-    from .deploy.images import image_table, tensorrt_install_hint
+    from .ngc_triton import image_table, tensorrt_install_hint
 
     table = image_table()
     listed = table.carrying(trt) if trt and trt[0].isdigit() else []

@@ -108,6 +108,10 @@ class Embedder:
         """One forward pass over texts as a single padded batch (exactly upstream encode())."""
         return self._forward(self.tokenizer(texts, instruction, max_length))
 
+    def forward(self, batch: TokenizedBatch) -> np.ndarray:
+        """float32 (B, D) for one tokenised batch, as this reference runs it (autocast included)."""
+        return self._forward(batch)
+
     @torch.inference_mode()
     def _forward(self, batch: TokenizedBatch) -> np.ndarray:
         autocast = torch.autocast("cuda", dtype=AUTOCAST_DTYPE) if self.autocast else contextlib.nullcontext()

@@ -22,6 +22,8 @@ SLACK_TOKENS = 32    # ...or pads it by at most this many tokens (short rows are
 class ShapeLimit:
     """One shape range the encoder accepts (an engine optimisation profile, or an ONNX encoder's whole range)."""
 
+    __pydantic_config__ = {"extra": "forbid"}   # checked as part of repo.json (plain data: no pydantic import here)
+
     name: str
     max_batch: int
     max_sequence: int
@@ -34,12 +36,6 @@ class ShapeLimit:
     def describe(self) -> str:
         return (f"{self.name}: batch {self.min_batch}..{self.max_batch} x sequence "
                 f"{self.min_sequence}..{self.max_sequence}")
-
-    @classmethod
-    def from_profile(cls, profile: dict) -> ShapeLimit:
-        """From an engine.json / GPU-registry profile {name, batch: {min, max}, sequence: {min, max}}."""
-        return cls(profile["name"], profile["batch"]["max"], profile["sequence"]["max"], profile["batch"]["min"],
-                   profile["sequence"]["min"])
 
 
 def default_batch_tokens(limits: Sequence[ShapeLimit]) -> int:

@@ -53,7 +53,7 @@ def parameter_split(cfg) -> tuple[int, int, int]:
 def recipe_dtypes(recipe: str) -> tuple[str, str, str]:
     """(weight format of the GEMM weights, GEMM rate key, dtype of everything else) for a recipe name, or for a
     PyTorch dtype name (float32, float16, bfloat16)."""
-    from .precision.recipes import RECIPES
+    from .recipes import RECIPES
 
     torch_names = {"float32": ("fp32", "fp32", "fp32"), "float16": ("fp16", "fp16", "fp16"),
                    "bfloat16": ("bf16", "bf16", "bf16")}
@@ -70,7 +70,7 @@ def recipe_dtypes(recipe: str) -> tuple[str, str, str]:
 
 
 def recipe_weight_bytes(cfg, recipe: str) -> int:
-    from .precision.recipes import RECIPES
+    from .recipes import RECIPES
 
     weights, _, rest = recipe_dtypes(recipe)
     gemm, channels, other = parameter_split(cfg)

@@ -1,5 +1,6 @@
 """Masked mean over pool_mask then L2 norm, in numpy: pooling outside the graph (encoders that emit token states),
-and the check that an encoder's embeddings are finite unit vectors."""
+the check that an encoder's embeddings are finite unit vectors, and `cosine_rows`, the one row-by-row comparison of
+two sets of embeddings (validate, the precision gate, export parity, smoke, the eval cache)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,29 @@ def masked_mean_l2_numpy(states: np.ndarray, pool_mask: np.ndarray, eps: float =
     return (pooled / norms).astype(np.float32)
 
 
-def pool_or_check(values: np.ndarray, pool_mask: np.ndarray) -> np.ndarray:
-    """float32 (B, D) embeddings: pooled from token states (B, T, D), or embeddings (B, D) as they are; either
-    way each row must be a finite unit vector (an encoder fault shows here, not in a client's index)."""
+def pooled(values: np.ndarray, pool_mask: np.ndarray) -> np.ndarray:
+    """float32 (B, D) embeddings: pooled from token states (B, T, D), or embeddings (B, D) as they are."""
     if values.ndim == 3:
         empty = np.flatnonzero(pool_mask.sum(axis=1) == 0)
         if empty.size:
             raise InputError(f"row {int(empty[0])} has no token to pool (its pool_mask is all zero)")
-        embeddings = masked_mean_l2_numpy(values, pool_mask)
-    else:
-        embeddings = values.astype(np.float32, copy=False)
+        return masked_mean_l2_numpy(values, pool_mask)
+    return values.astype(np.float32, copy=False)
+
+
+def pool_or_check(values: np.ndarray, pool_mask: np.ndarray) -> np.ndarray:
+    """pooled(), and each row must be a finite unit vector (an encoder fault shows here, not in a client's
+    index)."""
+    embeddings = pooled(values, pool_mask)
     norms = np.linalg.norm(embeddings, axis=1)
     bad = np.flatnonzero(~np.isfinite(norms) | (np.abs(norms - 1.0) > NORM_TOLERANCE))
     if bad.size:
         raise InputError(f"encoder output row {int(bad[0])} is not a finite unit vector (norm {norms[bad[0]]:.4f}, "
                          f"allowed 1 ± {NORM_TOLERANCE})")
     return embeddings
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine of two (N, D) arrays, computed in float64."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

@@ -151,7 +151,7 @@ def test_triton_runtime_through_kserve_and_the_front_door_equals_encode(cluster,
     """One `nvembed-trt serve` (Triton + the front door): the JSON Lines rows through Triton's KServe endpoint, the
     Parquet rows through the front door's /v1 with truncate START, each against the reference."""
     from nvembed_trt.serving.process import ServeProcess
-    from nvembed_trt.triton import repo_from_encoder
+    from nvembed_trt.triton.repository import RepoSettings, repo_from_encoder
     from nvembed_trt.triton.server import pytriton_root
 
     try:
@@ -159,7 +159,7 @@ def test_triton_runtime_through_kserve_and_the_front_door_equals_encode(cluster,
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"nvidia-pytriton is not installed ({exc})")
     source, texts = corpus
-    repo = repo_from_encoder("tiny", export, tmp_path / "repo", max_length=MAX_LENGTH)
+    repo = repo_from_encoder("tiny", export, tmp_path / "repo", RepoSettings(max_length=MAX_LENGTH))
     jsonl = {k: v for k, v in reference.items() if k.startswith("doc-")}
     parquet_ids = [k for k in reference if not k.startswith("doc-")]
     with ServeProcess(repo.directory) as served:
@@ -185,7 +185,7 @@ def test_triton_runtime_through_kserve_and_the_front_door_equals_encode(cluster,
 def test_engine_runtime_equals_encode(cluster, export, corpus, reference, tmp_path, cosine):
     """On a GPU host: an engine built for the present card (TensorRT where installed, else TensorRT-RTX), one GPU
     per actor, on the same rows. fp32 graph; TensorRT may use TF32 matmuls, hence 0.9999."""
-    from nvembed_trt.engines.builder import engine_from_onnx
+    from nvembed_trt.engines.builder import BuildSettings, engine_from_onnx
     from nvembed_trt.engines.flavors import cuda_gpu
     from nvembed_trt.engines.gpus import gpu_registry
 
@@ -193,7 +193,7 @@ def test_engine_runtime_equals_encode(cluster, export, corpus, reference, tmp_pa
     matching = [g.name for g in gpu_registry().values() if g.compute_capability == cc]
     if not matching:
         pytest.skip(f"no GPU profile for {name} (compute capability {cc})")
-    engine = engine_from_onnx(export / "model.onnx", matching[0], tmp_path / "engine").directory
+    engine = engine_from_onnx(export / "model.onnx", tmp_path / "engine", BuildSettings(gpu=matching[0])).directory
     source, _ = corpus
     meta = embed_corpus(settings(source, tmp_path / "out", runtime="engine", encoder=str(engine), workers=1),
                         progress=False)       # one GPU actor: the test cluster has 2 CPUs, one kept for reads

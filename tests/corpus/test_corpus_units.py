@@ -134,8 +134,8 @@ def run_worker(tmp_path, texts: list[str], truncate: str, max_length: int = 16) 
     block = pa.Table.from_pylist([{"file": 0, "row": i, "id": f"r{i}", "text": t or None,
                                    "kind": None if t else "empty", "error": None if t else "empty text"}
                                   for i, t in enumerate(texts)], schema=BLOCK_SCHEMA)
-    spec = WorkerSpec(model="tiny", runtime="torch", encoder_path=None, url=None, protocol="http", input_type=None,
-                      instruction="", explicit_instruction=False, truncate=truncate, max_length=max_length,
+    spec = WorkerSpec(model="tiny", runtime="torch", encoder_path=None, recipe="fp32", url=None, protocol="http",
+                      instruction="", truncate=truncate, max_length=max_length,
                       batch_tokens=32, batch_rows=2, threads=1, device="cpu", dtype="float32", output=str(tmp_path),
                       run="t", files=[(str(tmp_path / "in.jsonl"), "jsonl")])
     return CorpusWorker(spec.model_dump())({k: block.column(k).to_numpy(zero_copy_only=False)

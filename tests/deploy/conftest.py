@@ -31,10 +31,10 @@ def onnx_repo(tiny_export, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def rtx_engine(tiny_export, tmp_path_factory) -> Path:
     pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install tensorrt-rtx)")
-    from nvembed_trt.engines import engine_from_onnx
+    from nvembed_trt.engines import BuildSettings, engine_from_onnx
 
     root = tmp_path_factory.mktemp("deploy-engines")
-    return engine_from_onnx(tiny_export / "model.onnx", GPU, root / GPU / "tiny" / "fp32").directory
+    return engine_from_onnx(tiny_export / "model.onnx", root / GPU / "tiny" / "fp32", BuildSettings(gpu=GPU)).directory
 
 
 @pytest.fixture(scope="session")

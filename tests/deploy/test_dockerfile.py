@@ -18,12 +18,13 @@ from .deploy_data import REPO
 
 from nvembed_trt.deploy.dockerfile import (CONTRACT_SERVING, _from_pyproject, render_builder, render_serving,
                                            serving_requirements)
-from nvembed_trt.deploy.images import image_table
+from nvembed_trt.ngc_triton import image_table
 
 # modules the serving image imports: the front door, the Triton python-backend models, the tokenizer, the init step
 SERVING_MODULES = ("nvembed_trt.serving", "nvembed_trt.serving.run", "nvembed_trt.triton.models.embed",
                    "nvembed_trt.triton.models.encoder_onnx", "nvembed_trt.tokenizer", "nvembed_trt.cli.triton")
-DEPLOY_MODULES = ("nvembed_trt.deploy.ensure", "nvembed_trt.deploy.images")
+DEPLOY_MODULES = ("nvembed_trt.deploy.ensure", "nvembed_trt.deploy.images", "nvembed_trt.ngc_triton",
+                  "nvembed_trt.triton.images")
 
 
 def instructions(text: str) -> list[tuple[str, str]]:

@@ -3,13 +3,13 @@ node's GPU, build one when the repository holds none for it, and stop with a cle
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
 
 from nvembed_trt.deploy.ensure import PLAN, EnsureError, ensure, main
 from nvembed_trt.engines.flavors import FLAVORS, installed
+from nvembed_trt.triton.meta import RepoMeta
 
 
 def test_onnx_repository_is_copied(onnx_repo, tmp_path):
@@ -67,4 +67,4 @@ def test_node_gpu_is_read_with_nvidia_smi(trt_repo, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))          # no nvidia-smi on this machine's PATH
     with pytest.raises(EnsureError, match=r"cannot read this node.s GPU \((NVML: .*; )?nvidia-smi is not on PATH"):
         ensure(trt_repo, tmp_path / "none", tmp_path / "out")
-    assert json.loads((trt_repo / "repo.json").read_text())["engine"]["compute_capability"] == "8.9"
+    assert RepoMeta.read(trt_repo).engine.gpu.compute_capability == "8.9"

@@ -8,9 +8,11 @@ import shutil
 import pytest
 from .deploy_data import TRT_VERSION
 
-from nvembed_trt.deploy.images import (OVERRIDE_ENV, ImageError, builder_image, image_table, ngc_commands,
-                                       normalise_version, triton_image_for_engine)
-from nvembed_trt.triton import repo_from_encoder
+from nvembed_trt.deploy.images import builder_image, ngc_commands
+from nvembed_trt.ngc_triton import ImageError, image_table, normalise_version
+from nvembed_trt.triton.images import OVERRIDE_ENV, triton_image_for_engine
+from nvembed_trt.triton.meta import RepoMeta
+from nvembed_trt.triton.repository import RepoSettings, repo_from_encoder
 
 
 def _key(version: str) -> tuple[int, ...]:
@@ -68,10 +70,10 @@ def test_check_mode_proves_the_repository_of_an_rtx_engine(rtx_engine, tmp_path,
     tensorrt build of the same GPU profile gets) and nothing is written; the plan is reported as not loadable."""
     meta = json.loads((rtx_engine / "engine.json").read_text())
     result = repo_from_encoder("tiny", rtx_engine, tmp_path / "repo", check_only=True)
-    assert result.meta["checked_only"] and result.meta["models"] == ["encoder", "nv_embed"]
+    assert result.meta is None and result.check["models"] == ["encoder", "nv_embed"]
     assert result.spec.encoder_max_batch == meta["serving"]["max_batch_size"]
     assert len(result.spec.shape_limits) == len(meta["profiles"])
-    assert result.meta["triton_loads_this_plan"] is False and "--flavor tensorrt" in result.meta["gpu_host_must"]
+    assert result.check["triton_loads_this_plan"] is False and "--flavor tensorrt" in result.check["gpu_host_must"]
     assert list(tmp_path.iterdir()) == []
     # the CLI: exit 0, says both, writes nothing; --output is not needed
     from nvembed_trt.cli.main import main as cli
@@ -89,23 +91,23 @@ def test_every_problem_is_reported_at_once(rtx_engine, tmp_path):
     meta["outputs"] = ["pooled"]                 # a graph whose output nv_embed cannot read
     (engine / "engine.json").write_text(json.dumps(meta))
     with pytest.raises(RepositoryError) as info:
-        repo_from_encoder("tiny", engine, tmp_path / "repo", encoder_instances=4096, check_only=True)
+        repo_from_encoder("tiny", engine, tmp_path / "repo", RepoSettings(encoder_instances=4096), check_only=True)
     msg = str(info.value)
     assert "(2 problems)" in msg and "4096 encoder instance(s)" in msg and "['pooled']" in msg
     assert not (tmp_path / "repo").exists()
 
 
 def test_repository_records_engine_and_image(trt_repo, monkeypatch):
-    meta = json.loads((trt_repo / "repo.json").read_text())
-    assert meta["triton_image"]["image"] == "nvcr.io/nvidia/tritonserver:25.10-py3"
-    assert meta["triton_image"]["tensorrt"] == TRT_VERSION
-    assert meta["engine"]["flavor"] == "tensorrt" and meta["engine"]["gpu_profile"] == "rtx-6000-ada"
-    assert meta["engine"]["compute_capability"] == "8.9" and meta["engine"]["engine_bytes"] > 100_000
+    meta = RepoMeta.read(trt_repo)
+    assert meta.triton_image.image == "nvcr.io/nvidia/tritonserver:25.10-py3"
+    assert meta.triton_image.tensorrt == TRT_VERSION
+    assert meta.engine.flavor == "tensorrt" and meta.engine.gpu.profile == "rtx-6000-ada"
+    assert meta.engine.gpu.compute_capability == "8.9" and meta.engine.engine_bytes > 100_000
 
 
 def test_onnx_repository_gets_the_newest_image(onnx_repo):
-    meta = json.loads((onnx_repo / "repo.json").read_text())
-    assert meta["engine"] is None and meta["triton_image"]["image"].endswith(f"{image_table().releases[-1].release}-py3")
+    meta = RepoMeta.read(onnx_repo)
+    assert meta.engine is None and meta.triton_image.image.endswith(f"{image_table().releases[-1].release}-py3")
 
 
 def test_builder_image_is_the_same_release():
@@ -138,12 +140,12 @@ def test_release_before_25_05_gets_static_in_config_and_in_the_count(trt_engine,
     monkeypatch.delenv(OVERRIDE_ENV, raising=False)
     engine = _engine_copy(trt_engine, tmp_path, flavor_version="10.9.0.34")
     repo = repo_from_encoder("tiny", engine, tmp_path / "repo").directory
-    meta = json.loads((repo / "repo.json").read_text())
-    setting = meta["server"]["tensorrt_backend"]["execution_context_allocation_strategy"]
-    assert meta["triton_image"]["release"] == "25.04" and setting["asked"] == "ON_PROFILE_CHANGE"
-    assert setting["honoured"] == "STATIC" and "reads it from 25.05 on" in setting["why"]
+    meta = RepoMeta.read(repo)
+    setting = meta.server.tensorrt_backend["execution_context_allocation_strategy"]
+    assert meta.triton_image.release == "25.04" and setting.asked == "ON_PROFILE_CHANGE"
+    assert setting.honoured == "STATIC" and "reads it from 25.05 on" in setting.why
     assert 'string_value: "STATIC"' in (repo / "encoder" / "config.pbtxt").read_text()
-    assert meta["encoder_memory"]["strategy"] == "STATIC" and meta["encoder_memory"]["counted"] == "estimate"
+    assert meta.encoder_memory["strategy"] == "STATIC" and meta.encoder_memory["counted"] == "estimate"
     current = repo_from_encoder("tiny", trt_engine, tmp_path / "repo-25.10").directory
     assert 'string_value: "ON_PROFILE_CHANGE"' in (current / "encoder" / "config.pbtxt").read_text()
 
@@ -156,7 +158,7 @@ def test_weight_stripped_plans_are_refused_as_triton_encoders(trt_engine, tmp_pa
     assert f"nvembed-trt refit --engine {engine}" in str(info.value)
     assert not (tmp_path / "repo").exists()
     checked = repo_from_encoder("tiny", engine, None, check_only=True)
-    assert checked.meta["triton_loads_this_plan"] is False and "refit" in checked.meta["gpu_host_must"]
+    assert checked.check["triton_loads_this_plan"] is False and "refit" in checked.check["gpu_host_must"]
 
 
 def test_cpu_build_says_why_tensorrt_memory_figures_are_missing(rtx_engine):

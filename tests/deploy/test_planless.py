@@ -5,22 +5,25 @@ TensorRT-RTX engine built here, relabelled, to check what ensure does with a bui
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
 import pytest
 import yaml
 
+from nvembed_trt.artifacts import EngineMeta, ExportMeta
 from nvembed_trt.cli.main import main
 from nvembed_trt.deploy import ensure as ensure_module
 from nvembed_trt.deploy.bundle import deploy_k8s
-from nvembed_trt.deploy.images import image_table
+from nvembed_trt.ngc_triton import image_table
 from nvembed_trt.deploy.spec import DeployOptions, resolve, volume_gib
 from nvembed_trt.engines import EngineBuildError, EngineResult, get_gpu
 from nvembed_trt.errors import InputError
 from nvembed_trt.triton import repo_from_encoder
 from nvembed_trt.triton.config import from_pbtxt
-from nvembed_trt.triton.repository import PLAN_ON_NODE
+from nvembed_trt.triton.meta import RepoMeta
+from nvembed_trt.triton.repository import PLAN_ON_NODE, RepoSettings
 
 FULL_SIZE_FP16 = 15_702_032_384
 
@@ -28,7 +31,7 @@ FULL_SIZE_FP16 = 15_702_032_384
 @pytest.fixture
 def planless(tiny_export, tmp_path):
     """The tiny export made into an H100 repository on this CPU: store/tiny-h100 and store/tiny-h100-onnx."""
-    return repo_from_encoder("tiny", tiny_export, tmp_path / "store" / "tiny-h100", gpu="h100").directory
+    return repo_from_encoder("tiny", tiny_export, tmp_path / "store" / "tiny-h100", RepoSettings(gpu="h100")).directory
 
 
 def test_cpu_host_makes_a_repository_for_a_gpu_profile(planless, tiny_export):
@@ -38,23 +41,23 @@ def test_cpu_host_makes_a_repository_for_a_gpu_profile(planless, tiny_export):
     assert list(encoder.instance_group[0].profile) == ["0", "1"]
     assert encoder.parameters["execution_context_allocation_strategy"].string_value == "ON_PROFILE_CHANGE"
     assert (planless / "encoder" / "1").is_dir() and not list((planless / "encoder" / "1").iterdir())
-    meta = json.loads((planless / "repo.json").read_text())
-    engine = meta["engine"]
-    assert (engine["gpu_profile"], engine["compute_capability"], engine["plan"]) == ("h100", "9.0", PLAN_ON_NODE)
+    meta = RepoMeta.read(planless)
+    engine = meta.engine
+    assert (engine.gpu.profile, engine.gpu.compute_capability, engine.plan) == ("h100", "9.0", PLAN_ON_NODE)
     newest = image_table().releases[-1]
-    assert meta["triton_image"]["release"] == newest.release and engine["flavor_version"] == newest.tensorrt
-    assert [s["max_sequence"] for s in meta["spec"]["shape_limits"]] == [p.sequence.max for p in h100.profiles]
-    assert meta["onnx_dir"] == "tiny-h100-onnx" and meta["encoder_memory"]["gpu"] == "h100"
+    assert meta.triton_image.release == newest.release and engine.flavor_version == newest.tensorrt
+    assert [s.max_sequence for s in meta.spec.shape_limits] == [p.sequence.max for p in h100.profiles]
+    assert meta.onnx_dir == "tiny-h100-onnx" and meta.encoder_memory["gpu"] == "h100" and meta.plan_on_node
     graph = planless.with_name("tiny-h100-onnx")
     assert (graph / "model.onnx").read_bytes() == (tiny_export / "model.onnx").read_bytes()
-    assert json.loads((graph / "export.json").read_text())["config"] is not None   # the node's builder reads it
+    assert ExportMeta.read(graph).config is not None   # the node's builder reads it
 
 
 def test_gpu_option_is_for_exports_and_tensorrt_targets(trt_engine, tiny_export, tmp_path, capsys):
     with pytest.raises(InputError, match="is an engine folder, already built for its own GPU: drop --gpu"):
-        repo_from_encoder("tiny", trt_engine, tmp_path / "r", gpu="h100")
+        repo_from_encoder("tiny", trt_engine, tmp_path / "r", RepoSettings(gpu="h100"))
     with pytest.raises(InputError, match="unknown GPU profile 'b200'"):
-        repo_from_encoder("tiny", tiny_export, tmp_path / "r", gpu="b200")
+        repo_from_encoder("tiny", tiny_export, tmp_path / "r", RepoSettings(gpu="b200"))
     assert main(["triton-repo", "--model", "tiny", "--encoder", str(tiny_export), "--gpu", "l40s", "--output",
                  str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
@@ -80,9 +83,8 @@ def test_full_size_rebuild_disk_is_requested_and_limited(planless, tmp_path):
     """The issue's rebuild: the 15.7 GB graph in the store, the 15.7 GB plan in the pod's repository copy and again
     in the builder's scratch folder; each volume gets 10 % headroom + 1 GiB and the pod requests their sum."""
     shutil.rmtree(planless.with_name("tiny-h100-onnx"))     # uploaded elsewhere: sized from the engine facts
-    meta = json.loads((planless / "repo.json").read_text())
-    meta["engine"]["engine_bytes"] = FULL_SIZE_FP16
-    (planless / "repo.json").write_text(json.dumps(meta))
+    meta = RepoMeta.read(planless)
+    meta.updated(engine=meta.engine.updated(engine_bytes=FULL_SIZE_FP16)).write(planless)
     spec = resolve(planless, DeployOptions(storage="gcs", storage_uri="gs://bucket/models"))
     assert volume_gib(FULL_SIZE_FP16) == 18 and spec.models_gib == spec.scratch_gib == 18
     assert spec.store_gib == 18 and spec.ephemeral_request_gib == 55
@@ -97,12 +99,12 @@ def test_full_size_rebuild_disk_is_requested_and_limited(planless, tmp_path):
 
 def _stand_in_build(rtx_engine, calls, **meta_changes):
     """What engine_from_onnx would return on the node: the engine built here, relabelled as the tensorrt flavor."""
-    def build(onnx, gpu, output, flavor="auto", **kwargs):
-        calls.append({"onnx": onnx, "gpu": gpu, "output": output, "flavor": flavor})
+    def build(onnx, output, settings):
+        calls.append({"onnx": onnx, "gpu": settings.gpu, "output": output, "flavor": settings.flavor})
         shutil.copytree(rtx_engine, output)
-        meta = json.loads((output / "engine.json").read_text())
-        meta.update(flavor="tensorrt", flavor_version=image_table().releases[-1].tensorrt, **meta_changes)
-        (output / "engine.json").write_text(json.dumps(meta))
+        meta = EngineMeta.read(output).updated(flavor="tensorrt", flavor_version=image_table().releases[-1].tensorrt,
+                                               **meta_changes)
+        meta.write(output)
         return EngineResult(output, output / "model.plan", meta)
     return build
 
@@ -112,8 +114,8 @@ def test_node_half_runs_up_to_the_build_call(planless, tmp_path, monkeypatch):
 
     calls = []
 
-    def build(onnx, gpu, output, flavor="auto", **kwargs):
-        calls.append({"onnx": onnx, "gpu": gpu, "output": output, "flavor": flavor})
+    def build(onnx, output, settings):
+        calls.append({"onnx": onnx, "gpu": settings.gpu, "output": output, "flavor": settings.flavor})
         raise EngineBuildError("tensorrt 10.13.3.9 failed to build (stand-in)")
     monkeypatch.setattr(engines, "engine_from_onnx", build)
     scratch = tmp_path / "scratch"
@@ -131,7 +133,8 @@ def test_node_half_runs_up_to_the_build_call(planless, tmp_path, monkeypatch):
 
 @pytest.fixture
 def planless_ada(tiny_export, tmp_path):
-    return repo_from_encoder("tiny", tiny_export, tmp_path / "store" / "tiny", gpu="rtx-6000-ada").directory
+    return repo_from_encoder("tiny", tiny_export, tmp_path / "store" / "tiny",
+                             RepoSettings(gpu="rtx-6000-ada")).directory
 
 
 def test_node_installs_the_engine_it_built(planless_ada, rtx_engine, tmp_path, monkeypatch):
@@ -143,8 +146,9 @@ def test_node_installs_the_engine_it_built(planless_ada, rtx_engine, tmp_path, m
     account = ensure_module.ensure(planless_ada, planless_ada.with_name("tiny-onnx"), out, compute_capability="8.9")
     assert "holds no engine" in account and "built a rtx-6000-ada engine" in account and len(calls) == 1
     assert (out / "encoder" / "1" / "model.plan").read_bytes() == (rtx_engine / "model.plan").read_bytes()
-    meta = json.loads((out / "repo.json").read_text())
-    assert "plan" not in meta["engine"] and meta["engine"]["flavor"] == "tensorrt"
+    meta = RepoMeta.read(out)
+    assert meta.engine.plan is None and meta.engine.flavor == "tensorrt" and not meta.plan_on_node
+    assert EngineMeta.read(out) == meta.engine                   # engine.json beside repo.json, the same facts
     again = ensure_module.ensure(out, tmp_path / "none", tmp_path / "again", compute_capability="8.9")
     assert again.endswith(f"(tensorrt {image_table().releases[-1].tensorrt})")   # a restarted pod keeps its engine
 
@@ -164,9 +168,9 @@ def test_onnx_encoder_image_carries_its_onnxruntime(onnx_repo, tmp_path):
     assert 'ARG EXTRA_REQUIREMENTS="onnxruntime>=1.20"' in (tmp_path / "cpu" / "Dockerfile").read_text()
     cuda = tmp_path / "cuda-repo"
     shutil.copytree(onnx_repo, cuda)
-    meta = json.loads((cuda / "repo.json").read_text())
-    meta["spec"]["onnx_providers"] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    (cuda / "repo.json").write_text(json.dumps(meta))
+    meta = RepoMeta.read(cuda)
+    providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    meta.updated(spec=dataclasses.replace(meta.spec, onnx_providers=providers)).write(cuda)
     with pytest.raises(InputError, match=r"runs on CUDA \(--providers cuda\), so the pod needs a GPU: pass --gpu"):
         deploy_k8s(cuda, tmp_path / "x")
     deploy_k8s(cuda, tmp_path / "gpu", DeployOptions(gpu="l40s"))

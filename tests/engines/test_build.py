@@ -4,18 +4,20 @@ quantisation method); engine.json says how."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from nvembed_trt.calibration import calibration_from_corpus, python_reference_corpus
+from nvembed_trt.artifacts import SidecarError
 from nvembed_trt.cli.main import main
-from nvembed_trt.engines import EngineBuildError, FlavorError, engine_from_onnx, get_gpu
+from nvembed_trt.engines import BuildSettings, EngineBuildError, FlavorError, engine_from_onnx, get_gpu
 from nvembed_trt.engines.flavors import FLAVORS, cuda_gpu, installed
 from nvembed_trt.errors import InputError
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.precision import RECIPES, onnx_with_recipe, recipe_from_model
+from nvembed_trt.precision.settings import StreamedRecipeSettings
 from nvembed_trt.provenance import sha256_file
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install tensorrt-rtx)")
@@ -26,27 +28,31 @@ CASES = [("engine", n) for n in RECIPES] + [("ensemble", n) for n in FIRST_OF_EA
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory, tiny):
+def graphs(tmp_path_factory, recipe_workspace, gated_recipes):
+    """Each case's graph: the session's gated recipes (tests/conftest.py) for pooling in the engine, an ensemble
+    export's for the rest; a recipe that cannot pass its gate on tiny (the registry says why) is made ungated to
+    build it."""
     root = tmp_path_factory.mktemp("engines")
-    calibration = calibration_from_corpus(python_reference_corpus(), tiny.tokenizer, root / "cal", 256).directory
+    fp32, calibration = recipe_workspace
+    exports = {"engine": fp32, "ensemble": onnx_from_model("tiny", root / "export" / "tiny-ensemble",
+                                                           pooling="ensemble")}
     found = {}
-    for pooling in ("engine", "ensemble"):
-        export = onnx_from_model("tiny", root / "export" / f"tiny-{pooling}", pooling=pooling)
-        for name in (n for p, n in CASES if p == pooling):
-            recipe = RECIPES[name]
-            if recipe.tiny_limitation is None:
-                found[(pooling, name)] = onnx_with_recipe(export.onnx_path, name, calibration).onnx_path
-            else:  # cannot pass its gate on tiny (the registry says why): the graph is made ungated to build it
-                found[(pooling, name)] = recipe_from_model(
-                    "tiny", name, calibration, export.onnx_path.parent / name, gate=False, pooling=pooling,
-                    progress=False).onnx_path
+    for pooling, name in CASES:
+        if RECIPES[name].tiny_limitation is not None:
+            found[(pooling, name)] = recipe_from_model("tiny", StreamedRecipeSettings(
+                recipe=name, calibration=calibration, output=exports[pooling].directory / name, gate=False,
+                pooling=pooling, progress=False)).onnx_path
+        elif pooling == "engine":
+            found[(pooling, name)] = gated_recipes[name].onnx_path
+        else:
+            found[(pooling, name)] = onnx_with_recipe(exports[pooling].onnx_path, name, calibration).onnx_path
     return root, found
 
 
 @pytest.fixture(scope="module")
 def engines(graphs):
     root, found = graphs
-    return {key: engine_from_onnx(path, GPU, root / "engines" / GPU / f"tiny-{key[0]}" / key[1])
+    return {key: engine_from_onnx(path, root / "engines" / GPU / f"tiny-{key[0]}" / key[1], BuildSettings(gpu=GPU))
             for key, path in found.items()}
 
 
@@ -74,35 +80,40 @@ def test_engine_and_metadata(engines, graphs, pooling, recipe):
 
 
 def test_another_rtx_target(graphs, tmp_path, capfd):
-    result = engine_from_onnx(graphs[1][("engine", "int8")], "a10", tmp_path / "a10" / "tiny" / "int8")
-    assert result.meta["gpu"]["aot_targets"] == ["SM86"] and result.meta["serving"]["max_batch_size"] == 8
+    result = engine_from_onnx(graphs[1][("engine", "int8")], tmp_path / "a10" / "tiny" / "int8",
+                              BuildSettings(gpu="a10"))
+    assert result.meta.gpu.aot_targets == ["SM86"] and result.meta.serving.max_batch_size == 8
     # TensorRT-RTX printed "[TRT] [F] Thread context has not been set!" on every build (a hardware-compatibility
     # query it does not support): a build says what it wrote and nothing fatal-looking
     printed = "".join(capfd.readouterr())          # TensorRT's default logger writes to stdout
     assert "[F]" not in printed and "Thread context" not in printed
-    assert result.meta["compatibility"]["hardware_compatibility_level"] == "NONE"
+    assert result.meta.compatibility["hardware_compatibility_level"] == "NONE"
 
 
 def test_hopper_is_refused_for_tensorrt_rtx(graphs, tmp_path):
     with pytest.raises(FlavorError, match=r"h100 \(compute capability 9.0\) is not a tensorrt-rtx target"):
-        engine_from_onnx(graphs[1][("engine", "fp16")], "h100", tmp_path / "e", flavor="tensorrt-rtx")
+        engine_from_onnx(graphs[1][("engine", "fp16")], tmp_path / "e",
+                         BuildSettings(gpu="h100", flavor="tensorrt-rtx"))
 
 
 @pytest.mark.skipif(installed(FLAVORS["tensorrt"]), reason="the tensorrt flavor is installed on this machine")
 def test_missing_flavor_says_how_to_install(graphs, tmp_path):
     with pytest.raises(FlavorError, match=r"flavor tensorrt is not installed \(module tensorrt\): pip install"):
-        engine_from_onnx(graphs[1][("engine", "fp16")], "l40s", tmp_path / "e", flavor="tensorrt")
+        engine_from_onnx(graphs[1][("engine", "fp16")], tmp_path / "e", BuildSettings(gpu="l40s", flavor="tensorrt"))
 
 
-def test_unsupported_node_is_named(tmp_path):
+def test_unsupported_node_is_named(graphs, tmp_path):
     node = helper.make_node("Frobnicate", ["input_ids"], ["embeddings"], name="frob_1", domain="example.ops")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT32, ["b", "s"])],
                               [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["b", 4])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("example.ops", 1)])
     path = tmp_path / "bad.onnx"
     onnx.save(model, path)
+    with pytest.raises(SidecarError, match=r"no precision.json or export.json beside the graph"):
+        engine_from_onnx(path, tmp_path / "out", BuildSettings(gpu=GPU))   # nothing would say its recipe
+    shutil.copyfile(graphs[1][("engine", "fp32")].parent.parent / "export.json", tmp_path / "export.json")
     with pytest.raises(EngineBuildError, match=r"cannot parse .*bad.onnx: node 'frob_1' \(Frobnicate\)"):
-        engine_from_onnx(path, GPU, tmp_path / "out")
+        engine_from_onnx(path, tmp_path / "out", BuildSettings(gpu=GPU))
     assert not (tmp_path / "out").exists()
 
 
@@ -114,18 +125,18 @@ def test_existing_output_and_missing_onnx(graphs, tmp_path, capsys):
     assert main(["build", "--onnx", str(path), "--gpu", GPU, "--output", str(out)]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
     with pytest.raises(InputError, match="ONNX file not found"):
-        engine_from_onnx(tmp_path / "none.onnx", GPU, tmp_path / "x")
+        engine_from_onnx(tmp_path / "none.onnx", tmp_path / "x", BuildSettings(gpu=GPU))
 
 
 def test_plan_is_streamed_and_engine_json_says_how(engines):
     """The plan goes to its file through IStreamWriter (no host copy); engine.json records verbosity and limits."""
     meta = engines[("engine", "fp16")].meta
-    how = meta["builder"]["serialization"]
-    assert how["method"] == "stream" and how["chunks"] >= 1 and 0 < how["largest_chunk_bytes"] <= meta["engine_bytes"]
-    assert meta["builder"]["profiling_verbosity"] == "detailed" and meta["weights"] == {"stripped": False}
-    assert meta["compatibility"] == {"version_compatible": False, "hardware_compatibility_level": "NONE",
-                                     "runtime_needs": [], "loads_with": f"tensorrt-rtx {trt.__version__} exactly"}
-    assert meta["builder"]["timing_cache"] == "not used (tensorrt-rtx ignores timing caches)"
+    how = meta.builder.serialization
+    assert how["method"] == "stream" and how["chunks"] >= 1 and 0 < how["largest_chunk_bytes"] <= meta.engine_bytes
+    assert meta.builder.profiling_verbosity == "detailed" and not meta.weights.stripped
+    assert meta.compatibility == {"version_compatible": False, "hardware_compatibility_level": "NONE",
+                                  "runtime_needs": [], "loads_with": f"tensorrt-rtx {trt.__version__} exactly"}
+    assert meta.builder.timing_cache == "not used (tensorrt-rtx ignores timing caches)"
     assert not list(engines[("engine", "fp16")].directory.parent.glob(".*tmp*"))  # no temporary left behind
 
 
@@ -133,6 +144,7 @@ FULL_DISK = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # writes past the limit fail with EFBIG, like a full disk
 resource.setrlimit(resource.RLIMIT_FSIZE, (4 * 2**20, 4 * 2**20))
+from nvembed_trt.artifacts import SidecarError
 from nvembed_trt.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -170,7 +182,7 @@ def test_disk_space_is_checked_before_building(tmp_path):
 ])
 def test_rtx_refuses_compatibility_options_it_cannot_build(graphs, tmp_path, option, message):
     with pytest.raises(FlavorError, match=message):
-        engine_from_onnx(graphs[1][("engine", "fp16")], GPU, tmp_path / "e", **option)
+        engine_from_onnx(graphs[1][("engine", "fp16")], tmp_path / "e", BuildSettings(gpu=GPU, **option))
     assert not (tmp_path / "e").exists()
 
 
@@ -180,7 +192,7 @@ def test_strip_weights_without_gpu_says_why(graphs, tmp_path, capsys):
     with cudaError 35 on this CPU machine), so the option is refused before parsing, saying where it works."""
     with pytest.raises(FlavorError, match=r"--strip-weights: tensorrt-rtx compiles refittable .* with CUDA, and this "
                                           r"machine has no GPU"):
-        engine_from_onnx(graphs[1][("engine", "fp16")], GPU, tmp_path / "e", strip_weights=True)
+        engine_from_onnx(graphs[1][("engine", "fp16")], tmp_path / "e", BuildSettings(gpu=GPU, strip_weights=True))
     args = ["build", "--onnx", str(graphs[1][("engine", "fp16")]), "--gpu", GPU, "--output", str(tmp_path / "c"),
             "--strip-weights"]
     assert main(args) == 2 and "--strip-weights" in capsys.readouterr().err
@@ -189,7 +201,8 @@ def test_strip_weights_without_gpu_says_why(graphs, tmp_path, capsys):
 def test_profiling_verbosity_is_checked(graphs, tmp_path):
     with pytest.raises(InputError, match=r"profiling verbosity must be one of detailed, layer_names_only, none, "
                                          r"got 'loud'"):
-        engine_from_onnx(graphs[1][("engine", "fp16")], GPU, tmp_path / "e", profiling_verbosity="loud")
+        engine_from_onnx(graphs[1][("engine", "fp16")], tmp_path / "e",
+                         BuildSettings(gpu=GPU, profiling_verbosity="loud"))
 
 
 @pytest.mark.gpu
@@ -208,8 +221,8 @@ def test_engine_runner_matches_reference_on_gpu(request, tmp_path, tiny, cosine)
     gpu, flavor = targets[0]
     graphs = request.getfixturevalue("graphs")   # built only once the host is known to fit
     for pooling in ("engine", "ensemble"):
-        result = engine_from_onnx(graphs[1][(pooling, "fp16")], gpu.name, tmp_path / pooling / "fp16",
-                                  flavor=flavor.name)
+        result = engine_from_onnx(graphs[1][(pooling, "fp16")], tmp_path / pooling / "fp16",
+                                  BuildSettings(gpu=gpu.name, flavor=flavor.name))
         runner = EngineRunner(result.directory)
         batch = tiny.tokenizer(SENTENCES, "", 128)
         got = runner.run(batch)

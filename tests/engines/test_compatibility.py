@@ -6,42 +6,21 @@ nothing here deserialises a plan."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from nvembed_trt.engines.gpus import engine_serving_parameters, get_gpu
+from sidecars import TRT, engine_meta
+from sidecars import engine_folder as write_engine
+from nvembed_trt.engines.gpus import engine_serving_parameters
 from nvembed_trt.engines.runner import VERSION_COMPATIBLE_BACKEND_CONFIG, engine_compatibility, triton_backend_config
 from nvembed_trt.triton import repo_from_encoder
 from nvembed_trt.triton.config import from_pbtxt
-from nvembed_trt.triton.repository import RepositoryError
+from nvembed_trt.triton.meta import RepoMeta
+from nvembed_trt.triton.repository import RepoSettings, RepositoryError
 
-TRT = "10.13.3.9"   # a TensorRT the NGC table lists (25.09, 25.10)
-
-
-def engine_meta(gpu: str = "h100", flavor: str = "tensorrt", version: str = TRT, version_compatible=False,
-                hardware_compatible=False, strategy: str | None = "ON_PROFILE_CHANGE", engine_bytes=200_000) -> dict:
-    profile = get_gpu(gpu)
-    serving = profile.serving.model_dump()
-    if strategy is None:   # an engine.json written before the field existed
-        serving.pop("execution_context_allocation_strategy")
-    else:
-        serving["execution_context_allocation_strategy"] = strategy
-    return {"flavor": flavor, "flavor_version": version,
-            "gpu": {"profile": gpu, "compute_capability": profile.compute_capability},
-            "profiles": [p.model_dump() for p in profile.profiles], "serving": serving,
-            "builder": {"workspace_gib": profile.builder.workspace_gib, "version_compatible": version_compatible,
-                        "hardware_compatible": hardware_compatible},
-            "recipe": "fp16", "inputs": ["input_ids", "attention_mask", "pool_mask"], "outputs": ["embeddings"],
-            "engine_bytes": engine_bytes}
 
 
 def engine_folder(tmp_path, name="fp16", **kw):
-    folder = tmp_path / "engines" / kw.get("gpu", "h100") / "tiny" / name
-    folder.mkdir(parents=True)
-    (folder / "model.plan").write_bytes(b"\0" * 1024)
-    (folder / "engine.json").write_text(json.dumps(engine_meta(**kw)))
-    return folder
+    return write_engine(tmp_path / "engines" / kw.get("gpu", "h100") / "tiny" / name, engine_meta(**kw))
 
 
 @pytest.mark.parametrize("kw, runtime, cc, problem", [
@@ -82,24 +61,23 @@ def test_backend_config_only_for_version_compatible_tensorrt_engines():
     assert triton_backend_config(engine_meta(gpu="l40s", flavor="tensorrt-rtx", version_compatible=True)) == []
 
 
-def test_allocation_strategy_falls_back_to_the_registry():
+def test_allocation_strategy_is_the_one_engine_json_records():
     assert engine_serving_parameters(engine_meta(strategy="STATIC")) == {
         "execution_context_allocation_strategy": "STATIC"}
-    assert engine_serving_parameters(engine_meta(strategy=None)) == {
-        "execution_context_allocation_strategy": get_gpu("h100").serving.execution_context_allocation_strategy}
+    assert engine_serving_parameters(engine_meta()) == {"execution_context_allocation_strategy": "ON_PROFILE_CHANGE"}
 
 
 @pytest.mark.parametrize("version_compatible", [True, False])
 def test_repository_carries_server_settings(tmp_path, version_compatible):
     folder = engine_folder(tmp_path, version_compatible=version_compatible)
     result = repo_from_encoder("tiny", folder, tmp_path / "repo")
-    meta = json.loads((result.directory / "repo.json").read_text())
-    assert meta["server"]["backend_config"] == ([VERSION_COMPATIBLE_BACKEND_CONFIG] if version_compatible else [])
+    meta = RepoMeta.read(result.directory)
+    assert meta.server.backend_config == ([VERSION_COMPATIBLE_BACKEND_CONFIG] if version_compatible else [])
     encoder = from_pbtxt((result.directory / "encoder" / "config.pbtxt").read_text())
     assert encoder.platform == "tensorrt_plan"
     assert encoder.parameters["execution_context_allocation_strategy"].string_value == "ON_PROFILE_CHANGE"
     assert list(encoder.instance_group[0].profile) == ["0", "1"] and encoder.instance_group[0].count == 1
-    assert meta["spec"]["encoder_parameters"] == {"execution_context_allocation_strategy": "ON_PROFILE_CHANGE"}
+    assert meta.spec.encoder_parameters == {"execution_context_allocation_strategy": "ON_PROFILE_CHANGE"}
 
 
 def test_server_command_passes_the_backend_config(tmp_path):
@@ -116,7 +94,7 @@ def test_instances_beyond_the_card_are_refused(tmp_path):
     folder = engine_folder(tmp_path, engine_bytes=66 * 2**30)
     assert repo_from_encoder("tiny", folder, tmp_path / "one").directory.is_dir()
     with pytest.raises(RepositoryError, match=r"2 encoder instance\(s\) of this engine need .* on h100 .* use fewer"):
-        repo_from_encoder("tiny", folder, tmp_path / "two", encoder_instances=2)
+        repo_from_encoder("tiny", folder, tmp_path / "two", RepoSettings(encoder_instances=2))
 
 
 # Issue 11 item 5: the GPU test builds for what the host can run (tests/engines/test_build.py), chosen here.

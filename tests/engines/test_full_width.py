@@ -16,8 +16,11 @@ import pytest
 
 from nvembed_trt.checkpoint.loader import parameter_count
 from nvembed_trt.export import onnx_from_model
+from conftest import REPO
 from nvembed_trt.presets import PRESETS
-from nvembed_trt.validation.steps import RssSampler
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from measured.steps import RssSampler  # noqa: E402  (the benchmarks' sampler, beside them)
 
 trt = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install tensorrt-rtx)")
 PARAMS = 1_307_656_192
@@ -65,7 +68,7 @@ def test_full_width_engine_builds_lean(engine, export):
     out, meta, peak_gib, anon_gib = engine
     plan = out / "model.plan"
     assert plan.stat().st_size == meta["engine_bytes"]
-    assert 1.0 < meta["engine_bytes"] / export.meta["weight_bytes"] < 1.05  # the fp16 weights plus kernels
+    assert 1.0 < meta["engine_bytes"] / export.meta.weight_bytes < 1.05  # the fp16 weights plus kernels
     how = meta["builder"]["serialization"]
     assert how["method"] == "stream" and how["chunks"] > 10
     assert how["largest_chunk_bytes"] <= meta["engine_bytes"] / 10  # no whole-plan host buffer was handed over
@@ -74,7 +77,7 @@ def test_full_width_engine_builds_lean(engine, export):
     # graph needed 1.6x the weights (TensorRT-RTX held a second copy of every q/k/v and gate/up weight)
     weights_gib = meta["onnx_weight_bytes"] / 2**30
     assert anon_gib < ANON_PER_WEIGHT * weights_gib, f"anonymous peak {anon_gib:.2f} GiB, weights {weights_gib:.2f}"
-    assert meta["gpu"]["aot_targets"] == ["SM89"] and meta["recipe"] == "float16"
+    assert meta["gpu"]["aot_targets"] == ["SM89"] and meta["recipe"] == "fp16"      # the canonical name, not "float16"
     data = export.onnx_path.with_name("model.onnx.data")
     assert meta["onnx_weight_bytes"] == export.onnx_path.stat().st_size + data.stat().st_size
 

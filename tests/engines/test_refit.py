@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from nvembed_trt.cli.main import main
-from nvembed_trt.engines import engine_from_onnx
+from nvembed_trt.engines import BuildSettings, engine_from_onnx
 from nvembed_trt.engines.flavors import cuda_gpu
 from nvembed_trt.engines.gpus import gpu_registry
 from nvembed_trt.engines.refit import RefitError, refit_engine
@@ -26,7 +26,8 @@ def tiny_fp16(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(tiny_fp16, tmp_path_factory):
-    return engine_from_onnx(tiny_fp16, "rtx-6000-ada", tmp_path_factory.mktemp("e") / "rtx-6000-ada" / "tiny" / "fp16")
+    return engine_from_onnx(tiny_fp16, tmp_path_factory.mktemp("e") / "rtx-6000-ada" / "tiny" / "fp16",
+                            BuildSettings(gpu="rtx-6000-ada"))
 
 
 def test_full_plan_is_not_refitted(built, capsys):
@@ -54,7 +55,7 @@ def test_refit_checks_graph_and_gpu_before_deserialising(built, tiny_fp16, tmp_p
         with pytest.raises(RefitError, match=r"refitting deserialises the engine, which needs a CUDA GPU; this "
                                              r"machine has none \(run `nvembed-trt refit` on the serving host\)"):
             refit_engine(engine)
-    with pytest.raises(InputError, match=r"holds no engine.json"):
+    with pytest.raises(InputError, match=r"no engine.json; make it with `nvembed-trt build"):
         refit_engine(tmp_path)
 
 
@@ -65,12 +66,12 @@ def test_stripped_plan_refits_to_the_full_engine(tiny_fp16, tmp_path):
     matching = [g.name for g in gpu_registry().values() if g.compute_capability == cc and "tensorrt-rtx" in g.flavors]
     if not matching:
         pytest.skip(f"{name} (compute capability {cc}) is not a tensorrt-rtx target: refit of an RTX plan needs one")
-    full = engine_from_onnx(tiny_fp16, matching[0], tmp_path / "full", flavor="tensorrt-rtx")
-    stripped = engine_from_onnx(tiny_fp16, matching[0], tmp_path / "stripped", flavor="tensorrt-rtx",
-                                strip_weights=True)
-    assert stripped.meta["weights"]["stripped"] is True
-    assert stripped.meta["engine_bytes"] < 0.5 * full.meta["engine_bytes"]
+    full = engine_from_onnx(tiny_fp16, tmp_path / "full", BuildSettings(gpu=matching[0], flavor="tensorrt-rtx"))
+    stripped = engine_from_onnx(tiny_fp16, tmp_path / "stripped",
+                                BuildSettings(gpu=matching[0], flavor="tensorrt-rtx", strip_weights=True))
+    assert stripped.meta.weights.stripped is True
+    assert stripped.meta.engine_bytes < 0.5 * full.meta.engine_bytes
     plan = refit_engine(stripped.directory)
     meta = json.loads((stripped.directory / "engine.json").read_text())
     assert meta["weights"]["stripped"] is False and meta["weights"]["refitted_on"] == name
-    assert plan.stat().st_size == meta["engine_bytes"] > 0.9 * full.meta["engine_bytes"]
+    assert plan.stat().st_size == meta["engine_bytes"] > 0.9 * full.meta.engine_bytes

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from sidecars import engine_meta
+from nvembed_trt.artifacts import EngineMeta
 from nvembed_trt.config import NVEmbedConfig
-from nvembed_trt.deploy.images import honoured_setting, image_table, release_of, triton_image_for_engine
+from nvembed_trt.ngc_triton import honoured_setting, image_table, release_of
+from nvembed_trt.triton.images import triton_image_for_engine
 from nvembed_trt.engines.builder import device_memory_figures
 from nvembed_trt.engines.gpus import (engine_device_memory, engine_memory_problems, engine_memory_report,
                                       full_size_fp16_bytes, gpu_registry)
@@ -17,14 +20,11 @@ from nvembed_trt.triton.repository import served_backend_settings
 STRATEGY = "execution_context_allocation_strategy"
 
 
-def full_size_meta(gpu: str, tensorrt: str = "10.13.3.9", **extra) -> dict:
+def full_size_meta(gpu: str, tensorrt: str = "10.13.3.9", **extra) -> EngineMeta:
     """engine.json of a full-size fp16 engine for a registered card, as a tensorrt build writes it (token states out:
     the registry's figures count their I/O buffers)."""
-    card = gpu_registry()[gpu]
-    return {"flavor": "tensorrt", "flavor_version": tensorrt, "engine_bytes": full_size_fp16_bytes(),
-            "gpu": {"profile": gpu, "compute_capability": card.compute_capability},
-            "profiles": [p.model_dump() for p in card.profiles], "serving": card.serving.model_dump(),
-            "builder": card.builder.model_dump(), "outputs": ["token_states"], "weights": {"stripped": False}, **extra}
+    return engine_meta(gpu, version=tensorrt, outputs=("token_states",),
+                       **{"engine_bytes": full_size_fp16_bytes(), **extra})
 
 
 def test_the_table_records_when_on_profile_change_is_honoured():
@@ -44,11 +44,11 @@ def test_h100_memory_check_follows_the_image_picked_for_the_engine(tensorrt, rel
     """The issue's figures: a full-size fp16 engine on an H100 needs 70.06 GiB with ON_PROFILE_CHANGE and 84.75 GiB
     (of 79.65) with STATIC, which is what every image before 25.05 allocates."""
     meta = full_size_meta("h100", tensorrt)
-    image = triton_image_for_engine(meta)
-    backend = served_backend_settings(meta, image)[STRATEGY]
-    assert image["release"] == release and (backend["asked"], backend["honoured"]) == ("ON_PROFILE_CHANGE", counted)
-    problems = engine_memory_problems(meta, NVEmbedConfig(), 1, backend["honoured"], backend["why"] or "")
-    need = engine_device_memory(meta, NVEmbedConfig(), 1, backend["honoured"]).total / GIB
+    image = triton_image_for_engine(meta.model_dump())
+    backend = served_backend_settings(meta, image["release"])[STRATEGY]
+    assert image["release"] == release and (backend.asked, backend.honoured) == ("ON_PROFILE_CHANGE", counted)
+    problems = engine_memory_problems(meta, NVEmbedConfig(), 1, backend.honoured, backend.why or "")
+    need = engine_device_memory(meta, NVEmbedConfig(), 1, backend.honoured).total / GIB
     assert need == pytest.approx(70.06 if fits else 84.75, abs=0.005)
     assert (problems == []) == fits
     if not fits:
@@ -60,13 +60,13 @@ def test_tensorrt_figure_replaces_the_estimate():
     meta = full_size_meta("h100")
     estimate = engine_device_memory(meta, NVEmbedConfig())
     assert estimate.source == "estimate" and estimate.total / GIB == pytest.approx(70.06, abs=0.005)
-    meta["device_memory"] = {"per_profile_bytes": [3 * GIB, 9 * GIB], "max_bytes": 9 * GIB}
+    meta = meta.updated(device_memory={"per_profile_bytes": [3 * GIB, 9 * GIB], "max_bytes": 9 * GIB})
     measured = engine_device_memory(meta, NVEmbedConfig())
     io = estimate.io
     assert measured.source == "TensorRT" and [c.total for c in measured.contexts] == [3 * GIB, 9 * GIB]
     assert measured.total == full_size_fp16_bytes() + 12 * GIB + io + GIB      # no workspace added to its figure
     assert engine_memory_problems(meta, NVEmbedConfig()) == []
-    meta["device_memory"]["per_profile_bytes"] = [3 * GIB, 70 * GIB]           # TensorRT says the long profile won't fit
+    meta = meta.updated(device_memory={"per_profile_bytes": [3 * GIB, 70 * GIB]})   # the long profile won't fit
     (problem,) = engine_memory_problems(meta, NVEmbedConfig())
     need = (full_size_fp16_bytes() + 73 * GIB + io + GIB) / GIB
     assert "TensorRT's own figure per profile" in problem and f"need {need:.2f} GiB" in problem

@@ -166,7 +166,7 @@ def test_install_hint_pins_a_tensorrt_the_ngc_table_lists():
     listed Triton image carries. The hint now pins the newest listed release's TensorRT."""
     import re
 
-    from nvembed_trt.deploy.images import image_table
+    from nvembed_trt.ngc_triton import image_table
     from nvembed_trt.engines.flavors import FLAVORS
 
     hint = FLAVORS["tensorrt"].install

@@ -12,11 +12,11 @@ import pytest
 
 from nvembed_trt.cli.main import main
 from nvembed_trt.errors import InputError
-from nvembed_trt.evaluation.beir import read_beir
+from nvembed_trt.retrieval.beir import read_beir
 from nvembed_trt.evaluation.compare import compare, paired_bootstrap
 from nvembed_trt.evaluation.instructions import TASK_INSTRUCTIONS, query_instruction
-from nvembed_trt.evaluation.metrics import per_query_metrics
-from nvembed_trt.evaluation.search import exact_search
+from nvembed_trt.retrieval.metrics import per_query_metrics
+from nvembed_trt.retrieval.search import exact_search
 
 CORPUS = [{"_id": "d1", "title": "Cats", "text": "Cats purr."}, {"_id": "d2", "text": "Dogs bark."},
           {"_id": "d3", "title": None, "text": "Fish swim."}]
@@ -118,7 +118,7 @@ def test_paired_bootstrap_interval():
 
 def test_labelled_set_is_built_disjoint_from_calibration(tmp_path, capsys):
     from nvembed_trt.calibration.corpus import python_reference_corpus
-    from nvembed_trt.evaluation.stdlib_set import stdlib_retrieval_set
+    from nvembed_trt.retrieval.stdlib_set import stdlib_retrieval_set
 
     assert main(["eval-data", "--output", str(tmp_path / "set")]) == 0
     written = json.loads(capsys.readouterr().out)

@@ -5,30 +5,22 @@ ONNX export does."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from sidecars import engine_folder, engine_meta
 from nvembed_trt.cli.main import main
 from nvembed_trt.engines.gpus import get_gpu
 from nvembed_trt.errors import InputError
-from nvembed_trt.evaluation.beir import write_beir
+from nvembed_trt.retrieval.beir import write_beir
 from nvembed_trt.evaluation.embedders import EmbedderSpec, open_embedder
-from nvembed_trt.evaluation.stdlib_set import QUERY_TASK, stdlib_retrieval_set
+from nvembed_trt.retrieval.stdlib_set import QUERY_TASK, stdlib_retrieval_set
 
 
 def fake_engine(root, gpu="l40s", recipe="fp16"):
     """engine.json as the builder writes it, a dummy plan (read only when embedding)."""
-    profile = get_gpu(gpu)
-    folder = root / "engines" / gpu / "tiny" / recipe
-    folder.mkdir(parents=True)
-    (folder / "model.plan").write_bytes(b"\0")
-    (folder / "engine.json").write_text(json.dumps({
-        "flavor": "tensorrt-rtx", "flavor_version": "1.7.1.116", "recipe": recipe,
-        "gpu": {"profile": gpu, "compute_capability": profile.compute_capability},
-        "profiles": [p.model_dump() for p in profile.profiles], "serving": profile.serving.model_dump(),
-        "builder": {"version_compatible": False, "hardware_compatible": False}}))
-    return folder, profile.serving.max_sequence_length
+    folder = engine_folder(root / "engines" / gpu / "tiny" / recipe,
+                           engine_meta(gpu, "tensorrt-rtx", "1.7.1.116", recipe=recipe), plan_bytes=1)
+    return folder, get_gpu(gpu).serving.max_sequence_length
 
 
 def test_engine_folder_is_read_and_its_limit_enforced(tmp_path, tiny):
@@ -59,7 +51,7 @@ def test_engine_without_a_gpu_is_a_clear_error(tmp_path, capsys):
 def test_engine_ranks_as_the_onnx_export(tmp_path):
     """On a GPU host: the fp32 export built for the present card; same top-10s as ONNX Runtime on the same graph
     (TensorRT may use TF32 matmuls: metrics within 1e-3)."""
-    from nvembed_trt.engines.builder import engine_from_onnx
+    from nvembed_trt.engines.builder import BuildSettings, engine_from_onnx
     from nvembed_trt.engines.flavors import cuda_gpu, runnable_targets
     from nvembed_trt.engines.gpus import gpu_registry
     from nvembed_trt.evaluation.run import EvalSettings, run_eval
@@ -70,7 +62,8 @@ def test_engine_ranks_as_the_onnx_export(tmp_path):
         pytest.skip(why)
     gpu, flavor = targets[0]
     export = onnx_from_model("tiny", tmp_path / "export", parity=False).directory
-    engine = engine_from_onnx(export / "model.onnx", gpu.name, tmp_path / "engine", flavor=flavor.name).directory
+    engine = engine_from_onnx(export / "model.onnx", tmp_path / "engine",
+                              BuildSettings(gpu=gpu.name, flavor=flavor.name)).directory
     data = write_beir(stdlib_retrieval_set(), tmp_path / "stdlib")
     reports = {}
     for runtime, encoder in (("onnx", export), ("engine", engine)):

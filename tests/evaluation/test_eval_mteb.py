@@ -8,12 +8,12 @@ import pytest
 
 mteb = pytest.importorskip("mteb", reason="mteb is not installed (the `mteb` extra: pip install 'nvembed-trt[mteb]')")
 
-from nvembed_trt.evaluation.beir import RetrievalSet, read_beir, write_beir  # noqa: E402
+from nvembed_trt.retrieval.beir import RetrievalSet, read_beir, write_beir  # noqa: E402
 from nvembed_trt.evaluation.embedders import EmbedderSpec, open_embedder  # noqa: E402
 from nvembed_trt.evaluation.instructions import TASK_INSTRUCTIONS  # noqa: E402
 from nvembed_trt.evaluation.mteb_adapter import beir_task, run_mteb  # noqa: E402
 from nvembed_trt.evaluation.run import evaluate_embedder  # noqa: E402
-from nvembed_trt.evaluation.stdlib_set import stdlib_retrieval_set  # noqa: E402
+from nvembed_trt.retrieval.stdlib_set import stdlib_retrieval_set  # noqa: E402
 from nvembed_trt.tokenizer import instruction_for_task  # noqa: E402
 
 

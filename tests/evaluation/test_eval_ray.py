@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("ray", reason="Ray is not installed (the `corpus` extra: pip install 'nvembed-trt[corpus]')")
 
-from nvembed_trt.evaluation.beir import write_beir  # noqa: E402
+from nvembed_trt.retrieval.beir import write_beir  # noqa: E402
 from nvembed_trt.evaluation.embedders import EmbedderSpec  # noqa: E402
 from nvembed_trt.evaluation.run import EvalSettings, run_eval  # noqa: E402
-from nvembed_trt.evaluation.stdlib_set import QUERY_TASK, stdlib_retrieval_set  # noqa: E402
+from nvembed_trt.retrieval.stdlib_set import QUERY_TASK, stdlib_retrieval_set  # noqa: E402
 from nvembed_trt.export import onnx_from_model  # noqa: E402
 
 

@@ -21,10 +21,10 @@ from onnx import numpy_helper
 
 from conftest import SERVING_MAX_LENGTH
 from nvembed_trt.cli.main import main
-from nvembed_trt.evaluation.beir import write_beir
+from nvembed_trt.retrieval.beir import write_beir
 from nvembed_trt.evaluation.embedders import EmbedderSpec
 from nvembed_trt.evaluation.run import EvalSettings, run_eval
-from nvembed_trt.evaluation.stdlib_set import QUERY_TASK, stdlib_retrieval_set
+from nvembed_trt.retrieval.stdlib_set import QUERY_TASK, stdlib_retrieval_set
 from nvembed_trt.serving.process import ServeProcess
 from nvembed_trt.triton.server import pytriton_root
 
@@ -142,9 +142,9 @@ def test_compare_finds_a_planted_regression(evaluated, data, export_dir, tmp_pat
 
 
 def test_ranking_gate_refuses_a_damaged_graph(export_dir, tmp_path, tiny):
-    from nvembed_trt.evaluation.ranking import ranking_slice
+    from nvembed_trt.retrieval.ranking import ranking_slice
     from nvembed_trt.precision.heldout import sliced_heldout
-    from nvembed_trt.precision.recipes import RECIPES
+    from nvembed_trt.recipes import RECIPES
     from nvembed_trt.precision.verify import verify_recipe
 
     report, problems = verify_recipe(RECIPES["int8-wo"], damaged_graph(export_dir, tmp_path) / "model.onnx",

@@ -57,13 +57,13 @@ def test_export_json_records_passing_parity(exports, pooling, dtype):
 
 
 def test_fp16_graph_keeps_norms_softmax_and_pooling_in_fp32(exports):
-    precision = exports[("engine", "float16")].meta["graph"]["precision"]
+    precision = exports[("engine", "float16")].meta.graph["precision"]
     # per layer q+k+v (fused), o, gate+up (fused), down, q.k, p.v; latent: to_q, q.k, p.v, to_out, ff in, ff out
     layers = PRESETS["tiny"].config.body.num_layers
     assert precision["MatMul"] == {"FLOAT16": 6 * layers + 6}
     for op in ("Softmax", "LayerNormalization", "ReduceMean", "ReduceSum", "ReduceL2"):
         assert set(precision[op]) == {"FLOAT"}, (op, precision[op])
-    assert set(exports[("engine", "float32")].meta["graph"]["precision"]["MatMul"]) == {"FLOAT"}
+    assert set(exports[("engine", "float32")].meta.graph["precision"]["MatMul"]) == {"FLOAT"}
 
 
 def test_external_data_files(exports):
@@ -89,7 +89,7 @@ def test_dynamic_shapes_match_reference(exports, tiny, pooling, dtype, texts, in
 @pytest.mark.parametrize("opset", [19, 20])
 def test_other_opsets(tmp_path, opset):
     result = onnx_from_model("tiny", tmp_path / "o", opset=opset)
-    assert result.meta["graph"]["opset"] == opset and result.meta["parity"]["passed"]
+    assert result.meta.graph["opset"] == opset and result.meta.parity["passed"]
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -144,9 +144,9 @@ def test_cli_export(tmp_path, capsys):
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_slim_is_kept_only_with_passing_checks(tmp_path, dtype, tiny, cosine):
     result = onnx_from_model("tiny", tmp_path / "s", dtype=dtype, slim=True, external_data_threshold=1000)
-    slim = result.meta["slim"]
+    slim = result.meta.slim
     assert slim["requested"] and slim["applied"] and slim["nodes_after"] < slim["nodes_before"]
-    assert result.meta["graph"]["nodes"] == slim["nodes_after"] and result.meta["parity"]["passed"]
+    assert result.meta.graph["nodes"] == slim["nodes_after"] and result.meta.parity["passed"]
     batch = tiny.tokenizer(SENTENCES, "", 128)
     got = run_onnx(result.onnx_path, "engine", batch)
     assert cosine(got, tiny.embed_batch(SENTENCES, "", 128)).min().item() >= 0.999

@@ -39,12 +39,12 @@ def test_fused_names():
 
 def test_defaults_fp16_fused_fp32_not(exports):
     layers = PRESETS["tiny"].config.body.num_layers
-    assert exports["plain"].meta["fused_projections"] == {"applied": False, "groups": 0, "weights": []}
+    assert exports["plain"].meta.fused_projections == {"applied": False, "groups": 0, "weights": []}
     for name in ("fused", "fp16"):
-        fused = exports[name].meta["fused_projections"]
+        fused = exports[name].meta.fused_projections
         assert fused["applied"] and fused["groups"] == 2 * layers, fused
-    assert exports["fp16"].meta["parity"]["passed"]
-    plain_ops, fused_ops = exports["plain"].meta["graph"]["ops"], exports["fused"].meta["graph"]["ops"]
+    assert exports["fp16"].meta.parity["passed"]
+    plain_ops, fused_ops = exports["plain"].meta.graph["ops"], exports["fused"].meta.graph["ops"]
     # per layer: q, k, v -> 1 MatMul and gate, up -> 1 MatMul (3 fewer), one Split each added
     assert plain_ops["MatMul"] - fused_ops["MatMul"] == 3 * layers
     assert fused_ops["Split"] - plain_ops.get("Split", 0) == 2 * layers

@@ -13,24 +13,20 @@ from nvembed_trt.cli.main import main
 from nvembed_trt.errors import InputError
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.precision import RECIPES, PrecisionGateError, Recipe, onnx_with_recipe
-from nvembed_trt.precision import recipes as recipes_module
+from nvembed_trt import recipes as recipes_module
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny):
-    root = tmp_path_factory.mktemp("precision")
-    export = onnx_from_model("tiny", root / "export" / "tiny")
-    calibration = calibration_from_corpus(python_reference_corpus(), tiny.tokenizer, root / "cal", 256)
-    return export, calibration.directory
+def workspace(recipe_workspace):
+    return recipe_workspace          # tests/conftest.py: the export and calibration set the engine tests share
 
 
 PASSING = [n for n, r in RECIPES.items() if r.tiny_limitation is None]
 
 
 @pytest.fixture(scope="module")
-def built(workspace):
-    export, calibration = workspace
-    return {name: onnx_with_recipe(export.onnx_path, name, calibration) for name in PASSING}
+def built(gated_recipes):
+    return gated_recipes
 
 
 @pytest.mark.parametrize("name", PASSING)
@@ -51,17 +47,17 @@ def test_recipe_passes_its_gate_and_records_how(built, name):
     ranking = parity["ranking"]       # the labelled slice: nDCG@10 within the recipe's budget of the fp32 graph's
     assert ranking["passed"] and ranking["ndcg10_drop"] <= recipe.max_ndcg10_drop == ranking["budget"]
     assert ranking["dataset"]["queries"] == 200 and ranking["ndcg10_reference"] > 0.01
-    assert meta["recipe"]["name"] == name and len(meta["source_onnx_sha256"]) == 64
+    assert meta["recipe"] == meta["recipe_settings"]["name"] == name and len(meta["source_onnx_sha256"]) == 64
     if recipe.needs_calibration:
         assert meta["calibration"]["samples"] >= 1000 and len(meta["calibration"]["corpus_sha256"]) == 64
 
 
 @pytest.mark.parametrize("name", [n for n in PASSING if RECIPES[n].method in ("quantize", "w8a8")])
 def test_quantised_recipes_quantise_weight_gemms_only(built, name):
-    counts = built[name].meta["quantized_nodes"]
+    counts = built[name].meta.quantized_nodes
     assert set(counts) <= {"MatMul", "Gemm"}
     if RECIPES[name].streamed:  # q/k/v and gate/up fused: 2 layers x 4 MatMuls + 4 latent MatMuls and to_kv's Gemm
-        assert counts == {"MatMul": 12, "Gemm": 1} and built[name].meta["fused_projections"]["groups"] == 4
+        assert counts == {"MatMul": 12, "Gemm": 1} and built[name].meta.fused_projections["groups"] == 4
     else:                       # ModelOpt on the fp32 export: one GEMM per checkpoint weight
         assert counts.get("MatMul", 0) >= 18
     graph = onnx.load(str(built[name].onnx_path), load_external_data=False).graph
@@ -72,7 +68,7 @@ def test_quantised_recipes_quantise_weight_gemms_only(built, name):
 @pytest.mark.parametrize("name", [n for n in PASSING if RECIPES[n].method != "copy"])
 def test_low_precision_keeps_fp32_islands(built, name):
     """Norms, softmax and pooling stay fp32 under AutoCast and under ModelOpt's fp16 high-precision default."""
-    precision = built[name].meta["op_precisions"]
+    precision = built[name].meta.op_precisions
     recipe = RECIPES[name]
     low = {"fp16": "FLOAT16", "bf16": "BFLOAT16", None: "FLOAT16"}[recipe.low_precision]
     assert low in precision["MatMul"]
@@ -130,7 +126,7 @@ def test_ensemble_export_takes_a_recipe(tmp_path, workspace):
     _, calibration = workspace
     export = onnx_from_model("tiny", tmp_path / "ens", pooling="ensemble")
     result = onnx_with_recipe(export.onnx_path, "int8", calibration)
-    assert result.meta["parity"]["passed"] and result.meta["parity"]["cosine_min"] >= 0.99
+    assert result.meta.parity["passed"] and result.meta.parity["cosine_min"] >= 0.99
 
 
 def test_pytorch_ptq_path_on_cpu(workspace, tmp_path, capsys, monkeypatch):

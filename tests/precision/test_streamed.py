@@ -22,11 +22,12 @@ from nvembed_trt.export import onnx_from_model
 from nvembed_trt.precision import RECIPES, PrecisionGateError, recipe_from_model
 from nvembed_trt.precision.apply import apply_recipe
 from nvembed_trt.precision.heldout import sliced_heldout
+from nvembed_trt.precision.settings import StreamedRecipeSettings
 from nvembed_trt.precision.quantizers import dequantize, fp16_scale, int4_blocked, int8_per_channel
-from nvembed_trt.precision.recipes import Recipe
+from nvembed_trt.recipes import Recipe
 from nvembed_trt.precision.smoothing import Smoothing
 from nvembed_trt.precision.streamed import calibration_arrays, source_loader, write_streamed_recipe
-from nvembed_trt.precision.verify import GraphRunner, embed_heldout, verify_recipe
+from nvembed_trt.precision.verify import embed_heldout, graph_embedder, verify_recipe
 from nvembed_trt.source import load_source, resolve_model
 
 NAMES = ("input_ids", "attention_mask", "pool_mask")
@@ -42,7 +43,7 @@ def ws(tmp_path_factory, tiny):
     load, _ = source_loader(source)
     streamed = streamed_ranges(source.config, load, arrays, progress=False)
     heldout = sliced_heldout(512)
-    reference = embed_heldout(GraphRunner(export.onnx_path, "onnxruntime"), tiny.tokenizer, heldout)
+    reference = embed_heldout(graph_embedder(export.onnx_path, "fp32", "onnxruntime", tiny.tokenizer, 512), heldout)
     return {"root": root, "export": export, "calibration": calibration, "source": source, "arrays": arrays,
             "streamed": streamed, "heldout": heldout, "reference": reference}
 
@@ -195,8 +196,9 @@ def test_int4_cannot_pass_on_tiny_and_says_so(ws, tiny, weight_only):
     assert not report["passed"] and 0.9 < report["cosine_min"] < 0.99
     assert any(p.startswith("slice queries: min cosine") for p in problems)
     with pytest.raises(PrecisionGateError, match="recipe int4-wo failed its accuracy gate.*no model was written"):
-        recipe_from_model("tiny", "int4-wo", output=ws["root"] / "no-int4", reference_onnx=ws["export"].onnx_path,
-                          gate_rows_per_slice=20, progress=False)
+        recipe_from_model("tiny", StreamedRecipeSettings(recipe="int4-wo", output=ws["root"] / "no-int4",
+                                                         reference_onnx=ws["export"].onnx_path,
+                                                         gate_rows_per_slice=20, progress=False))
     assert not (ws["root"] / "no-int4").exists() and not list(ws["root"].glob(".no-int4*"))
 
 
@@ -234,6 +236,6 @@ def test_cli_streams_from_a_model_with_ranges(ws, tmp_path, capsys):
                  str(tmp_path / "wo")]) == 0
     assert json.loads((tmp_path / "wo" / "precision.json").read_text())["parity"]["gated"] is False
     with pytest.raises(InputError, match="recipe int8 needs a calibration set .* or activation ranges"):
-        recipe_from_model("tiny", "int8", output=tmp_path / "x")
+        recipe_from_model("tiny", StreamedRecipeSettings(recipe="int8", output=tmp_path / "x"))
     with pytest.raises(InputError, match="recipe fp16 is made from an fp32 export"):
-        recipe_from_model("tiny", "fp16", output=tmp_path / "x")
+        recipe_from_model("tiny", StreamedRecipeSettings(recipe="fp16", output=tmp_path / "x"))

@@ -137,7 +137,7 @@ def test_output_ranges_calibrated_through_the_server_serve_int8(served, tiny_rep
 
     repo = shutil.copytree(tiny_repos["engine"], tmp_path / "repo")
     assert main(["output-ranges", "--repo", str(repo), "--url", served.api_url, "--max-texts", "256"]) == 0
-    ranges = OutputRanges.read(repo)
+    ranges = OutputRanges.find(repo)
     assert ranges.texts == 256 and len(ranges.low) == 64 and all(lo < hi for lo, hi in zip(ranges.low, ranges.high))
     service, app = build(repo)
 

@@ -143,7 +143,10 @@ def test_a_client_that_leaves_is_counted_499_in_one_line(served):
             time.sleep(0.02)
         with socket.create_connection(("127.0.0.1", served.port)) as s:   # leaves while queued behind them
             s.sendall(head + b"Content-Length: %d\r\n\r\n" % len(leaver) + leaver)
-            time.sleep(0.2)
+            wait = time.monotonic() + 5     # until the app holds it (in flight: the heavy one, it, this scrape)
+            while metric(served, "nvembed_requests_in_flight") < 3 and time.monotonic() < wait:
+                time.sleep(0.02)
+            time.sleep(0.1)
         assert ahead.result().status_code == 200, ahead.result().text
     deadline = time.monotonic() + 5
     while counter(served, route, 499) < before[499] + 2 and time.monotonic() < deadline:

@@ -177,20 +177,19 @@ def test_every_answer_names_the_engine(answers, tiny_repos):
 
 
 def test_fingerprint_of_an_engine_repository(tiny_repos, tmp_path):
-    """A repository whose repo.json records a TensorRT engine (as triton-repo writes it from engine.json): the GPU
-    profile and the TensorRT flavour and version come from that record, not from the engine folder."""
-    import shutil
+    """A repository of a TensorRT engine (here the plan-less one a node builds for an H100): the GPU profile and the
+    TensorRT flavour and version come from repo.json's engine record, as /v1/metadata states them."""
+    from nvembed_trt.serving import EmbeddingService, Metrics, ServeSettings
+    from nvembed_trt.triton import repo_from_encoder
+    from nvembed_trt.triton.meta import RepoMeta
+    from nvembed_trt.triton.repository import RepoSettings
 
-    from serving_harness import build
-    repo = shutil.copytree(tiny_repos["engine"], tmp_path / "repo")
-    meta = json.loads((repo / "repo.json").read_text())
-    meta["engine"] = {"flavor": "tensorrt-rtx", "flavor_version": "1.7.1.116", "gpu_profile": "l40s",
-                      "compute_capability": "8.9", "recipe": "fp16"}
-    meta["recipe"], meta["encoder"] = "fp16", "/nowhere/engines/l40s-fp16"   # the engine folder is not on this host
-    (repo / "repo.json").write_text(json.dumps(meta))
-    service, _ = build(repo)
-    assert service.fingerprint["header"].startswith(f"plan={meta['encoder_sha256'][:16]}; kind=onnxruntime; "
-                                                    f"recipe=fp16; gpu=l40s; trt=tensorrt-rtx 1.7.1.116; weights=")
+    export = RepoMeta.read(tiny_repos["engine"]).encoder_source
+    repo = repo_from_encoder("tiny", export, tmp_path / "h100", RepoSettings(gpu="h100")).directory
+    meta = RepoMeta.read(repo)
+    service = EmbeddingService(repo, ServeSettings(), "127.0.0.1:1", Metrics())
+    assert service.fingerprint["header"] == (
+        f"plan={meta.encoder_sha256[:16]}; kind=tensorrt_plan; recipe={meta.recipe}; gpu=h100; "
+        f"trt=tensorrt {meta.engine.flavor_version}; weights={meta.model.weights_fingerprint[:16]}")
     encoder = service.metadata()["encoder"]
-    assert (encoder["gpu_profile"], encoder["flavor"], encoder["flavor_version"]) == ("l40s", "tensorrt-rtx",
-                                                                                       "1.7.1.116")
+    assert (encoder["gpu_profile"], encoder["flavor"]) == ("h100", "tensorrt")

@@ -18,9 +18,9 @@ import httpx
 import numpy as np
 import pytest
 
+from fuzz import run_fuzz
 from serving_harness import MAX_LENGTH
 from nvembed_trt.client import EmbeddingClient
-from nvembed_trt.serving.fuzz import run_fuzz
 from nvembed_trt.serving.process import ServeProcess, free_ports
 from nvembed_trt.triton.server import pytriton_root
 

@@ -12,33 +12,31 @@ import types
 import numpy as np
 import pytest
 
-from nvembed_trt.deploy.images import ImageError
-from nvembed_trt.engines.gpus import get_gpu
+from sidecars import engine_folder, engine_meta
+from nvembed_trt.artifacts import EngineMeta
+from nvembed_trt.ngc_triton import ImageError
 from nvembed_trt.errors import InputError
 from nvembed_trt.triton import repo_from_encoder
 from nvembed_trt.triton.config import from_pbtxt
+from nvembed_trt.triton.meta import RepoMeta
+from nvembed_trt.triton.repository import RepoSettings
 from nvembed_trt.triton.server import TritonServer
 
 
 @pytest.fixture
 def rtx_folder(tmp_path):
     """An l40s TensorRT-RTX engine folder: Triton's tensorrt backend cannot load it, EngineRunner can."""
-    gpu = get_gpu("l40s")
-    folder = tmp_path / "engines" / "l40s" / "tiny" / "fp16"
-    folder.mkdir(parents=True)
+    folder = engine_folder(tmp_path / "engines" / "l40s" / "tiny" / "fp16",
+                           engine_meta("l40s", "tensorrt-rtx", "1.7.1.116", engine_bytes=2048))
     (folder / "model.plan").write_bytes(b"\1" * 2048)
-    (folder / "engine.json").write_text(json.dumps({
-        "flavor": "tensorrt-rtx", "flavor_version": "1.7.1.116", "recipe": "fp16", "engine_bytes": 2048,
-        "gpu": {"profile": "l40s", "compute_capability": "8.9"}, "serving": gpu.serving.model_dump(),
-        "profiles": [p.model_dump() for p in gpu.profiles], "builder": {"workspace_gib": 4.0},
-        "inputs": ["input_ids", "attention_mask", "pool_mask"], "outputs": ["embeddings"]}))
     return folder
 
 
 def test_repository_selects_the_python_backend_encoder(rtx_folder, tmp_path):
     with pytest.raises(ImageError, match="cannot be a Triton tensorrt_plan encoder"):
         repo_from_encoder("tiny", rtx_folder, tmp_path / "plan")
-    repo = repo_from_encoder("tiny", rtx_folder, tmp_path / "repo", encoder_backend="python").directory
+    repo = repo_from_encoder("tiny", rtx_folder, tmp_path / "repo",
+                             RepoSettings(encoder_backend="python")).directory
     config = from_pbtxt((repo / "encoder" / "config.pbtxt").read_text())
     assert (config.backend, config.platform, config.parameters["plan_file"].string_value) == ("python", "", "model.plan")
     assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU and not config.instance_group[0].profile
@@ -46,14 +44,15 @@ def test_repository_selects_the_python_backend_encoder(rtx_folder, tmp_path):
     version = repo / "encoder" / "1"
     assert "encoder_trt import TritonPythonModel" in (version / "model.py").read_text()
     assert (version / "model.plan").read_bytes() == b"\1" * 2048
-    assert json.loads((version / "engine.json").read_text())["flavor"] == "tensorrt-rtx"
-    meta = json.loads((repo / "repo.json").read_text())
-    assert meta["spec"]["encoder_kind"] == "tensorrt_python" and meta["server"]["backend_config"] == []
-    assert meta["encoder_runtime"].startswith("python backend: nvembed_trt.triton.models.encoder_trt")
+    assert EngineMeta.read(version).flavor == "tensorrt-rtx"
+    meta = RepoMeta.read(repo)
+    assert meta.encoder_kind == "tensorrt_python" and meta.server.backend_config == []
+    assert meta.encoder_runtime.startswith("python backend: nvembed_trt.triton.models.encoder_trt")
+    assert meta.engine == EngineMeta.read(rtx_folder) and meta.recipe == "fp16"   # the repository carries it
     # the bundled server (python backend only) takes it; a tensorrt_plan repository it refuses
     assert (TritonServer(repo).backend_directory(tmp_path / "work") / "python").is_dir()
     with pytest.raises(InputError, match="encoder backend must be one of tensorrt_plan, python, got 'onnx'"):
-        repo_from_encoder("tiny", rtx_folder, tmp_path / "bad", encoder_backend="onnx")
+        repo_from_encoder("tiny", rtx_folder, tmp_path / "bad", RepoSettings(encoder_backend="onnx"))
 
 
 class _Tensor:
@@ -82,7 +81,7 @@ def test_each_request_runs_alone_and_a_failure_answers_only_its_own(rtx_folder, 
 
     class Runner:   # stand-in for EngineRunner: same constructor and run_arrays contract, no GPU
         def __init__(self, engine_dir, device=0):
-            self.meta = json.loads((engine_dir / "engine.json").read_text())
+            self.meta = EngineMeta.read(engine_dir)
             calls.append(("load", engine_dir.name, device))
 
         def run_arrays(self, feeds):

@@ -16,6 +16,8 @@ from nvembed_trt.errors import InputError
 from nvembed_trt.tokenizer import INPUT_TYPES
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.triton import TritonServer, repo_from_encoder
+from nvembed_trt.triton.meta import RepoMeta
+from nvembed_trt.triton.repository import RepoSettings
 from nvembed_trt.serving.process import free_ports
 from nvembed_trt.triton.server import ServerError, pytriton_root
 from texts import SENTENCES
@@ -33,8 +35,8 @@ MAX_ROWS = 32        # rows per KServe request
 def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("triton")
     export = onnx_from_model("tiny", root / "export", pooling="ensemble")
-    return repo_from_encoder("tiny", export.directory, root / "repo", max_batch_size=MAX_BATCH, max_length=64,
-                             max_request_rows=MAX_ROWS)
+    return repo_from_encoder("tiny", export.directory, root / "repo",
+                             RepoSettings(max_batch_size=MAX_BATCH, max_length=64, max_request_rows=MAX_ROWS))
 
 
 @pytest.fixture(scope="module")
@@ -115,17 +117,16 @@ def test_repository_errors(tmp_path, repo):
     with pytest.raises(InputError, match="neither an engine folder"):
         repo_from_encoder("tiny", tmp_path, tmp_path / "r")
     with pytest.raises(InputError, match="max_request_rows must be an integer >= 1, got 0"):
-        repo_from_encoder("tiny", repo.meta["encoder"], tmp_path / "r", max_request_rows=0)
+        repo_from_encoder("tiny", repo.meta.encoder_source, tmp_path / "r", RepoSettings(max_request_rows=0))
 
 
 def test_bundled_server_refuses_a_tensorrt_repository(repo, tmp_path):
-    import json
+    import dataclasses
     import shutil
 
     plan_repo = tmp_path / "plan-repo"
     shutil.copytree(repo.directory, plan_repo)
-    meta = json.loads((plan_repo / "repo.json").read_text())
-    meta["spec"]["encoder_kind"] = "tensorrt_plan"
-    (plan_repo / "repo.json").write_text(json.dumps(meta))
+    meta = RepoMeta.read(plan_repo)
+    meta.updated(spec=dataclasses.replace(meta.spec, encoder_kind="tensorrt_plan")).write(plan_repo)
     with pytest.raises(ServerError, match="has no TensorRT backend: pass --tritonserver"):
         TritonServer(plan_repo, *free_ports(3)).start()

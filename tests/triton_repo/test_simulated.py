@@ -23,7 +23,7 @@ from nvembed_trt.engines.gpus import get_gpu
 from nvembed_trt.errors import InputError
 from nvembed_trt.performance import BatchTime
 from nvembed_trt.provenance import sha256_file
-from nvembed_trt.triton import repo_from_encoder
+from nvembed_trt.triton import RepoMeta, RepoSettings, repo_from_encoder
 from nvembed_trt.triton.models.encoder_sim import StandIn
 from nvembed_trt.triton.server import pytriton_root
 
@@ -34,12 +34,13 @@ SIMULATION = "2xl40s:fp16"
 @pytest.fixture(scope="module")
 def sim_repo(tmp_path_factory):
     """The full-size model's dims and timing (no weights are made: the stand-in runs no model)."""
-    return repo_from_encoder("nv-embed-v2", None, tmp_path_factory.mktemp("sim") / "repo", simulate=SIMULATION,
-                             max_length=MAX_LENGTH, max_batch_size=MAX_BATCH, max_request_rows=16)
+    return repo_from_encoder("nv-embed-v2", None, tmp_path_factory.mktemp("sim") / "repo",
+                             RepoSettings(simulate=SIMULATION, max_length=MAX_LENGTH, max_batch_size=MAX_BATCH,
+                                          max_request_rows=16))
 
 
 def _timing(repo) -> BatchTime:
-    return BatchTime(**json.loads((repo.directory / "repo.json").read_text())["simulated"]["timing"])
+    return BatchTime(**RepoMeta.read(repo.directory).simulated["timing"])
 
 
 def test_repository_has_the_profiles_shapes_and_says_simulated(sim_repo):
@@ -54,11 +55,12 @@ def test_repository_has_the_profiles_shapes_and_says_simulated(sim_repo):
     assert [(s["max_batch"], s["max_sequence"]) for s in limits] == [(p.batch.max, p.sequence.max)
                                                                     for p in l40s.profiles]
     assert [(s.max_batch, s.max_sequence) for s in sim_repo.spec.shape_limits] == [(8, 512), (2, 4096)]
-    sim = meta["simulated"]
-    assert (sim["simulated"], sim["name"], sim["devices"], meta["recipe"]) == (True, "2xl40s:fp16", 2, "fp16")
-    assert meta["encoder"] == "simulated:2xl40s:fp16" and meta["spec"]["encoder_kind"] == "simulated"
-    assert "SIMULATED" in meta["encoder_runtime"] and "datasheet" in sim["figures"]["source"]
-    assert meta["encoder_sha256"] == sha256_file(repo / "encoder" / "1" / "simulation.json")
+    sim = meta.simulated
+    assert (sim["simulated"], sim["name"], sim["devices"], meta.recipe) == (True, "2xl40s:fp16", 2, "fp16")
+    assert meta.encoder_source == "simulated:2xl40s:fp16" and meta.spec.encoder_kind == "simulated"
+    assert meta.engine is None and meta.onnx_dir is None    # a stand-in: no engine served, no plan to build
+    assert "SIMULATED" in meta.encoder_runtime and "datasheet" in sim["figures"]["source"]
+    assert meta.encoder_sha256 == sha256_file(repo / "encoder" / "1" / "simulation.json")
     assert sim["one_query_ms"]["32 tokens"] == pytest.approx(1000 * 15.702e9 / (864e9 * 0.896), rel=0.01)
     assert BatchTime.from_params({k: v.string_value for k, v in config.parameters.items()}) == _timing(sim_repo)
 
@@ -76,7 +78,7 @@ def test_repository_has_the_profiles_shapes_and_says_simulated(sim_repo):
 def test_bad_simulations_are_refused_and_write_nothing(tmp_path, simulate, kwargs, message):
     args = {"encoder": None, **kwargs}
     with pytest.raises(InputError, match=message):
-        repo_from_encoder("nv-embed-v2", args.pop("encoder"), tmp_path / "repo", simulate=simulate, **args)
+        repo_from_encoder("nv-embed-v2", args.pop("encoder"), tmp_path / "repo", RepoSettings(simulate=simulate, **args))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -155,10 +157,8 @@ def test_front_door_answers_like_an_engine(served, sim_repo):
 
 
 def test_kserve_client_cli_and_corpus_encoder_agree(served, tmp_path):
-    from nvembed_trt.corpus.encoders import TritonEncoder
-    from nvembed_trt.encoding import Row, pack
-    from nvembed_trt.packing import Packer
-    from nvembed_trt.source import resolve_model, tokenizer_for
+    from nvembed_trt.encoders.served import ServedEmbedder
+    from nvembed_trt.tokenizer import INPUT_TYPES
 
     front = EmbeddingClient(served.api_url).embed(TEXTS, "passage", None, "END", len(TEXTS))
     kserve = EmbeddingClient(served.kserve["grpc"], "grpc").embed(TEXTS, "passage", None, "END")
@@ -167,14 +167,10 @@ def test_kserve_client_cli_and_corpus_encoder_agree(served, tmp_path):
     assert main(["client", "embed", "--url", served.api_url, "--input", str(tmp_path / "in.txt"), "--output",
                  str(tmp_path / "out.npy"), "--input-type", "passage", "--truncate", "END"]) == 0
     assert np.array_equal(np.load(tmp_path / "out.npy"), front)
-    tokenizer = tokenizer_for(resolve_model("nv-embed-v2", progress=False))
-    for url, protocol in ((served.api_url, "http"), (served.kserve["http"], "http")):
-        encoder = TritonEncoder(url, protocol, "passage", None, "END", 8, MAX_LENGTH)
-        rows = [Row(e.ids, 0) for e in tokenizer.encode(TEXTS, "", MAX_LENGTH, "END")]
-        out = np.empty_like(front)
-        for batch in pack(rows, Packer(encoder.shape_limits), tokenizer.pad_id, encoder.inputs):
-            out[batch.index] = encoder.embed(batch, [TEXTS[i] for i in batch.index])
-        assert np.array_equal(out, front)
+    for url, protocol in ((served.api_url, "http"), (served.kserve["http"], "http")):   # a corpus job's encoder
+        encoder = ServedEmbedder(url, protocol, truncate="END", batch_size=8)
+        assert encoder.max_length == MAX_LENGTH
+        assert np.array_equal(encoder.embed(TEXTS, INPUT_TYPES["passage"]), front)
 
 
 def test_two_devices_run_two_batches_at_once(served, sim_repo):

@@ -4,30 +4,21 @@ described, not used."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from nvembed_trt.engines.gpus import get_gpu
-from nvembed_trt.validation import runtimes
-from nvembed_trt.validation.runtimes import EngineRuntime, select_engines
+from sidecars import engine_folder, engine_meta
+from nvembed_trt.encoders import tensorrt as tensorrt_encoder
+from nvembed_trt.validation.runtimes import engine_runtime, select_engines
 
 TRT, RTX = "10.13.3.9", "1.2.0.54"
 H100 = ("NVIDIA H100 80GB HBM3", "9.0")
 
 
 def make_engine(root, gpu, recipe, flavor="tensorrt", version=TRT, **builder):
-    profile = get_gpu(gpu)
-    folder = root / "engines" / gpu / "tiny" / recipe
-    folder.mkdir(parents=True)
-    (folder / "model.plan").write_bytes(b"\0")
-    meta = {"flavor": flavor, "flavor_version": version,
-            "gpu": {"profile": gpu, "compute_capability": profile.compute_capability},
-            "profiles": [p.model_dump() for p in profile.profiles], "serving": profile.serving.model_dump(),
-            "builder": {"version_compatible": False, "hardware_compatible": False, **builder}}
-    (folder / "engine.json").write_text(json.dumps(meta))
-    return folder
+    """An engine folder whose engine.json says `recipe` (the folder is named after it, as `make engines` does)."""
+    return engine_folder(root / "engines" / gpu / "tiny" / recipe,
+                         engine_meta(gpu, flavor, version, recipe=recipe, **builder))
 
 
 @pytest.fixture
@@ -61,30 +52,47 @@ def test_recipes_filter_and_missing_flavor(engines):
 
 
 class FakeRunner:
-    loaded: list = []
+    """EngineRunner without a GPU: records the batch shapes it is given, answers unit rows."""
 
-    def __init__(self, directory):
-        self.directory = directory
-        FakeRunner.loaded.append(directory)
+    def __init__(self, directory, device=0, meta=None):
+        self.directory, self.meta = directory, meta
         self.batches: list = []
 
-    def run(self, batch):
-        self.batches.append(batch.input_ids.shape)
-        return np.zeros((batch.input_ids.shape[0], 4), dtype=np.float32)
+    def run_arrays(self, feeds):
+        rows = feeds["input_ids"].shape[0]
+        self.batches.append(feeds["input_ids"].shape)
+        return np.tile(np.eye(1, 4, dtype=np.float32), (rows, 1))
 
 
 def test_one_engine_at_a_time_within_the_card_limits(tmp_path, tiny, monkeypatch):
     import nvembed_trt.engines.runner as runner_module
 
     monkeypatch.setattr(runner_module, "EngineRunner", FakeRunner)
-    monkeypatch.setattr(runtimes, "_LOADED", [])
-    a10 = EngineRuntime(make_engine(tmp_path, "a10", "int8"), tiny.tokenizer, "int8")
-    h100 = EngineRuntime(make_engine(tmp_path, "h100", "fp16"), tiny.tokenizer, "fp16")
-    assert a10._runner is None and h100._runner is None          # discovery loads nothing
+    monkeypatch.setattr(tensorrt_encoder, "_LOADED", [])
+    a10 = engine_runtime(make_engine(tmp_path, "a10", "int8"), tiny.tokenizer)
+    h100 = engine_runtime(make_engine(tmp_path, "h100", "fp16"), tiny.tokenizer)
+    assert (a10.recipe, h100.recipe) == ("int8", "fp16")          # from engine.json
+    assert a10.encoder._runner is None and h100.encoder._runner is None    # discovery loads nothing
     out = a10.embed(["a short text"] * 20, "", batch_size=16)    # the engine runtime's default batch is 16
-    assert out.shape == (20, 4) and [rows for rows, _ in a10._runner.batches] == [8, 8, 4]  # the A10's max is 8
-    assert runtimes._LOADED == [a10]
+    batches = a10.encoder._runner.batches
+    assert out.shape == (20, 4) and [rows for rows, _ in batches] == [8, 8, 4]  # the A10's max is 8
+    assert tensorrt_encoder._LOADED == [a10.encoder]
     h100.embed(["a short text"] * 3, "")
-    assert a10._runner is None and runtimes._LOADED == [h100]    # loading the next engine unloaded the first
+    assert a10.encoder._runner is None and tensorrt_encoder._LOADED == [h100.encoder]   # the first was unloaded
     assert a10.accepts(8, 512) and not a10.accepts(16, 32) and not a10.accepts(1, 4096)
     assert h100.accepts(2, 8192) and not h100.accepts(3, 8192)
+
+
+def test_long_rows_are_cut_to_what_the_long_profile_takes(tmp_path, tiny, monkeypatch):
+    """Batches of 16 texts of ~500 tokens on an A10 engine: its short-query profile ends at 512 tokens, so rows that
+    pad past it go in batches of 2 (long-passage). The runtime used to send min(batch_size, serving max) rows
+    whatever their width, which no profile takes (a crash on the GPU)."""
+    import nvembed_trt.engines.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "EngineRunner", FakeRunner)
+    monkeypatch.setattr(tensorrt_encoder, "_LOADED", [])
+    a10 = engine_runtime(make_engine(tmp_path, "a10", "fp16"), tiny.tokenizer)
+    a10.max_length = 1024
+    a10.embed(["word " * 600] * 5, "", batch_size=16)
+    assert [rows for rows, _ in a10.encoder._runner.batches] == [2, 2, 1]
+    assert all(a10.encoder.meta.profile_index(rows, width) == 1 for rows, width in a10.encoder._runner.batches)

@@ -86,12 +86,14 @@ def test_runtime_costs_come_from_their_files_or_dtypes(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"\0" * 1000)
     (tmp_path / "model.onnx.data").write_bytes(b"\0" * 24_000)
     (tmp_path / "model.plan").write_bytes(b"\0" * 7_000)
-    onnx = runtime_cost(SimpleNamespace(name="onnx", recipe="fp8", path=tmp_path / "model.onnx"), CFG)
+    onnx = runtime_cost(SimpleNamespace(name="onnx", recipe="fp8", encoder=SimpleNamespace(path=tmp_path / "model.onnx")),
+                        CFG)
     assert (onnx.weight_bytes, onnx.gemm_dtype, onnx.attention_dtype) == (25_000, "fp8", "fp16")
-    engine = runtime_cost(SimpleNamespace(name="engine", recipe="int4-wo", directory=tmp_path), CFG)
+    engine = runtime_cost(SimpleNamespace(name="engine", recipe="int4-wo",
+                                          encoder=SimpleNamespace(plan=tmp_path / "model.plan")), CFG)
     assert (engine.weight_bytes, engine.gemm_dtype) == (7_000, "fp16")
     model = SimpleNamespace(model=torch.nn.Linear(2, 2).to(torch.bfloat16))
-    torch_cost = runtime_cost(SimpleNamespace(name="torch", recipe="fp32", embedder=model), CFG)
+    torch_cost = runtime_cost(SimpleNamespace(name="torch", recipe="fp32", encoder=SimpleNamespace(embedder=model)), CFG)
     assert (torch_cost.weight_bytes, torch_cost.gemm_dtype) == (2 * (GEMM + OTHER), "bf16")
     triton = runtime_cost(SimpleNamespace(name="triton", recipe="int8"), CFG)
     assert triton.weight_bytes == recipe_weight_bytes(CFG, "int8") and triton.gemm_dtype == "int8"

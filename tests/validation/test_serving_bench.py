@@ -10,7 +10,7 @@ import pytest
 from nvembed_trt.cli.main import main
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.tokenizer import EmbeddingTokenizer
-from nvembed_trt.triton import repo_from_encoder
+from nvembed_trt.triton.repository import RepoSettings, repo_from_encoder
 from nvembed_trt.triton.server import pytriton_root
 from nvembed_trt.validation.serving_bench import mixed_workload
 
@@ -34,7 +34,7 @@ def test_workload_is_mixed_seeded_and_real_text(tiny_dir):
 
 def test_short_run_reports_ratios_from_its_own_measurements(tmp_path, capsys):
     export = onnx_from_model("tiny", tmp_path / "export", parity=False)
-    repo = repo_from_encoder("tiny", export.directory, tmp_path / "repo", max_length=128)
+    repo = repo_from_encoder("tiny", export.directory, tmp_path / "repo", RepoSettings(max_length=128))
     assert main(["bench-serving", "--repo", str(repo.directory), "--texts", "60", "--iters", "10",
                  "--concurrency", "1,4", "--kserve-concurrency", "2", "--output-dir", str(tmp_path / "out")]) == 0
     report = json.loads(next((tmp_path / "out").glob("serving-*.json")).read_text())

@@ -4,6 +4,7 @@ start (validate, bench, smoke)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import stat
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from nvembed_trt.cli.main import main
-from nvembed_trt.triton import repo_from_encoder
+from nvembed_trt.triton.meta import RepoMeta
+from nvembed_trt.triton.repository import RepoSettings, repo_from_encoder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 def workdir(tiny_repos, tmp_path_factory):
     """A project folder holding triton_repo/tiny/: the tiny ONNX encoder at the default max length (512)."""
     root = tmp_path_factory.mktemp("validate-triton")
-    export = json.loads((tiny_repos["engine"] / "repo.json").read_text())["encoder"]
-    repo_from_encoder("tiny", export, root / "triton_repo" / "tiny", max_request_rows=16)
+    export = RepoMeta.read(tiny_repos["engine"]).encoder_source
+    repo_from_encoder("tiny", export, root / "triton_repo" / "tiny", RepoSettings(max_request_rows=16))
     return root
 
 
@@ -40,10 +42,9 @@ def test_validate_runtimes_triton_passes_on_a_repository(workdir, monkeypatch, c
 def trt_workdir(workdir, tmp_path):
     """The same repository as repo.json would describe a TensorRT encoder (only repo.json is read before a start)."""
     shutil.copytree(workdir / "triton_repo", tmp_path / "triton_repo")
-    meta_path = tmp_path / "triton_repo" / "tiny" / "repo.json"
-    meta = json.loads(meta_path.read_text())
-    meta["spec"]["encoder_kind"] = "tensorrt_plan"
-    meta_path.write_text(json.dumps(meta))
+    repo = tmp_path / "triton_repo" / "tiny"
+    meta = RepoMeta.read(repo)
+    meta.updated(spec=dataclasses.replace(meta.spec, encoder_kind="tensorrt_plan")).write(repo)
     return tmp_path
 
 

@@ -12,7 +12,8 @@ import torch
 from nvembed_trt.cli.main import main
 from nvembed_trt.export import onnx_from_model
 from nvembed_trt.validation.bench import run_bench
-from nvembed_trt.validation.runtimes import OnnxRuntime, TorchRuntime
+from nvembed_trt.validation.runtimes import onnx_runtime as graph_runtime
+from nvembed_trt.validation.runtimes import torch_runtime
 from nvembed_trt.validation.validate import run_validation
 
 
@@ -36,11 +37,11 @@ class AttentionMaskPooling:
 @pytest.fixture(scope="module")
 def onnx_runtime(tmp_path_factory, tiny):
     export = onnx_from_model("tiny", tmp_path_factory.mktemp("v") / "export", parity=False)
-    return OnnxRuntime(export.onnx_path, tiny.tokenizer, "fp32")
+    return graph_runtime(export.onnx_path, tiny.tokenizer)        # fp32: from export.json
 
 
 def test_validation_passes_and_writes_json_and_markdown(tiny, onnx_runtime, tmp_path):
-    report, path = run_validation("tiny", TorchRuntime(tiny), [TorchRuntime(tiny), onnx_runtime],
+    report, path = run_validation("tiny", torch_runtime(tiny), [torch_runtime(tiny), onnx_runtime],
                                   ["engine: needs a GPU"], pairs=40, results_dir=tmp_path, ranking_queries=60)
     saved = json.loads(path.read_text())
     assert saved["passed"] and [r["runtime"] for r in saved["rows"]] == ["torch", "onnx"]
@@ -64,7 +65,7 @@ def test_validation_passes_and_writes_json_and_markdown(tiny, onnx_runtime, tmp_
 
 
 def test_validation_gate_fails_on_wrong_pooling(tiny, tmp_path):
-    report, _ = run_validation("tiny", TorchRuntime(tiny), [AttentionMaskPooling(tiny)], [], pairs=40,
+    report, _ = run_validation("tiny", torch_runtime(tiny), [AttentionMaskPooling(tiny)], [], pairs=40,
                                results_dir=tmp_path, ranking_queries=40)
     row = report["rows"][0]
     assert not report["passed"] and not row["passed"]
@@ -103,7 +104,7 @@ def test_reference_autocast_needs_cuda(tmp_path, capsys):
 
 
 def test_bench_small_grid(tiny, onnx_runtime, tmp_path):
-    report, path = run_bench("tiny", tiny.tokenizer, [TorchRuntime(tiny), onnx_runtime], [], [1, 2], [16, 32],
+    report, path = run_bench("tiny", tiny.tokenizer, [torch_runtime(tiny), onnx_runtime], [], [1, 2], [16, 32],
                              [1], slo_ms=150.0, warmup=1, iters=3, results_dir=tmp_path)
     saved = json.loads(path.read_text())
     assert len(saved["grid"]) == 8 and saved["device"] == "cpu"

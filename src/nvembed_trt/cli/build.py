@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engines import FLAVORS, engine_from_onnx, gpu_registry
+from ..engines import FLAVORS, BuildSettings, engine_from_onnx, gpu_registry
 from ..engines.builder import PROFILING_VERBOSITY
 
 
@@ -35,12 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = engine_from_onnx(args.onnx, args.gpu, args.output, args.flavor, args.version_compatible,
-                              args.hardware_compatible, args.timing_cache, args.overwrite,
-                              strip_weights=args.strip_weights, profiling_verbosity=args.profiling_verbosity)
+    settings = BuildSettings(**{name: getattr(args, name) for name in BuildSettings.model_fields})
+    result = engine_from_onnx(args.onnx, args.output, settings)
     stripped = ", weights stripped: run `nvembed-trt refit` on the serving host" if args.strip_weights else ""
-    print(f"wrote {result.plan_path} ({result.meta['engine_bytes'] / 1e6:.1f} MB{stripped}, {result.meta['flavor']} "
-          f"{result.meta['flavor_version']}); metadata: {result.directory / 'engine.json'}")
+    print(f"wrote {result.plan_path} ({result.meta.engine_bytes / 1e6:.1f} MB{stripped}, {result.meta.flavor} "
+          f"{result.meta.flavor_version}); metadata: {result.directory / result.meta.FILE}")
     return 0
 
 

@@ -84,7 +84,7 @@ def run_k8s(args: argparse.Namespace) -> int:
 
 
 def run_images(args: argparse.Namespace) -> int:
-    from ..deploy.images import image_table
+    from ..ngc_triton import image_table
 
     table = image_table()
     print("release  image                                          TensorRT     evidence")

@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from ..evaluation.beir import write_beir
-    from ..evaluation.stdlib_set import stdlib_retrieval_set
+    from ..retrieval.beir import write_beir
+    from ..retrieval.stdlib_set import stdlib_retrieval_set
 
     if not 1 <= args.queries <= 200:
         raise InputError(f"--queries must be 1..200, got {args.queries}")

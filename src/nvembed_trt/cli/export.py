@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
                              device=args.device, external_data_threshold=parse_size(args.external_data_threshold),
                              parity=not args.no_parity, slim=args.slim, overwrite=args.overwrite,
                              fuse_projections=args.fuse_projections)
-    graph = result.meta["graph"]
+    graph = result.meta.graph
     print(f"wrote {result.onnx_path} (opset {graph['opset']}, {graph['nodes']} nodes, "
-          f"{graph['parameters']:,} parameters, external data: {result.meta['external_data']}, "
-          f"fused projection groups: {result.meta['fused_projections']['groups']}, "
-          f"slimmed: {result.meta['slim']['applied']}); "
-          f"report: {result.directory / 'export.json'}")
+          f"{graph['parameters']:,} parameters, external data: {result.meta.external_data}, "
+          f"fused projection groups: {result.meta.fused_projections['groups']}, "
+          f"slimmed: {result.meta.slim['applied']}); "
+          f"report: {result.directory / result.meta.FILE}")
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..precision import RECIPES, onnx_with_recipe, recipe_from_model
+from ..precision.settings import StreamedRecipeSettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,9 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 # the options of the --model group (None: not given) and the value each takes when not given
-MODEL_OPTIONS = {"reference_onnx": None, "no_gate": False, "gate_rows_per_slice": None, "ranges": None,
-                 "calibration_samples": None, "calibration_dtype": "float32", "pooling": "engine", "opset": 18,
-                 "fuse_projections": True}
+# the options only a recipe made from the model takes (their defaults: precision/settings.py)
+MODEL_OPTIONS = ("reference_onnx", "no_gate", "gate_rows_per_slice", "ranges", "calibration_samples",
+                 "calibration_dtype", "pooling", "opset", "fuse_projections")
 
 
 def _flag(name: str) -> str:
@@ -64,22 +65,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.output is None:
             raise InputError("--model needs --output (e.g. export/<name>/<recipe>)")
-        for name, default in MODEL_OPTIONS.items():
-            if getattr(args, name) is None:
-                setattr(args, name, default)
-        result = recipe_from_model(args.model, args.recipe, args.calibration, args.output, overwrite=args.overwrite,
-                                   reference_onnx=args.reference_onnx, gate=not args.no_gate,
-                                   max_length=args.max_length, gate_rows_per_slice=args.gate_rows_per_slice,
-                                   pooling=args.pooling, opset=args.opset, ranges=args.ranges,
-                                   calibration_samples=args.calibration_samples,
-                                   calibration_dtype=args.calibration_dtype,
-                                   fuse_projections=args.fuse_projections)
-    p = result.meta["parity"]
+        options = {name: getattr(args, name) for name in StreamedRecipeSettings.model_fields
+                   if getattr(args, name, None) is not None}
+        result = recipe_from_model(args.model, StreamedRecipeSettings(**options, gate=not args.no_gate))
+    p = result.meta.parity
     gate = (f"min cosine {p['cosine_min']:.6f}, top-10 agreement {p['top10_agreement']:.3f} (worst slice "
             f"{min(p['slices'], key=lambda s: p['slices'][s]['cosine_min'])})" if p.get("gated", True) else
             "not gated")
-    print(f"wrote {result.onnx_path}: {gate}, quantised nodes {result.meta['quantized_nodes'] or 'none'}; "
-          f"report: {result.directory / 'precision.json'}")
+    print(f"wrote {result.onnx_path}: {gate}, quantised nodes {result.meta.quantized_nodes or 'none'}; "
+          f"report: {result.directory / result.meta.FILE}")
     return 0
 
 

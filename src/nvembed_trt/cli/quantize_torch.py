@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     result = onnx_from_torch_ptq(args.model, args.recipe, args.calibration, args.reference_onnx, args.output,
                                  args.device, args.dtype, args.overwrite)
-    p = result.meta["parity"]
+    p = result.meta.parity
     print(f"wrote {result.onnx_path}: min cosine {p['cosine_min']:.6f}, top-10 agreement "
-          f"{p['top10_agreement']:.3f}; report: {result.directory / 'precision.json'}")
+          f"{p['top10_agreement']:.3f}; report: {result.directory / result.meta.FILE}")
     return 0

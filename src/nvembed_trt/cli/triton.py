@@ -152,44 +152,42 @@ def run_output_ranges(args: argparse.Namespace) -> int:
 
 
 def run_repo(args: argparse.Namespace) -> int:
-    from ..triton import repo_from_encoder   # onnx, torch: not in the serving image, where `serve` runs
+    from ..triton.repository import RepoSettings, repo_from_encoder   # onnx, torch: not in the serving image
 
     if args.output is None and not args.check:
         raise InputError("triton-repo needs --output (or --check to run the checks and write nothing)")
-    result = repo_from_encoder(args.model, args.encoder, args.output, max_batch_size=args.max_batch_size,
-                               max_length=args.max_length, max_batch_tokens=args.max_batch_tokens,
-                               max_request_rows=args.max_request_rows, nv_embed_instances=args.nv_embed_instances,
-                               encoder_instances=args.encoder_instances, output_dtype=args.output_dtype,
-                               providers=PROVIDERS[args.providers], overwrite=args.overwrite, check_only=args.check,
-                               encoder_backend=args.encoder_backend, gpu=args.gpu, simulate=args.simulate)
+    options = {name: getattr(args, name) for name in RepoSettings.model_fields if hasattr(args, name)}
+    settings = RepoSettings(**options | {"providers": PROVIDERS[args.providers]})
+    result = repo_from_encoder(args.model, args.encoder, args.output, settings, check_only=args.check)
     spec = result.spec
     if args.check:
-        print(f"consistent: {', '.join(result.meta['models'])} ({spec.encoder_kind} encoder, encoder batch "
+        print(f"consistent: {', '.join(result.check['models'])} ({spec.encoder_kind} encoder, encoder batch "
               f"{spec.encoder_max_batch}, {len(spec.shape_limits)} shape limits, {spec.max_batch_tokens} tokens per "
               f"batch, max length {spec.max_length}); nothing written")
-        if not result.meta["triton_loads_this_plan"]:
-            print(f"this plan is not one Triton loads: {result.meta['gpu_host_must']}")
+        if not result.check["triton_loads_this_plan"]:
+            print(f"this plan is not one Triton loads: {result.check['gpu_host_must']}")
         return 0
-    if args.simulate:
-        sim = result.meta["simulated"]
+    meta = result.meta
+    if meta.simulated:
+        sim = meta.simulated
         print(f"SIMULATED encoder: {sim['name']} ({sim['devices']} device(s), one instance each); one query of 32 "
               f"tokens takes {sim['one_query_ms']['32 tokens']:.2f} ms, of 512 tokens "
               f"{sim['one_query_ms']['512 tokens']:.2f} ms (figures: {sim['figures']['source']})")
     print(f"wrote {result.directory} ({spec.encoder_kind} encoder, pooling in the {spec.pooling}, encoder batch "
           f"{spec.encoder_max_batch}, {spec.max_batch_tokens} tokens per batch, max length {spec.max_length})"
-          + ("" if result.meta.get("onnx_dir") else f"; serve it with: nvembed-trt serve --repo {result.directory}"))
-    if result.meta.get("onnx_dir"):
-        onnx_dir = result.directory.with_name(result.meta["onnx_dir"])
-        print(f"no plan yet: the GPU node builds it (TensorRT {result.meta['triton_image']['tensorrt']}, the "
-              f"{result.meta['triton_image']['image']} image's) from {onnx_dir}/; upload both folders side by side "
+          + ("" if meta.onnx_dir else f"; serve it with: nvembed-trt serve --repo {result.directory}"))
+    if meta.onnx_dir:
+        onnx_dir = result.directory.with_name(meta.onnx_dir)
+        print(f"no plan yet: the GPU node builds it (TensorRT {meta.triton_image.tensorrt}, the "
+              f"{meta.triton_image.image} image's) from {onnx_dir}/; upload both folders side by side "
               f"and deploy with: nvembed-trt deploy k8s --repo {result.directory} --output deploy/<name>; by hand "
               f"on the node: nvembed-trt deploy ensure-engine --store {result.directory} --onnx {onnx_dir} "
               f"--output <models>/{result.directory.name}")
     elif spec.encoder_kind == "tensorrt_plan":
         from ..deploy.images import ngc_commands
 
-        lines = ngc_commands(result.directory, result.meta["triton_image"]["image"])
-        print("on the GPU host, in NVIDIA's Triton image (" + result.meta["triton_image"]["image"] + "):\n  "
+        lines = ngc_commands(result.directory, meta.triton_image.image)
+        print("on the GPU host, in NVIDIA's Triton image (" + meta.triton_image.image + "):\n  "
               + "\n  ".join(lines))
     return 0
 
@@ -215,7 +213,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_smoke(args: argparse.Namespace) -> int:
-    from ..serving.smoke import serving_check
+    from ..validation.smoke import serving_check
 
     report = serving_check(args.repo, args.model, read_texts(args.input).texts, tritonserver=args.tritonserver)
     if args.report:

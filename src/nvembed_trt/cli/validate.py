@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..embedder import DEVICES, DTYPES, Embedder
-from ..precision.recipes import RECIPES
+from ..recipes import RECIPES
 from ..validation.bench import run_bench
-from ..validation.runtimes import TorchRuntime, discover
+from ..validation.runtimes import discover, torch_runtime
 from ..validation.validate import run_validation
 
 RUNTIMES = ("torch", "onnx", "engine", "triton")
@@ -86,7 +86,7 @@ def _setup(args, dtype="float32", autocast=False):
 def run_validate(args: argparse.Namespace) -> int:
     embedder, name, found, missing = _setup(args, args.reference_dtype, args.reference_autocast)
     try:
-        report, path = run_validation(args.model, TorchRuntime(embedder), found, missing, args.pairs, args.output_dir,
+        report, path = run_validation(args.model, torch_runtime(embedder), found, missing, args.pairs, args.output_dir,
                                       args.ranking_queries)
     finally:
         for runtime in found:

@@ -19,14 +19,16 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from ..artifacts.engine import EngineMeta
 from ..console import note, quiet_logger
 from ..errors import InputError, NVEmbedError
 from ..provenance import sidecar, write_json
 from ..tokenizer import resolve_instruction
 from ..tokenizer.embedding import check_max_length
-from .encoders import encoder_facts, engine_limits, triton_limits
+from .encoders import encoder_facts
 from .inputs import InputFile, resolve_inputs
 from ..packing import Packer
+from ..shapes import ShapeError
 from .plan import make_plan
 from .progress import CorpusProgress
 from .scan import FileScan, scan_file
@@ -62,14 +64,15 @@ class Resolved:
     identity: dict
 
 
+def _engine(facts: dict) -> EngineMeta:
+    return EngineMeta.read(Path(facts["path"]).parent)
+
+
 def _max_length(settings: CorpusSettings, facts: dict, source) -> int:
     positions = source.config.body.max_position_embeddings
     limit = None
     if settings.runtime == "engine":
-        import json
-
-        meta = json.loads(Path(facts["sidecar"]).read_text())
-        limit = max(p["sequence"]["max"] for p in meta["profiles"])
+        limit = _engine(facts).max_sequence
     elif settings.runtime == "triton":
         limit = facts.get("max_length")
         if limit and settings.max_length and settings.max_length != limit:
@@ -91,9 +94,10 @@ def _batch_tokens(settings: CorpusSettings, facts: dict, max_length: int) -> int
     must take a single row of every length up to max_length in some profile."""
     if settings.runtime != "engine":
         return settings.batch_tokens or DEFAULT_BATCH_TOKENS
-    import json
-
-    limits = engine_limits(json.loads(Path(facts["sidecar"]).read_text()), settings.batch_rows)
+    try:
+        limits = _engine(facts).shape_limits(settings.batch_rows)
+    except ShapeError as exc:
+        raise InputError(f"--encoder {settings.encoder} with --batch-rows {settings.batch_rows}: {exc}") from None
     packer = Packer(limits, settings.batch_tokens)
     uncovered = packer.uncovered_widths(max_length)
     if uncovered:
@@ -120,14 +124,18 @@ def resolve(settings: CorpusSettings) -> Resolved:
     files = resolve_inputs(settings.inputs, settings.text_column, settings.id_column)
     source = resolve_model(settings.model, progress=False)
     instruction = resolve_instruction(settings.input_type, settings.instruction)
-    facts = encoder_facts(settings.runtime, Path(settings.encoder).resolve() if settings.encoder else None)
+    facts = encoder_facts(settings.runtime, Path(settings.encoder).resolve() if settings.encoder else None,
+                          settings.dtype)
     fingerprint = source.config.fingerprint()
     if facts.get("config_fingerprint") and facts["config_fingerprint"] != fingerprint:
         raise InputError(f"--encoder {settings.encoder} was exported from another model configuration "
                          f"({facts['config_fingerprint'][:12]}) than --model {settings.model} ({fingerprint[:12]})")
     if settings.runtime == "triton":
+        from ..encoders.served import ServedEmbedder
+
         try:
-            facts["max_rows"], facts["max_length"] = triton_limits(settings.url, settings.protocol)
+            served = ServedEmbedder(settings.url, settings.protocol)
+            facts["max_rows"], facts["max_length"] = served.max_rows, served.max_length or None
         except Exception as exc:  # noqa: BLE001  (tritonclient raises its own exception types)
             raise InputError(f"--url {settings.url}: cannot read the repository's configuration over "
                              f"{settings.protocol} ({exc}); is the server running?") from exc
@@ -304,9 +312,8 @@ class RunRecord:
 
 def _worker_spec(settings: CorpusSettings, resolved: Resolved, output: Path, run: str) -> WorkerSpec:
     return WorkerSpec(model=_model_spec(settings.model), runtime=settings.runtime,
-                      encoder_path=resolved.facts.get("path"), url=settings.url, protocol=settings.protocol,
-                      input_type=settings.input_type, instruction=resolved.instruction,
-                      explicit_instruction=settings.instruction is not None, truncate=settings.truncate,
+                      encoder_path=resolved.facts.get("path"), recipe=resolved.facts.get("recipe"), url=settings.url,
+                      protocol=settings.protocol, instruction=resolved.instruction, truncate=settings.truncate,
                       max_length=resolved.max_length, batch_tokens=resolved.batch_tokens,
                       batch_rows=min(settings.batch_rows, resolved.facts.get("max_rows") or settings.batch_rows),
                       threads=max(1, int(settings.cpus_per_worker)), device=settings.device, dtype=settings.dtype,

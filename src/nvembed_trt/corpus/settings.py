@@ -68,11 +68,10 @@ class WorkerSpec(BaseModel):
     model: str
     runtime: Runtime
     encoder_path: str | None
+    recipe: str | None          # the encoder's (its sidecar's); None for a deployment
     url: str | None
     protocol: str
-    input_type: str | None
-    instruction: str            # resolved: "" for passages
-    explicit_instruction: bool  # --instruction given (sent as INSTRUCTION to a server rather than INPUT_TYPE)
+    instruction: str            # resolved: "" for passages; a deployment gets it as INPUT_TYPE where it is standard
     truncate: Truncate
     max_length: int
     batch_tokens: int

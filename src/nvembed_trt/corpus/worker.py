@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoding import Row, pack
+from ..encoding import INPUT_NAMES, Row, pack
 from ..packing import Packer
-from .encoders import EngineEncoder, OnnxEncoder, TorchEncoder, TritonEncoder
+from .encoders import make_encoder, served_shape
 from .inputs import InputFile
 from .scan import reject
 from .settings import WorkerSpec
@@ -25,18 +25,6 @@ def too_long(enc, max_length: int) -> str:
     return f"Input length {length} exceeds maximum allowed token size {max_length} (truncate NONE)"
 
 
-def make_encoder(spec: WorkerSpec):
-    if spec.runtime == "onnx":
-        return OnnxEncoder(spec.encoder_path, spec.threads, spec.batch_rows, spec.max_length)
-    if spec.runtime == "torch":
-        return TorchEncoder(spec.model, spec.device, spec.dtype, spec.threads, spec.batch_rows, spec.max_length)
-    if spec.runtime == "engine":
-        return EngineEncoder(str(Path(spec.encoder_path).parent), spec.batch_rows)
-    return TritonEncoder(spec.url, spec.protocol, None if spec.explicit_instruction else spec.input_type,
-                         spec.instruction if spec.explicit_instruction else None, spec.truncate, spec.batch_rows,
-                         spec.max_length)
-
-
 class CorpusWorker:
     def __init__(self, spec: dict):
         from ..source import resolve_model, tokenizer_for
@@ -45,7 +33,11 @@ class CorpusWorker:
         self.spec = WorkerSpec(**spec)
         self.tokenizer = tokenizer_for(resolve_model(self.spec.model, progress=False))
         self.encoder = make_encoder(self.spec)
-        self.packer = Packer(self.encoder.shape_limits, self.spec.batch_tokens)
+        self.served = self.spec.runtime == "triton"   # a deployment takes the batch's texts, not its tokens
+        limits = (served_shape(self.encoder, self.spec.batch_rows, self.spec.max_length) if self.served
+                  else self.encoder.shape_limits)
+        self.inputs = INPUT_NAMES if self.served else self.encoder.inputs
+        self.packer = Packer(limits, self.spec.batch_tokens)
         self.masked = self.tokenizer.instruction_length(self.spec.instruction)
         self.output = Path(self.spec.output)
         self.files = [InputFile(i, path, fmt) for i, (path, fmt) in enumerate(self.spec.files)]
@@ -70,8 +62,9 @@ class CorpusWorker:
         tokenized = time.perf_counter()
         vectors, padded = None, 0
         for batch in pack([Row(enc.ids, self.masked) for enc in encoded], self.packer, self.tokenizer.pad_id,
-                          self.encoder.inputs):
-            out = self.encoder.embed(batch, [texts[ok[k]] for k in batch.index])
+                          self.inputs):
+            out = (self.encoder.embed([texts[ok[k]] for k in batch.index], spec.instruction, len(batch.index))
+                   if self.served else self.encoder.encode(batch))
             if vectors is None:
                 vectors = np.empty((len(ok), out.shape[1]), dtype=np.float32)
             vectors[batch.index] = out                                   # back to input order

@@ -1,6 +1,6 @@
 """Dockerfiles for the two images a deployment uses, rendered from one template each:
 
-- serving: NVIDIA's Triton image (picked from the engine's TensorRT, images.py) + this package installed with
+- serving: NVIDIA's Triton image (picked from the engine's TensorRT, triton/images.py) + this package installed with
   --no-deps + exactly the `serving` extra's requirements (no torch, onnx or modelopt: the front door, the Triton
   python-backend models and the tokenizer import without them);
 - builder: NVIDIA's TensorRT image of the same NGC release (same TensorRT) + the whole package, for the init step
@@ -17,7 +17,8 @@ import re
 import shlex
 from pathlib import Path
 
-from .images import builder_image, default_image
+from ..ngc_triton import default_image
+from .images import builder_image
 
 SOURCE_ROOT = Path(__file__).resolve().parents[3]
 # the serving extra as the contract states it; used only when neither pyproject.toml nor the installed metadata has it

@@ -18,14 +18,15 @@ Light imports: the build path imports the engine builder only when it has to bui
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from ..artifacts.engine import EngineMeta
 from ..errors import NVEmbedError
-from .images import normalise_version
+from ..ngc_triton import normalise_version
+from ..triton.meta import RepoMeta
 
 PLAN = Path("encoder") / "1" / "model.plan"
 
@@ -45,12 +46,12 @@ def node_compute_capability() -> str:
     return found.first().compute_capability
 
 
-def _build(onnx_dir: Path, gpu: str, want_tensorrt: str | None, work: Path) -> tuple[Path, dict]:
+def _build(onnx_dir: Path, gpu: str, want_tensorrt: str | None, work: Path) -> tuple[Path, EngineMeta]:
     onnx = onnx_dir / "model.onnx"
-    from ..engines import engine_from_onnx   # the TensorRT builder: only in the builder image
+    from ..engines import BuildSettings, engine_from_onnx   # the TensorRT builder: only in the builder image
 
-    result = engine_from_onnx(onnx, gpu, work / "engine", flavor="tensorrt")
-    built = normalise_version(result.meta["flavor_version"])
+    result = engine_from_onnx(onnx, work / "engine", BuildSettings(gpu=gpu, flavor="tensorrt"))
+    built = normalise_version(result.meta.flavor_version)
     if want_tensorrt and built != want_tensorrt:
         raise EnsureError(f"the builder image's TensorRT is {built} but the repository's Triton image carries "
                           f"{want_tensorrt}: build the builder image from the same NGC release as the Triton image")
@@ -62,17 +63,13 @@ def ensure(store: Path, onnx_dir: Path, output: Path, gpu: str | None = None,
     """Prepare output from store; returns a one-line account of what was done. work_dir: where a build writes its
     temporary plan (the pod's sized scratch volume; default the system's temporary folder)."""
     store, onnx_dir, output = Path(store), Path(onnx_dir), Path(output)
-    meta_path = store / "repo.json"
-    if not meta_path.is_file():
-        raise EnsureError(f"{store}: no repo.json; the store does not hold a repository made by `nvembed-trt "
-                          f"triton-repo` at that path")
-    meta = json.loads(meta_path.read_text())
+    meta = RepoMeta.read(store)
     staging = output.with_name(f".{output.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         shutil.copytree(store, staging, symlinks=False)
         account = f"copied {store} to {output}"
-        if meta["spec"]["encoder_kind"] == "tensorrt_plan":
+        if meta.encoder_kind == "tensorrt_plan":
             account += "; " + _ensure_plan(meta, staging, onnx_dir, gpu, compute_capability, work_dir)
         if output.exists():
             shutil.rmtree(output)
@@ -83,16 +80,16 @@ def ensure(store: Path, onnx_dir: Path, output: Path, gpu: str | None = None,
     return account
 
 
-def _ensure_plan(meta: dict, repo: Path, onnx_dir: Path, gpu: str | None, compute_capability: str | None,
+def _ensure_plan(meta: RepoMeta, repo: Path, onnx_dir: Path, gpu: str | None, compute_capability: str | None,
                  work_dir: Path | None = None) -> str:
-    engine = meta.get("engine") or {}
-    profile = gpu or engine.get("gpu_profile")
-    if gpu and engine.get("gpu_profile") and gpu != engine["gpu_profile"]:
-        raise EnsureError(f"--gpu {gpu} but the repository was made for {engine['gpu_profile']}")
+    engine = meta.engine
+    profile = gpu or engine.gpu.profile
+    if gpu and gpu != engine.gpu.profile:
+        raise EnsureError(f"--gpu {gpu} but the repository was made for {engine.gpu.profile}")
     node = compute_capability or node_compute_capability()
-    built_for = engine.get("compute_capability")
+    built_for = engine.gpu.compute_capability
     if (repo / PLAN).is_file() and built_for == node:
-        return f"engine for compute capability {node} present ({engine.get('flavor')} {engine.get('flavor_version')})"
+        return f"engine for compute capability {node} present ({engine.flavor} {engine.flavor_version})"
     why = (f"the repository's engine is for compute capability {built_for}, this node's GPU is {node}"
            if (repo / PLAN).is_file() else f"the repository holds no engine ({PLAN} is missing)")
     from ..engines.gpus import get_gpu
@@ -106,7 +103,7 @@ def _ensure_plan(meta: dict, repo: Path, onnx_dir: Path, gpu: str | None, comput
         raise EnsureError(f"{why}, and there is no ONNX graph at {onnx_dir / 'model.onnx'} to build one from: upload "
                           f"the export the engine was built from (export/<name>/<recipe>/) beside the repository as "
                           f"<name>-onnx/")
-    want = normalise_version((meta.get("triton_image") or {}).get("tensorrt") or engine.get("flavor_version") or "")
+    want = normalise_version(meta.triton_image.tensorrt or engine.flavor_version)
     with tempfile.TemporaryDirectory(prefix="nvembed-trt-ensure-", dir=work_dir) as work:
         try:
             plan, built = _build(onnx_dir, profile, want or None, Path(work))
@@ -119,40 +116,37 @@ def _ensure_plan(meta: dict, repo: Path, onnx_dir: Path, gpu: str | None, comput
             raise EnsureError(f"{why}; the engine built on this node cannot serve this repository: "
                               + "; ".join(problems))
         shutil.copyfile(plan, repo / PLAN)
-        (repo / "engine.json").write_text(json.dumps(built, indent=2) + "\n")
+        built.write(repo)
         _record_engine(repo, meta, built)
     return f"{why}: built a {profile} engine with TensorRT {want or '?'} on this node"
 
 
-def _built_engine_problems(built: dict, meta: dict, onnx_dir: Path) -> list[str]:
+def _built_engine_problems(built: EngineMeta, meta: RepoMeta, onnx_dir: Path) -> list[str]:
     """The built engine against the repository made for it: the tensors config.pbtxt names, and the card's memory
     with TensorRT's own figure (the build measured it on this GPU) under the strategy the image honours."""
+    from ..artifacts.graph import graph_sidecars
     from ..config import NVEmbedConfig
-    from ..engines.builder import _graph_facts
     from ..engines.gpus import engine_memory_problems
-    from ..triton.spec import RepoSpec
 
-    spec = RepoSpec.from_json(meta["spec"])
+    spec = meta.spec
     problems = []
-    if list(built["inputs"]) != list(spec.encoder_inputs) or list(built["outputs"]) != [spec.encoder_output]:
-        problems.append(f"engine I/O {built['inputs']} -> {built['outputs']}, repository expects "
+    if list(built.inputs) != list(spec.encoder_inputs) or list(built.outputs) != [spec.encoder_output]:
+        problems.append(f"engine I/O {built.inputs} -> {built.outputs}, repository expects "
                         f"{list(spec.encoder_inputs)} -> {[spec.encoder_output]}")
-    config = _graph_facts(onnx_dir / "model.onnx")["config"]
-    strategy = ((meta.get("server") or {}).get("tensorrt_backend") or {}).get(
-        "execution_context_allocation_strategy", {})
+    config = graph_sidecars(onnx_dir).config
+    strategy = meta.server.tensorrt_backend.get("execution_context_allocation_strategy")
+    honoured, why = (strategy.honoured, strategy.why or "") if strategy else (None, "")
     if config is not None:
         problems += engine_memory_problems(built, NVEmbedConfig.from_hf_dict(config), spec.encoder_instances,
-                                           strategy.get("honoured"), strategy.get("why") or "")
+                                           honoured, why)
     return problems
 
 
-def _record_engine(repo: Path, meta: dict, built: dict) -> None:
+def _record_engine(repo: Path, meta: RepoMeta, built: EngineMeta) -> None:
     """repo.json says which engine the repository now holds (what `deploy` and a restarted pod read)."""
     from ..provenance import sha256_file
-    from .images import engine_facts
 
-    meta = {**meta, "engine": engine_facts(built), "encoder_sha256": sha256_file(repo / PLAN)}
-    (repo / "repo.json").write_text(json.dumps(meta, indent=2) + "\n")
+    meta.updated(engine=built, encoder_sha256=sha256_file(repo / PLAN)).write(repo)
 
 
 def main(argv: list[str] | None = None) -> int:

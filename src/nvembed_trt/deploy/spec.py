@@ -4,7 +4,6 @@ object builders (k8s.py) read only this, so ports, names, GPU count and memory c
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import InputError
-from ..triton.spec import RepoSpec
+from ..triton.meta import RepoMeta
 from .images import builder_image
 
 GIB = 1 << 30
@@ -140,29 +139,22 @@ def resolve(repo: Path, options: DeployOptions) -> DeploySpec:
     from ..engines.gpus import get_gpu   # the registry (pydantic YAML); imported here, not at module import
 
     repo = Path(repo)
-    meta_path = repo / "repo.json"
-    if not meta_path.is_file():
-        raise InputError(f"{repo}: no repo.json; make the repository with `nvembed-trt triton-repo` first")
-    meta = json.loads(meta_path.read_text())
-    spec, engine = meta["spec"], meta.get("engine")
-    triton = (meta.get("triton_image") or {}).get("image")
-    if not triton:
-        raise InputError(f"{meta_path}: records no Triton image (made before deploy support); regenerate it with "
-                         f"`nvembed-trt triton-repo ... --overwrite`")
-    if spec["encoder_kind"] == "tensorrt_plan":
-        profile = engine["gpu_profile"]
+    meta = RepoMeta.read(repo)
+    spec, engine, triton = meta.spec, meta.engine, meta.triton_image.image
+    if spec.encoder_kind == "tensorrt_plan":
+        profile = engine.gpu.profile
         if options.gpu and options.gpu != profile:
             raise InputError(f"--gpu {options.gpu}: the repository's engine was built for {profile} (its config.pbtxt "
                              f"follows that profile's shapes); make a repository from an engine built for "
                              f"{options.gpu} instead")
-    elif spec["encoder_kind"] == "simulated":   # the GPU-timed stand-in runs on CPU: a pod without a GPU
+    elif spec.encoder_kind == "simulated":   # the GPU-timed stand-in runs on CPU: a pod without a GPU
         if options.gpu:
             raise InputError(f"--gpu {options.gpu}: the repository's encoder is SIMULATED "
-                             f"({meta['simulated']['name']}) and needs no GPU; deploy it without --gpu")
+                             f"({meta.simulated['name']}) and needs no GPU; deploy it without --gpu")
         profile = None
     else:
         profile = options.gpu
-    onnx_on_gpu = spec["encoder_kind"] == "onnxruntime" and "CUDAExecutionProvider" in spec.get("onnx_providers", ())
+    onnx_on_gpu = spec.encoder_kind == "onnxruntime" and "CUDAExecutionProvider" in spec.onnx_providers
     if onnx_on_gpu and not profile:
         raise InputError(f"{repo}: its ONNX Runtime encoder runs on CUDA (--providers cuda), so the pod needs a GPU: "
                          f"pass --gpu <profile> (or regenerate the repository with --providers cpu)")
@@ -171,28 +163,28 @@ def resolve(repo: Path, options: DeployOptions) -> DeploySpec:
 
     # sizes: the plan (or the one the node will build: engine_bytes is then the graph's weights), the graph beside the
     # repository (`<name>-onnx`, what a build reads), the repository as the pod holds it once its plan is in place
-    trt = spec["encoder_kind"] == "tensorrt_plan"
-    plan_bytes = int((engine or {}).get("engine_bytes") or 0) if trt else 0
+    trt = spec.encoder_kind == "tensorrt_plan"
+    plan_bytes = engine.engine_bytes if trt else 0
     plan_file = repo / "encoder" / "1" / "model.plan"
     repo_bytes = _dir_bytes(repo)
     served_bytes = repo_bytes - (plan_file.stat().st_size if plan_file.is_file() else 0) + plan_bytes
     onnx_bytes = (_dir_bytes(repo.with_name(repo.name + "-onnx")) or plan_bytes) if trt else 0
     encoder_bytes = max(_dir_bytes(repo / "encoder" / "1"), plan_bytes)
     memory_request = math.ceil(1.5 * encoder_bytes / GIB + 2)
-    shapes = RepoSpec.from_json(spec).shape_limits       # what the encoder accepts: one source, the repository
-    hidden, batch = spec["hidden_size"], max(s.max_batch for s in shapes)
+    shapes = spec.shape_limits                           # what the encoder accepts: one source, the repository
+    hidden, batch = spec.hidden_size, max(s.max_batch for s in shapes)
     rows = max(s.max_batch * s.max_sequence for s in shapes)
-    tensor_bytes = 3 * rows * 4 + (rows * hidden * 4 if spec["pooling"] == "ensemble" else batch * hidden * 4)
+    tensor_bytes = 3 * rows * 4 + (rows * hidden * 4 if spec.pooling == "ensemble" else batch * hidden * 4)
     shm_mib = max(256, math.ceil((2 * tensor_bytes + 64 * MIB) / MIB))
 
     release = _release(triton)
     serving_image = options.image or f"nvembed-trt-serving:{release}"
     builder = options.builder_image or f"nvembed-trt-builder:{release}"
-    if spec["encoder_kind"] == "tensorrt_plan" and not options.builder_image:
+    if spec.encoder_kind == "tensorrt_plan" and not options.builder_image:
         builder_image(triton)  # the builder's base is NVIDIA's TensorRT image of the same NGC release
     return DeploySpec(
-        name=name, repo_dir_name=repo.resolve().name, encoder_kind=spec["encoder_kind"], onnx_on_gpu=onnx_on_gpu,
-        encoder_sha256=meta["encoder_sha256"], triton_image=triton, image=serving_image, builder_image=builder,
+        name=name, repo_dir_name=repo.resolve().name, encoder_kind=spec.encoder_kind, onnx_on_gpu=onnx_on_gpu,
+        encoder_sha256=meta.encoder_sha256, triton_image=triton, image=serving_image, builder_image=builder,
         gpu_profile=gpu.name if gpu else None, compute_capability=gpu.compute_capability if gpu else None,
         gpu_memory_gib=gpu.memory_gib if gpu else None, replicas=options.replicas,
         max_replicas=options.max_replicas or max(options.replicas, 4), storage=options.storage,
@@ -201,7 +193,7 @@ def resolve(repo: Path, options: DeployOptions) -> DeploySpec:
         fetch_image=options.fetch_image or DEFAULT_FETCH_IMAGES.get(options.storage),
         drain_timeout_s=options.drain_timeout_s, startup_timeout_s=options.startup_timeout_s,
         queue_target_ms=options.queue_target_ms, api_key_secret=options.api_key_secret,
-        cpu_request=spec["nv_embed_instances"] + 2, memory_request_gib=memory_request,
+        cpu_request=spec.nv_embed_instances + 2, memory_request_gib=memory_request,
         memory_limit_gib=2 * memory_request, shm_mib=shm_mib,
         store_gib=volume_gib(repo_bytes + onnx_bytes) if options.storage != "pvc" else None,
         models_gib=volume_gib(served_bytes), scratch_gib=volume_gib(plan_bytes) if trt else 0,

@@ -30,18 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+from pydantic import BaseModel, ConfigDict
 
 from ..config import NVEmbedConfig
 from ..console import note
 from ..errors import InputError, NVEmbedError
 from ..hostmem import process_memory_gib
-from ..provenance import atomic_path, sha256_file, sidecar, write_json
+from ..artifacts.engine import EngineMeta
+from ..artifacts.graph import graph_sidecars
+from ..provenance import atomic_path, sha256_file
 from ..staging import check_output_dir, staged_directory
 from .flavors import (Flavor, FlavorError, check_machine, hardware_compatibility_level, import_flavor, network_flags,
                       resolve_flavor, set_targets)
 from .gpus import GIB, GPUProfile, get_gpu
 
-ENGINE_JSON = "engine.json"
 PLAN = "model.plan"
 PROFILING_VERBOSITY = ("detailed", "layer_names_only", "none")
 
@@ -54,28 +56,27 @@ class EngineBuildError(NVEmbedError):
 class EngineResult:
     directory: Path
     plan_path: Path
-    meta: dict
+    meta: EngineMeta
+
+
+def graph_io(onnx_path: Path) -> tuple[list[str], list[str]]:
+    """The graph's input and output names (the graph only: weights stay on disk)."""
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return [i.name for i in graph.input], [o.name for o in graph.output]
+
+
+def graph_weight_bytes(onnx_path: Path) -> int:
+    data = onnx_path.with_name(onnx_path.name + ".data")
+    return onnx_path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
 def _graph_facts(onnx_path: Path) -> dict:
-    """Recipe and model config from the sidecars beside the graph, and its input/output names."""
-    facts: dict = {"recipe": None, "config": None}
-    for name in ("precision.json", "export.json"):
-        sidecar_file = onnx_path.parent / name
-        if sidecar_file.is_file():
-            meta = json.loads(sidecar_file.read_text())
-            facts["recipe"] = facts["recipe"] or (meta.get("recipe") or {}).get("name") or meta.get("dtype")
-            facts["config"] = facts["config"] or meta.get("config")
-    parent_export = onnx_path.parent.parent / "export.json"
-    if facts["config"] is None and parent_export.is_file():
-        facts["config"] = json.loads(parent_export.read_text()).get("config")
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph  # the graph only: weights stay on disk
-    facts["inputs"] = [i.name for i in graph.input]
-    facts["outputs"] = [o.name for o in graph.output]
-    del graph
-    data = onnx_path.with_name(onnx_path.name + ".data")
-    facts["weight_bytes"] = onnx_path.stat().st_size + (data.stat().st_size if data.exists() else 0)
-    return facts
+    """The recipe and model config from the graph's sidecars (artifacts/graph.py), its input/output names, its
+    weight bytes."""
+    sidecars = graph_sidecars(onnx_path.parent)
+    inputs, outputs = graph_io(onnx_path)
+    return {"recipe": sidecars.recipe, "model": sidecars.model, "config": sidecars.config, "inputs": inputs,
+            "outputs": outputs, "weight_bytes": graph_weight_bytes(onnx_path)}
 
 
 def _check_fits(gpu: GPUProfile, facts: dict) -> None:
@@ -359,22 +360,36 @@ def _check_options(flavor: Flavor, gpu: GPUProfile, version_compatible: bool, ha
                               f"stripped one on a machine with an RTX-class GPU")
 
 
-def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, flavor: str = "auto",
-                     version_compatible: bool = False, hardware_compatible: bool = False,
-                     timing_cache: Path | str | None = None, overwrite: bool = False, *,
-                     strip_weights: bool = False, profiling_verbosity: str = "detailed") -> EngineResult:
+class BuildSettings(BaseModel):
+    """How to build: the GPU profile and the builder's options (the `build` command's flags, as one object)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpu: str                                  # a GPU profile of the registry (`nvembed-trt gpus`)
+    flavor: str = "auto"                      # auto | tensorrt | tensorrt-rtx
+    version_compatible: bool = False          # tensorrt: runs on this TensorRT major version from this one on
+    hardware_compatible: bool = False         # tensorrt: runs on any Ampere or newer GPU
+    strip_weights: bool = False               # STRIP_PLAN + REFIT_IDENTICAL: filled by `nvembed-trt refit`
+    profiling_verbosity: str = "detailed"     # what the engine inspector can tell (PROFILING_VERBOSITY)
+    timing_cache: Path | None = None          # default: engines/<gpu>/timing-<flavor>-<version>-<device>.cache
+    overwrite: bool = False
+
+
+def engine_from_onnx(onnx_path: Path | str, output: Path | str, settings: BuildSettings) -> EngineResult:
     onnx_path, output = Path(onnx_path), Path(output)
+    version_compatible, strip_weights = settings.version_compatible, settings.strip_weights
+    profiling_verbosity = settings.profiling_verbosity
     if not onnx_path.is_file():
         raise InputError(f"ONNX file not found: {onnx_path}")
     if profiling_verbosity not in PROFILING_VERBOSITY:
         raise InputError(f"profiling verbosity must be one of {', '.join(PROFILING_VERBOSITY)}, "
                          f"got {profiling_verbosity!r}")
-    gpu = get_gpu(gpu_name)
-    chosen = resolve_flavor(flavor, gpu)
-    _check_options(chosen, gpu, version_compatible, hardware_compatible, strip_weights)
+    gpu = get_gpu(settings.gpu)
+    chosen = resolve_flavor(settings.flavor, gpu)
+    _check_options(chosen, gpu, version_compatible, settings.hardware_compatible, strip_weights)
     trt = import_flavor(chosen)
     target = check_machine(chosen, gpu)
-    check_output_dir(output, overwrite)
+    check_output_dir(output, settings.overwrite)
     facts = _graph_facts(onnx_path)
     _check_fits(gpu, facts)
     existing = next(p for p in (output, *output.parents) if p.exists())  # where the plan's filesystem is
@@ -397,9 +412,9 @@ def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, f
                               f"build a weight-stripped plan")
         config.set_flag(trt.BuilderFlag.STRIP_PLAN)
         config.set_flag(trt.BuilderFlag.REFIT_IDENTICAL)
-    set_targets(trt, config, chosen, gpu, hardware_compatible)
+    set_targets(trt, config, chosen, gpu, settings.hardware_compatible)
     # one persistent cache per GPU folder, device and flavor version: engines/<gpu>/timing-<flavor>-<v>-<dev>.cache
-    cache_path = Path(timing_cache) if timing_cache else timing_cache_path(
+    cache_path = Path(settings.timing_cache) if settings.timing_cache else timing_cache_path(
         output.parent.parent, chosen, trt.__version__, gpu, target.get("gpu_name"))
     cache, cache_status = attach_timing_cache(config, chosen, cache_path)
     for profile in gpu.profiles:
@@ -409,7 +424,7 @@ def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, f
                           (profile.batch.max, profile.sequence.max))
         config.add_optimization_profile(opt)
     precisions = network_precisions(network)
-    with staged_directory(output, overwrite) as staging:
+    with staged_directory(output, settings.overwrite) as staging:
         try:
             how = write_plan(trt, builder, network, config, staging / PLAN)
         except PlanWriteError as exc:
@@ -426,24 +441,24 @@ def engine_from_onnx(onnx_path: Path | str, gpu_name: str, output: Path | str, f
         del parser, network  # the parsed weights: released before the plan is read back for inspection
         engine_bytes = (staging / PLAN).stat().st_size
         layer_precision, device_memory = _deserialised_facts(trt, staging / PLAN, len(gpu.profiles))
-        meta = sidecar("tensorrt-engine", flavor=chosen.name, flavor_version=trt.__version__,
-                       gpu={"profile": gpu.name, "description": gpu.description,
-                            "compute_capability": gpu.compute_capability, **target},
-                       profiles=[p.model_dump() for p in gpu.profiles], serving=gpu.serving.model_dump(),
-                       builder={"optimization_level": gpu.builder.optimization_level,
-                                "workspace_gib": gpu.builder.workspace_gib, "version_compatible": version_compatible,
-                                "hardware_compatible": hardware_compatible,
-                                "profiling_verbosity": profiling_verbosity, "timing_cache": cache_status,
-                                "serialization": how, "host_memory_gib": memory},
-                       compatibility=compatibility,
-                       weights=({"stripped": True, "refit": "nvembed-trt refit --engine <this directory> (needs a "
-                                 "GPU): fills the plan from the ONNX weights it was built from (REFIT_IDENTICAL)"}
-                                if strip_weights else {"stripped": False}),
-                       recipe=facts["recipe"], onnx=str(onnx_path.resolve()), onnx_sha256=sha256_file(onnx_path),
-                       onnx_weight_bytes=facts["weight_bytes"], inputs=facts["inputs"], outputs=facts["outputs"],
-                       build_s=how["build_s"], engine_bytes=engine_bytes, network_precision=precisions,
-                       layer_precision=layer_precision, device_memory=device_memory)
-        write_json(staging / ENGINE_JSON, meta)
+        meta = EngineMeta.new(
+            flavor=chosen.name, flavor_version=trt.__version__,
+            gpu={"profile": gpu.name, "description": gpu.description, "compute_capability": gpu.compute_capability,
+                 **target},
+            profiles=gpu.profiles, serving=gpu.serving,
+            builder={"optimization_level": gpu.builder.optimization_level, "workspace_gib": gpu.builder.workspace_gib,
+                     "version_compatible": version_compatible, "hardware_compatible": settings.hardware_compatible,
+                     "profiling_verbosity": profiling_verbosity, "timing_cache": cache_status, "serialization": how,
+                     "host_memory_gib": memory},
+            compatibility=compatibility,
+            weights=({"stripped": True, "refit": "nvembed-trt refit --engine <this directory> (needs a GPU): fills "
+                      "the plan from the ONNX weights it was built from (REFIT_IDENTICAL)"}
+                     if strip_weights else {"stripped": False}),
+            recipe=facts["recipe"], model=facts["model"], onnx=str(onnx_path.resolve()),
+            onnx_sha256=sha256_file(onnx_path), onnx_weight_bytes=facts["weight_bytes"], inputs=facts["inputs"],
+            outputs=facts["outputs"], build_s=how["build_s"], engine_bytes=engine_bytes,
+            network_precision=precisions, layer_precision=layer_precision, device_memory=device_memory)
+        meta.write(staging)
     note(f"built {output / PLAN} ({engine_bytes / 1e6:.1f} MB{', weights stripped' if strip_weights else ''}) with "
          f"{chosen.name} {trt.__version__} for {gpu.name} in {how['build_s']:.1f} s; {len(gpu.profiles)} profiles")
     return EngineResult(output, output / PLAN, meta)

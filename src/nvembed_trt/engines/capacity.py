@@ -146,7 +146,7 @@ def plan_capacity(gpu_name: str, recipe: str, requests_per_s: float, p99_ms: flo
                   tokens: int = 32, texts_per_request: int = 1, cpu_us_per_request: float | None = None,
                   cfg: NVEmbedConfig | None = None) -> dict:
     """How many cards serve `requests_per_s` at p99 <= p99_ms, with the figures behind the answer."""
-    from ..precision.recipes import RECIPES
+    from ..recipes import RECIPES
 
     if recipe not in RECIPES:
         raise InputError(f"unknown recipe {recipe!r}; recipes: {', '.join(RECIPES)}")

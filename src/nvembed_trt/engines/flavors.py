@@ -13,8 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 from ..console import note
-from ..deploy.images import tensorrt_install_hint
 from ..errors import NVEmbedError
+from ..ngc_triton import tensorrt_install_hint
 from ..hostgpu import detect_gpus
 from .gpus import RTX_TARGETS, GPUProfile
 

@@ -18,10 +18,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from ..artifacts.engine import EngineMeta
 from ..config import NVEmbedConfig
 from ..errors import InputError
 from ..packing import Packer, ShapeLimit
 from ..performance import RATE_KEYS, DeviceRates
+from ..shapes import OptimizationProfile, Range, Serving, served_limits  # noqa: F401  (the registry's schema)
 from .memory import (ASSUMPTIONS, GIB, MIB, SCORE_BYTES, AllocationStrategy, DeviceMemory, Shape, device_memory,
                      weight_bytes)
 
@@ -30,52 +32,9 @@ RateKey = Literal[RATE_KEYS]
 RTX_TARGETS = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120", "12.1": "SM121"}
 
 
-class Range(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    min: int
-    opt: int
-    max: int
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if not 1 <= self.min <= self.max:
-            raise ValueError(f"need 1 <= min <= max, got min {self.min}, max {self.max}")
-        if not self.min <= self.opt <= self.max:
-            raise ValueError(f"opt {self.opt} is outside min..max {self.min}..{self.max}")
-        return self
-
-
-class OptimizationProfile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    batch: Range
-    sequence: Range
-
-    def covers(self, batch: int, sequence: int) -> bool:
-        return self.batch.min <= batch <= self.batch.max and self.sequence.min <= sequence <= self.sequence.max
-
-
-class Serving(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    max_batch_size: int
-    max_sequence_length: int
-    # Triton tensorrt backend model parameter; ON_PROFILE_CHANGE: each profile's context holds only its own memory
-    execution_context_allocation_strategy: AllocationStrategy = "ON_PROFILE_CHANGE"
-
-
-def served_limits(profiles: list[dict], max_batch_size: int) -> tuple[ShapeLimit, ...]:
-    """The shapes the served path may send an engine: its profiles, each capped at the serving batch maximum (one
-    rule for the GPU-profile loader and the Triton repository)."""
-    return tuple(ShapeLimit(p["name"], min(p["batch"]["max"], max_batch_size), p["sequence"]["max"],
-                            p["batch"]["min"], p["sequence"]["min"]) for p in profiles)
-
-
 def coverage_problems(limits: tuple[ShapeLimit, ...], max_sequence_length: int) -> list[str]:
     """Every batch the packer forms is covered by construction; what remains is a width no profile takes even as a
     single row (a gap between profiles, a profile whose batch or sequence minimum excludes it)."""
-    if any(limit.min_batch > limit.max_batch for limit in limits):
-        bad = [limit.describe() for limit in limits if limit.min_batch > limit.max_batch]
-        return [f"the serving max_batch_size leaves no batch in profile(s) {'; '.join(bad)}"]
     packer = Packer(limits)
     uncovered = packer.uncovered_widths(max_sequence_length)
     if not uncovered:
@@ -172,6 +131,10 @@ class GPUProfile(BaseModel):
                              f"profile sequence {longest}")
         if not any(p.covers(1, 2) for p in self.profiles):
             raise ValueError("no profile accepts a single short request (batch 1, sequence 2)")
+        squeezed = [f"{p.name}: batch {p.batch.min}..{self.serving.max_batch_size} x sequence {p.sequence.min}.."
+                     f"{p.sequence.max}" for p in self.profiles if p.batch.min > self.serving.max_batch_size]
+        if squeezed:
+            raise ValueError(f"the serving max_batch_size leaves no batch in profile(s) {'; '.join(squeezed)}")
         problems = coverage_problems(self.served_limits(), self.serving.max_sequence_length)
         if problems:
             raise ValueError("; ".join(problems))
@@ -182,7 +145,7 @@ class GPUProfile(BaseModel):
         return self.memory_mib * MIB / GIB
 
     def served_limits(self) -> tuple[ShapeLimit, ...]:
-        return served_limits([p.model_dump() for p in self.profiles], self.serving.max_batch_size)
+        return served_limits(self.profiles, self.serving)
 
     def packer(self) -> Packer:
         return Packer(self.served_limits())
@@ -203,54 +166,48 @@ class GPUProfile(BaseModel):
                 f"than the {self.name}'s {self.memory_gib:.2f} GiB usable"]
 
 
-def engine_serving_parameters(meta: dict) -> dict[str, str]:
+def engine_serving_parameters(meta: EngineMeta) -> dict[str, str]:
     """The Triton tensorrt backend model parameters for an engine (config.pbtxt `parameters`): the GPU profile's
-    execution context allocation strategy, as engine.json's `serving` recorded it at build time, else the registry's."""
-    strategy = meta.get("serving", {}).get("execution_context_allocation_strategy")
-    if strategy is None:
-        registered = gpu_registry().get(meta.get("gpu", {}).get("profile", ""))
-        strategy = registered.serving.execution_context_allocation_strategy if registered else "STATIC"
-    return {"execution_context_allocation_strategy": strategy}
+    execution context allocation strategy, as engine.json's `serving` recorded it at build time."""
+    return {"execution_context_allocation_strategy": meta.serving.execution_context_allocation_strategy}
 
 
-def engine_weight_bytes(meta: dict) -> int:
+def engine_weight_bytes(meta: EngineMeta) -> int:
     """The engine's weights on the GPU: the plan's bytes, or for a weight-stripped plan (a few MB) the ONNX weights
     it is refitted with."""
-    if (meta.get("weights") or {}).get("stripped"):
-        return int(meta.get("onnx_weight_bytes") or meta["engine_bytes"])
-    return int(meta["engine_bytes"])
+    if meta.weights.stripped:
+        return int(meta.onnx_weight_bytes or meta.engine_bytes)
+    return int(meta.engine_bytes)
 
 
-def measured_context_bytes(meta: dict) -> list[int] | None:
+def measured_context_bytes(meta: EngineMeta) -> list[int] | None:
     """TensorRT's device memory per profile (engine.json `device_memory`, recorded where the build could deserialise
     the plan), or None."""
-    figures = (meta.get("device_memory") or {}).get("per_profile_bytes")
-    if not figures or len(figures) != len(meta["profiles"]):
+    figures = (meta.device_memory or {}).get("per_profile_bytes")
+    if not figures or len(figures) != len(meta.profiles):
         return None
     return [int(x) for x in figures]
 
 
-def engine_device_memory(meta: dict, cfg: NVEmbedConfig, instances: int = 1, strategy: str | None = None,
+def engine_device_memory(meta: EngineMeta, cfg: NVEmbedConfig, instances: int = 1, strategy: str | None = None,
                          score_bytes: int = SCORE_BYTES) -> DeviceMemory:
     """What Triton allocates for an engine (engine.json) with `instances` encoder instances: its weights, one
     context per profile (TensorRT's own figure where recorded, else the estimate plus the builder workspace) under
     `strategy` (default: the one the engine is served with), I/O buffers, the runtime reserve."""
-    shapes = [Shape(p["name"], p["batch"]["max"], p["sequence"]["max"]) for p in meta["profiles"]]
-    registered = gpu_registry().get(meta.get("gpu", {}).get("profile", ""))
-    default_workspace = registered.builder.workspace_gib if registered else BuilderSettings().workspace_gib
-    workspace = int(meta.get("builder", {}).get("workspace_gib", default_workspace) * GIB)
+    shapes = [Shape(p.name, p.batch.max, p.sequence.max) for p in meta.profiles]
+    workspace = int(meta.builder.workspace_gib * GIB)
     strategy = strategy or engine_serving_parameters(meta)["execution_context_allocation_strategy"]
     return device_memory(cfg, engine_weight_bytes(meta), shapes, workspace, strategy, instances,
-                         token_states="token_states" in meta["outputs"], measured=measured_context_bytes(meta),
+                         token_states="token_states" in meta.outputs, measured=measured_context_bytes(meta),
                          score_bytes=score_bytes)
 
 
-def engine_memory_problems(meta: dict, cfg: NVEmbedConfig, instances: int = 1, strategy: str | None = None,
+def engine_memory_problems(meta: EngineMeta, cfg: NVEmbedConfig, instances: int = 1, strategy: str | None = None,
                            why_strategy: str = "") -> list[str]:
     """Whether an engine (engine.json) served by Triton with `instances` encoder instances fits its card (see
     engine_device_memory). `strategy` overrides the allocation strategy counted (what the chosen Triton release
     honours), `why_strategy` says why. Cards outside the registry are not checked (nothing says their memory)."""
-    gpu = gpu_registry().get(meta.get("gpu", {}).get("profile", ""))
+    gpu = gpu_registry().get(meta.gpu.profile)
     if gpu is None:
         return []
     need = engine_device_memory(meta, cfg, instances, strategy)
@@ -262,10 +219,11 @@ def engine_memory_problems(meta: dict, cfg: NVEmbedConfig, instances: int = 1, s
             f"{gpu.memory_gib:.2f} GiB usable: {fix}"]
 
 
-def engine_memory_report(meta: dict, cfg: NVEmbedConfig, instances: int = 1, strategy: str | None = None) -> dict:
+def engine_memory_report(meta: EngineMeta, cfg: NVEmbedConfig, instances: int = 1,
+                         strategy: str | None = None) -> dict:
     """The memory check's figures and assumptions, for repo.json: what is counted, the margin on the card, and the
     margin if attention scores took 8 bytes per element instead of 6 (estimates only)."""
-    gpu = gpu_registry().get(meta.get("gpu", {}).get("profile", ""))
+    gpu = gpu_registry().get(meta.gpu.profile)
     need = engine_device_memory(meta, cfg, instances, strategy)
     report = {"counted": need.source, "strategy": need.strategy, "total_gib": round(need.total / GIB, 2),
               "breakdown": need.describe(), "assumptions": list(ASSUMPTIONS)}

@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from ..checkpoint.loader import expected_shapes, meta_model
 from ..config import NVEmbedConfig
+from ..shapes import AllocationStrategy  # noqa: F401  (defined with the profiles)
 
 GIB = 1024**3
 MIB = 1024**2
@@ -53,7 +53,6 @@ ASSUMPTIONS = (
     f"cuBLAS, TensorRT runtime, Triton's memory pool)",
 )
 
-AllocationStrategy = Literal["STATIC", "ON_PROFILE_CHANGE"]
 STRATEGIES: tuple[str, ...] = ("STATIC", "ON_PROFILE_CHANGE")
 
 

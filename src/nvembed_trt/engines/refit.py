@@ -8,13 +8,13 @@ is serialised without EXCLUDE_WEIGHTS and written to a temporary name, then rena
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..artifacts.engine import EngineMeta
 from ..console import note
 from ..errors import InputError, NVEmbedError
-from ..provenance import atomic_path, sha256_file, write_json
-from .builder import ENGINE_JSON, PLAN
+from ..provenance import atomic_path, sha256_file
+from .builder import PLAN
 from .flavors import FLAVORS, cuda_gpu, import_flavor
 
 
@@ -30,33 +30,30 @@ def refit_engine(engine_dir: Path | str, onnx_path: Path | str | None = None, ch
     """Refit engine_dir/model.plan in place (atomically) from onnx_path (default: the graph engine.json names).
     Returns the plan path; engine.json then says the weights are refitted."""
     engine_dir = Path(engine_dir)
-    meta_path = engine_dir / ENGINE_JSON
-    if not meta_path.is_file():
-        raise InputError(f"{engine_dir} holds no {ENGINE_JSON}: not an engine directory from `nvembed-trt build`")
-    meta = json.loads(meta_path.read_text())
-    if not meta.get("weights", {}).get("stripped"):
+    meta = EngineMeta.read(engine_dir)
+    if not meta.weights.stripped:
         raise RefitError(f"{engine_dir / PLAN} was not built with --strip-weights: it already holds its weights")
-    onnx_path = Path(onnx_path or meta["onnx"])
+    onnx_path = Path(onnx_path or meta.onnx)
     if not onnx_path.is_file():
         raise InputError(f"ONNX file not found: {onnx_path} (pass --onnx: the graph the plan was built from, with "
                          f"its .data file beside it)")
-    if check_sha256 and sha256_file(onnx_path) != meta["onnx_sha256"]:
+    if check_sha256 and sha256_file(onnx_path) != meta.onnx_sha256:
         raise RefitError(f"{onnx_path} is not the graph {engine_dir} was built from (sha256 differs from "
                          f"engine.json's onnx_sha256): REFIT_IDENTICAL needs the same weights")
     present = cuda_gpu()
     if present is None:
         raise RefitError("refitting deserialises the engine, which needs a CUDA GPU; this machine has none (run "
                          "`nvembed-trt refit` on the serving host)")
-    if present[1] != meta["gpu"]["compute_capability"]:
-        raise RefitError(f"{engine_dir} was built for compute capability {meta['gpu']['compute_capability']}; this "
+    if present[1] != meta.gpu.compute_capability:
+        raise RefitError(f"{engine_dir} was built for compute capability {meta.gpu.compute_capability}; this "
                          f"GPU is {present[0]} ({present[1]})")
-    trt = import_flavor(FLAVORS[meta["flavor"]])
-    if trt.__version__ != meta["flavor_version"]:
-        raise RefitError(f"{engine_dir} was built with {meta['flavor']} {meta['flavor_version']}; this machine has "
+    trt = import_flavor(FLAVORS[meta.flavor])
+    if trt.__version__ != meta.flavor_version:
+        raise RefitError(f"{engine_dir} was built with {meta.flavor} {meta.flavor_version}; this machine has "
                          f"{trt.__version__}")
     logger = trt.Logger(trt.Logger.ERROR)
     runtime = trt.Runtime(logger)
-    if meta.get("compatibility", {}).get("version_compatible") and hasattr(runtime, "engine_host_code_allowed"):
+    if meta.version_compatible and hasattr(runtime, "engine_host_code_allowed"):
         runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine((engine_dir / PLAN).read_bytes())
     if engine is None:
@@ -75,9 +72,9 @@ def refit_engine(engine_dir: Path | str, onnx_path: Path | str | None = None, ch
     plan = engine.serialize_with_config(config)
     with atomic_path(engine_dir / PLAN) as tmp, open(tmp, "wb") as fh:
         fh.write(memoryview(plan))
-    meta["weights"] = {"stripped": False, "refitted_from": str(onnx_path), "refitted_on": present[0],
-                       "stripped_engine_bytes": meta["engine_bytes"]}
-    meta["engine_bytes"] = (engine_dir / PLAN).stat().st_size
-    write_json(meta_path, meta)
-    note(f"refitted {engine_dir / PLAN} from {onnx_path}: {meta['engine_bytes'] / 1e6:.1f} MB")
+    weights = {"stripped": False, "refitted_from": str(onnx_path), "refitted_on": present[0],
+               "stripped_engine_bytes": meta.engine_bytes}
+    meta = meta.updated(weights=weights, engine_bytes=(engine_dir / PLAN).stat().st_size)
+    meta.write(engine_dir)
+    note(f"refitted {engine_dir / PLAN} from {onnx_path}: {meta.engine_bytes / 1e6:.1f} MB")
     return engine_dir / PLAN

@@ -13,16 +13,15 @@ validate/bench discovery and the runner share it."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from ..artifacts.engine import EngineMeta
 from ..errors import NVEmbedError
 from ..pooling import masked_mean_l2_numpy
 from ..tokenizer import TokenizedBatch
-from .builder import ENGINE_JSON
 from .flavors import FLAVORS, cuda_gpu, import_flavor
 
 
@@ -44,18 +43,15 @@ def _cc(text: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
-def engine_compatibility(meta: dict, runtime_version: str | None, present_cc: str | None,
+def engine_compatibility(meta: EngineMeta, runtime_version: str | None, present_cc: str | None,
                          gpu_name: str = "this GPU") -> str | None:
     """None when this TensorRT (`runtime_version`; None: not installed) and this GPU (compute capability
     `present_cc`; None: no GPU) can run the engine described by engine.json `meta`; otherwise the reason why not."""
-    flavor, built = meta["flavor"], meta["flavor_version"]
-    builder = meta.get("builder", {})
-    version_compatible = flavor == "tensorrt" and bool(builder.get("version_compatible"))
-    hardware_compatible = flavor == "tensorrt" and bool(builder.get("hardware_compatible"))
-    where = f"{meta['gpu']['profile']} (compute capability {meta['gpu']['compute_capability']})"
+    flavor, built = meta.flavor, meta.flavor_version
+    where = f"{meta.gpu.profile} (compute capability {meta.gpu.compute_capability})"
     if runtime_version is None:
         return f"flavor {flavor} is not installed ({FLAVORS[flavor].install})"
-    if version_compatible:
+    if meta.version_compatible:
         have, need = _version(runtime_version), _version(built)
         if not have or not need or have[0] != need[0] or have < need:
             return (f"built version-compatible with {flavor} {built}: runs on {flavor} {need[0] if need else '?'}.x "
@@ -65,30 +61,31 @@ def engine_compatibility(meta: dict, runtime_version: str | None, present_cc: st
                 f"--version-compatible)")
     if present_cc is None:
         return "running an engine needs a CUDA GPU; this machine has none"
-    if hardware_compatible:
+    if meta.hardware_compatible:
         if _cc(present_cc) < HARDWARE_COMPATIBLE_MIN_CC:
             return (f"built hardware-compatible (Ampere and newer, compute capability >= 8.0); {gpu_name} is "
                     f"{present_cc}")
-    elif present_cc != meta["gpu"]["compute_capability"]:
+    elif present_cc != meta.gpu.compute_capability:
         return f"built for {where}; {gpu_name} is compute capability {present_cc}"
     return None
 
 
-def triton_backend_config(meta: dict) -> list[str]:
+def triton_backend_config(meta: EngineMeta) -> list[str]:
     """The tritonserver --backend-config items an engine needs (repo.json `server.backend_config`)."""
-    version_compatible = meta.get("flavor") == "tensorrt" and bool(meta.get("builder", {}).get("version_compatible"))
-    return [VERSION_COMPATIBLE_BACKEND_CONFIG] if version_compatible else []
+    return [VERSION_COMPATIBLE_BACKEND_CONFIG] if meta.version_compatible else []
 
 
 class EngineRunner:
-    """`device`: the CUDA device (index among the visible ones) the plan is loaded on and run on."""
+    """`engine_dir` holds model.plan; `meta`: its engine.json (default: read from engine_dir; a Triton repository
+    carries it in repo.json). `device`: the CUDA device (index among the visible ones) the plan is loaded on and run
+    on."""
 
-    def __init__(self, engine_dir: Path | str, device: int = 0):
+    def __init__(self, engine_dir: Path | str, device: int = 0, meta: EngineMeta | None = None):
         from ..hostgpu import gpu_run_problem
 
         engine_dir = Path(engine_dir)
-        self.meta = json.loads((engine_dir / ENGINE_JSON).read_text())
-        flavor = FLAVORS[self.meta["flavor"]]
+        self.meta = meta or EngineMeta.read(engine_dir)
+        flavor = FLAVORS[self.meta.flavor]
         self.trt = import_flavor(flavor)
         present = cuda_gpu()
         problem = engine_compatibility(self.meta, self.trt.__version__, present[1] if present else None,
@@ -112,27 +109,25 @@ class EngineRunner:
             self.stream = torch.cuda.Stream(self.device)
 
     def profile_for(self, batch: int, sequence: int) -> int:
-        for index, profile in enumerate(self.meta["profiles"]):
-            b, s = profile["batch"], profile["sequence"]
-            if b["min"] <= batch <= b["max"] and s["min"] <= sequence <= s["max"]:
-                return index
-        covered = ", ".join(f"{p['name']}: batch {p['batch']['min']}..{p['batch']['max']} x sequence "
-                            f"{p['sequence']['min']}..{p['sequence']['max']}" for p in self.meta["profiles"])
-        raise EngineMismatchError(f"no profile covers batch {batch} x sequence {sequence} ({covered})")
+        index = self.meta.profile_index(batch, sequence)
+        if index is None:
+            covered = "; ".join(p.describe() for p in self.meta.profiles)
+            raise EngineMismatchError(f"no profile covers batch {batch} x sequence {sequence} ({covered})")
+        return index
 
     def run_arrays(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """The engine's first output (embeddings [B, H], or token_states [B, T, H]) as float32 on the host, for the
         inputs engine.json names ([B, T] integer arrays; one of the engine's profiles must cover B x T)."""
         torch = self.torch
-        rows, width = feeds[self.meta["inputs"][0]].shape
+        rows, width = feeds[self.meta.inputs[0]].shape
         with torch.cuda.device(self.device):
             self.context.set_optimization_profile_async(self.profile_for(rows, width), self.stream.cuda_stream)
             tensors = {name: torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.int32)).to(self.device)
-                       for name in self.meta["inputs"]}
+                       for name in self.meta.inputs}
             for name, tensor in tensors.items():
                 self.context.set_input_shape(name, tuple(tensor.shape))
                 self.context.set_tensor_address(name, tensor.data_ptr())
-            out_name = self.meta["outputs"][0]
+            out_name = self.meta.outputs[0]
             out = torch.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=torch.float32, device=self.device)
             self.context.set_tensor_address(out_name, out.data_ptr())
             torch.cuda.current_stream(self.device).synchronize()   # the inputs' copies, made on the default stream
@@ -142,5 +137,5 @@ class EngineRunner:
             return out.cpu().numpy()
 
     def run(self, batch: TokenizedBatch) -> np.ndarray:
-        result = self.run_arrays({name: getattr(batch, name) for name in self.meta["inputs"]})
-        return result if self.meta["outputs"][0] == "embeddings" else masked_mean_l2_numpy(result, batch.pool_mask)
+        result = self.run_arrays({name: getattr(batch, name) for name in self.meta.inputs})
+        return result if self.meta.pooled else masked_mean_l2_numpy(result, batch.pool_mask)

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from ..console import note, track
+from ..pooling import cosine_rows
 from ..corpus.shards import remove_temporaries, shard_paths, write_shard
 from ..provenance import sidecar, write_json
-from .beir import RetrievalSet
-from .embedders import Embedder, identity_key
+from ..retrieval.beir import RetrievalSet
+from .embedders import EvalEmbedder, identity_key
 
 CACHE_JSON = "cache.json"
 SHARD_ROWS = 2048
@@ -34,7 +35,7 @@ SPOT_CHECK_MIN_COSINE = 0.999
 RAY_OUTPUT = "embed-corpus"        # embed_corpus()'s output folder inside a cache folder
 
 
-def cache_folder(root: Path, dataset: RetrievalSet, embedder: Embedder) -> Path:
+def cache_folder(root: Path, dataset: RetrievalSet, embedder: EvalEmbedder) -> Path:
     return Path(root) / dataset.corpus_sha256()[:16] / identity_key(embedder.identity, embedder.max_length)
 
 
@@ -60,15 +61,15 @@ def token_counts(tokenizer, texts: list[str], instruction: str, max_length: int)
     return np.minimum(full, max_length), full > max_length
 
 
-def _spot_check(embedder: Embedder, texts: list[str], cached: np.ndarray) -> float:
+def _spot_check(embedder: EvalEmbedder, texts: list[str], cached: np.ndarray) -> float:
     fresh = embedder.embed(texts, "")
-    return float(((fresh * cached).sum(1) / (np.linalg.norm(fresh, axis=1) * np.linalg.norm(cached, axis=1))).min())
+    return float(cosine_rows(fresh, cached).min())
 
 
 class CorpusCache:
     """The cached corpus embeddings of one (data set, embedder) pair."""
 
-    def __init__(self, root: Path, dataset: RetrievalSet, embedder: Embedder, tokenizer):
+    def __init__(self, root: Path, dataset: RetrievalSet, embedder: EvalEmbedder, tokenizer):
         self.dataset, self.embedder, self.tokenizer = dataset, embedder, tokenizer
         self.folder = cache_folder(Path(root).resolve(), dataset, embedder)
         self.stats = {"folder": str(self.folder), "reused": 0, "embedded": 0, "seconds": 0.0, "discarded": None}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .metrics import HEADLINE, MEASURES
+from ..retrieval.metrics import HEADLINE, MEASURES
 from .run import PER_QUERY, REPORT
 
 BOOTSTRAP_RESAMPLES = 10_000

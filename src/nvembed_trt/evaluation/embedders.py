@@ -1,11 +1,10 @@
 """The embedders an evaluation can use, behind one function: `open_embedder(spec)`.
 
-Until the encoder seam (one protocol for every runner) lands, this is the single place where evaluation reaches the
-existing runners: validation/runtimes.py's TorchRuntime / OnnxRuntime / EngineRuntime and client.py's
-EmbeddingClient (the front door's /v1/embeddings or Triton's KServe endpoint). Those runners fix their own token
-limit (512); evaluation needs the limit it was asked for, so each kind's call passes `max_length` to the object the
-runtime wraps. Every embedder here takes texts and one instruction prefix and returns float32 unit rows in input
-order; local runtimes get their texts sorted by length so batches pad little."""
+Each is a TextEmbedder of the encoder seam (nvembed_trt.encoders) at the token limit the evaluation asks for: the
+PyTorch reference, an ONNX graph or a TensorRT engine in this process (LocalEmbedder: texts sorted by length so
+batches pad little, batches cut where the engine's shapes take fewer rows), or a deployment (ServedEmbedder: the
+front door's /v1/embeddings or Triton's KServe endpoint). Every embedder takes texts and one instruction prefix and
+returns float32 rows in input order; `identity` says what made its vectors (the corpus cache's key)."""
 
 from __future__ import annotations
 
@@ -17,6 +16,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from ..artifacts.graph import graph_sidecars
+from ..encoders.base import LocalEmbedder
 from ..errors import InputError
 from ..provenance import sha256_bytes
 
@@ -49,28 +50,32 @@ class EmbedderSpec(BaseModel):
 
 
 @dataclass
-class Embedder:
+class EvalEmbedder:
     """One opened embedder: `embed(texts, instruction)` and what identifies its vectors (`identity`)."""
 
     spec: EmbedderSpec
-    recipe: str
+    embedder: object                   # a TextEmbedder (nvembed_trt.encoders)
     identity: dict
-    _embed: object = field(repr=False)
-    _close: object = field(repr=False, default=None)
-    max_length: int = DEFAULT_MAX_LENGTH
+    recipe: str = field(default="")
+
+    def __post_init__(self):
+        self.recipe = self.recipe or self.embedder.recipe
 
     @property
     def name(self) -> str:
         return self.identity["runtime"]
 
+    @property
+    def max_length(self) -> int:
+        return self.spec.max_length
+
     def embed(self, texts: list[str], instruction: str) -> np.ndarray:
         if not texts:
             raise InputError("no texts to embed (got an empty list)")
-        return np.asarray(self._embed(list(texts), instruction), dtype=np.float32)
+        return np.asarray(self.embedder.embed(list(texts), instruction), dtype=np.float32)
 
     def close(self) -> None:
-        if self._close is not None:
-            self._close()
+        self.embedder.close()
 
 
 def _file_stamp(*paths: Path) -> list[dict]:
@@ -80,103 +85,73 @@ def _file_stamp(*paths: Path) -> list[dict]:
             for p in paths if p.is_file()]
 
 
-def _sorted_calls(tokenizer, call, max_length: int):
-    """embed(texts, instruction) that runs `call` on texts sorted by token count (long first) and restores order."""
-    def embed(texts: list[str], instruction: str) -> np.ndarray:
-        lengths = [len(ids) for ids in tokenizer.encode_ids(texts, instruction, max_length)]
-        order = np.argsort(-np.asarray(lengths), kind="stable")
-        got = call([texts[i] for i in order], instruction)
-        out = np.empty_like(got)
-        out[order] = got
-        return out
-    return embed
+def _local(spec: EmbedderSpec, encoder, tokenizer) -> LocalEmbedder:
+    return LocalEmbedder(encoder, tokenizer, spec.max_length, spec.batch_size, sort=True)
 
 
-def _torch(spec: EmbedderSpec) -> Embedder:
+def _torch(spec: EmbedderSpec) -> EvalEmbedder:
     from ..embedder import Embedder as Reference
-    from ..validation.runtimes import TorchRuntime
+    from ..encoders.local import TorchEncoder
 
-    runtime = TorchRuntime(Reference.from_model(spec.model, spec.device, spec.dtype, progress=False,
-                                                autocast=spec.autocast))
-    reference = runtime.embedder
-    embed = lambda texts, instruction: reference.encode(  # noqa: E731  (encode sorts by length itself)
-        texts, instruction=instruction, max_length=spec.max_length, batch_size=spec.batch_size)
+    reference = Reference.from_model(spec.model, spec.device, spec.dtype, progress=False, autocast=spec.autocast)
     identity = {"runtime": "torch", "model": reference.source.describe() | {"spec": None, "checkpoint": None},
                 "device": spec.device, "dtype": spec.dtype, "autocast": spec.autocast}
-    recipe = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[spec.dtype]
-    return Embedder(spec, recipe, identity, embed, runtime.close, spec.max_length)
+    return EvalEmbedder(spec, _local(spec, TorchEncoder(reference), reference.tokenizer), identity)
 
 
-def _onnx(spec: EmbedderSpec, tokenizer) -> Embedder:
+def _onnx(spec: EmbedderSpec, tokenizer) -> EvalEmbedder:
     from ..corpus.encoders import encoder_facts
-    from ..validation.runtimes import OnnxRuntime
+    from ..encoders.local import OnnxEncoder
+    from ..recipes import get_recipe
 
     facts = encoder_facts("onnx", Path(spec.encoder).resolve())
-    runtime = OnnxRuntime(Path(facts["path"]), tokenizer, facts["recipe"])
-    call = lambda texts, instruction: runtime.runner.embed(  # noqa: E731
-        runtime.tokenizer, texts, instruction, spec.max_length, spec.batch_size)
-    sidecar = Path(facts["sidecar"]) if facts.get("sidecar") else None
     graph = Path(facts["path"])
+    encoder = OnnxEncoder(graph, facts["recipe"], get_recipe(facts["recipe"]).verify_runtime)
     identity = {"runtime": "onnx", "recipe": facts["recipe"], "graph": _file_stamp(graph, Path(f"{graph}.data")),
-                "sidecar_sha256": sha256_bytes(sidecar.read_bytes()) if sidecar else None,
+                "sidecar_sha256": graph_sidecars(graph.parent).digest(),
                 "config_fingerprint": facts.get("config_fingerprint")}
-    return Embedder(spec, facts["recipe"], identity, _sorted_calls(tokenizer, call, spec.max_length),
-                    runtime.close, spec.max_length)
+    return EvalEmbedder(spec, _local(spec, encoder, tokenizer), identity)
 
 
-def _engine(spec: EmbedderSpec, tokenizer) -> Embedder:
+def _engine(spec: EmbedderSpec, tokenizer) -> EvalEmbedder:
     from ..corpus.encoders import encoder_facts
-    from ..validation.runtimes import EngineRuntime
+    from ..encoders.tensorrt import TensorRTEncoder
 
     facts = encoder_facts("engine", Path(spec.encoder).resolve())
-    runtime = EngineRuntime(Path(facts["path"]).parent, tokenizer, facts["recipe"] or "unknown")
-    limit = int(runtime.meta["serving"]["max_sequence_length"])
+    encoder = TensorRTEncoder(Path(facts["path"]).parent)
+    limit = encoder.meta.max_sequence
     if spec.max_length > limit:
         raise InputError(f"--max-length {spec.max_length} exceeds the engine's longest sequence {limit} "
                          f"({facts['sidecar']}); lower --max-length or rebuild the engine")
-
-    def call(texts, instruction):
-        step = max(1, min(spec.batch_size, runtime.max_batch))
-        return np.concatenate([runtime.runner.run(tokenizer(texts[i:i + step], instruction, spec.max_length))
-                               for i in range(0, len(texts), step)])
     identity = {"runtime": "engine", "recipe": facts["recipe"], "gpu": facts.get("gpu"),
-                "plan": _file_stamp(Path(facts["path"])),
-                "sidecar_sha256": sha256_bytes(Path(facts["sidecar"]).read_bytes())}
-    return Embedder(spec, facts["recipe"] or "unknown", identity, _sorted_calls(tokenizer, call, spec.max_length),
-                    runtime.close, spec.max_length)
+                "plan": _file_stamp(encoder.plan), "sidecar_sha256": encoder.meta.digest()}
+    return EvalEmbedder(spec, _local(spec, encoder, tokenizer), identity)
 
 
-def _served(spec: EmbedderSpec) -> Embedder:
+def _served(spec: EmbedderSpec) -> EvalEmbedder:
     """A deployment: the front door (http(s)://...) or Triton's nv_embed over KServe (host:port). The server
     truncates at its own limit; `max_length` must not exceed it (rows would be cut where the others are not)."""
-    import os
-
-    from ..client import EmbeddingClient, is_front_door
-    from ..corpus.encoders import API_KEY_ENV, front_door_models, triton_limits
+    from ..encoders.served import ServedEmbedder, front_door_models
 
     if not spec.url:
         raise InputError("--runtime url needs --url (http://host:port/v1 of `nvembed-trt serve`, or host:port of "
                          "Triton's KServe endpoint)")
     try:
-        client = EmbeddingClient(spec.url, spec.protocol, api_key=os.environ.get(API_KEY_ENV))
-        max_rows, limit = triton_limits(spec.url, spec.protocol)
-        served = front_door_models(client) if client.front_door else {"model": client.model, "max_rows": max_rows}
+        embedder = ServedEmbedder(spec.url, spec.protocol, truncate="END", batch_size=spec.batch_size)
+        client = embedder.client
+        served = front_door_models(client) if client.front_door else {"model": client.model,
+                                                                       "max_rows": embedder.max_rows}
     except Exception as exc:  # noqa: BLE001  (httpx, tritonclient and our ClientError all mean "not reachable")
         raise InputError(f"--url {spec.url}: cannot reach the deployment ({exc}); is it running?") from exc
+    limit = embedder.max_length
     if limit and spec.max_length > limit:
         raise InputError(f"--max-length {spec.max_length} exceeds the deployment's limit of {limit} tokens per "
                          f"input ({spec.url}): give --max-length {limit} or less")
-    batch = min(spec.batch_size, max_rows or spec.batch_size)
-
-    def embed(texts, instruction):
-        return client.embed(texts, input_type=None if instruction else "passage", instruction=instruction or None,
-                            truncate="END", batch_size=batch)
-    face = "front-door" if client.front_door else f"kserve-{spec.protocol}"
-    identity = {"runtime": face, "url": spec.url, "served": served}
-    return Embedder(spec, str(served.get("recipe", "served")), identity, embed, None, spec.max_length)
+    identity = {"runtime": embedder.name, "url": spec.url, "served": served}
+    return EvalEmbedder(spec, embedder, identity)
 
 
-def open_embedder(spec: EmbedderSpec, tokenizer=None) -> Embedder:
+def open_embedder(spec: EmbedderSpec, tokenizer=None) -> EvalEmbedder:
     """The one adapter from an EmbedderSpec to a runner (see the module docstring). `tokenizer`: the model's
     EmbeddingTokenizer (loaded from spec.model when not given; only local graphs and engines need it)."""
     if spec.max_length < 2:

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..tokenizer import QUERY_TASK, instruction_for_task
-from .beir import read_beir
-from .embedders import Embedder
+from ..retrieval.beir import read_beir
+from .embedders import EvalEmbedder
 from .instructions import TASK_INSTRUCTIONS, task_name
 
 
@@ -49,7 +49,7 @@ def encoder_class():
     from mteb.types import PromptType
 
     class MTEBEncoder(AbsEncoder):
-        def __init__(self, embedder: Embedder, dim: int | None = None):
+        def __init__(self, embedder: EvalEmbedder, dim: int | None = None):
             self.model = self.embedder = embedder
             self.instructions_used: dict[str, str] = {}
             self.mteb_model_meta = ModelMeta.create_empty({
@@ -101,7 +101,7 @@ def beir_task(folder: Path | str, split: str = "test", name: str | None = None, 
     return LocalBEIRTask()
 
 
-def run_mteb(embedder: Embedder, tasks: list, output: Path | str | None = None) -> dict[str, dict]:
+def run_mteb(embedder: EvalEmbedder, tasks: list, output: Path | str | None = None) -> dict[str, dict]:
     """Evaluate `tasks` with `embedder` through mteb; {task: its test-split scores (ndcg_at_10, ...)}. Results go to
     `output` (mteb's result cache layout) when given, else nowhere."""
     mteb = _mteb()

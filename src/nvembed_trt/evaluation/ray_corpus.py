@@ -9,13 +9,13 @@ from pathlib import Path
 
 from ..errors import NVEmbedError
 from ..provenance import atomic_path
-from .beir import RetrievalSet
-from .embedders import Embedder
+from ..retrieval.beir import RetrievalSet
+from .embedders import EvalEmbedder
 
 RUNTIMES = {"torch": "torch", "onnx": "onnx", "engine": "engine", "url": "triton"}
 
 
-def embed_with_ray(embedder: Embedder, dataset: RetrievalSet, missing: list[int], folder: Path,
+def embed_with_ray(embedder: EvalEmbedder, dataset: RetrievalSet, missing: list[int], folder: Path,
                    output: Path) -> dict:
     """Embed documents `missing` (corpus positions) with embed_corpus(); returns its sidecar."""
     from ..corpus import CorpusSettings, embed_corpus

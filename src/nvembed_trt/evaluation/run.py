@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict
 from ..console import note
 from ..provenance import sidecar, write_json
 from ..staging import staged_directory
-from .beir import RetrievalSet, read_beir
+from ..retrieval.beir import RetrievalSet, read_beir
 from .cache import CorpusCache, token_counts
-from .embedders import Embedder, EmbedderSpec, open_embedder
+from .embedders import EvalEmbedder, EmbedderSpec, open_embedder
 from .instructions import IGNORE_IDENTICAL_IDS, query_instruction, task_name
-from .metrics import HEADLINE, MEASURES
-from .scoring import TOP_K, Scored, score
+from ..retrieval.metrics import HEADLINE, MEASURES
+from ..retrieval.scoring import TOP_K, Scored, score
 
 REPORT, PER_QUERY, RUN = "report.json", "per_query.jsonl", "run.trec"
 
@@ -60,7 +60,7 @@ def _write_outputs(folder: Path, report: dict, scored: Scored) -> None:
             fh.writelines(f"{q} Q0 {d} {r + 1} {s:.6f} {tag}\n" for r, (d, s) in enumerate(zip(docs, scores)))
 
 
-def evaluate_embedder(dataset: RetrievalSet, embedder: Embedder, tokenizer, instruction: str,
+def evaluate_embedder(dataset: RetrievalSet, embedder: EvalEmbedder, tokenizer, instruction: str,
                       cache: CorpusCache | None, top_k: int = TOP_K, ignore_identical_ids: bool = False,
                       ray: bool = False, progress: bool = True) -> tuple[Scored, dict]:
     """Embed (documents from the cache where valid), search, score; returns the figures and what it cost."""

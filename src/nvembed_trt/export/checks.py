@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import NVEmbedError
 from ..model import NVEmbedModel
-from ..pooling import masked_mean_l2_numpy
+from ..pooling import cosine_rows, masked_mean_l2_numpy
 from ..tokenizer import EmbeddingTokenizer, INPUT_TYPES
 from .signature import INDEX_DTYPE, GraphSignature
 
@@ -154,7 +154,7 @@ def parity_report(path: Path, sig: GraphSignature, tokenizer: EmbeddingTokenizer
         batch = tokenizer(case.texts, case.instruction, max_length)
         with torch.inference_mode():
             want = model(**batch.to_torch(model.device)).float().cpu().numpy()
-        cos = (out * want).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(want, axis=1))
+        cos = cosine_rows(out, want)
         rows.append({"case": case.name, "shape": list(batch.input_ids.shape),
                      "min_cosine": float(cos.min()), "max_abs": float(np.abs(out - want).max())})
     report = {"threshold": threshold.model_dump(), "cases": rows, "providers": providers,

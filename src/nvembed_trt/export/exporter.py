@@ -21,7 +21,8 @@ from ..checkpoint.loader import check_keys, expected_shapes, load_model, meta_mo
 from ..console import note, quiet_logger
 from ..embedder import torch_device
 from ..errors import InputError
-from ..provenance import sha256_file, sidecar, write_json
+from ..artifacts.graph import DTYPE_RECIPES, ExportMeta
+from ..provenance import sha256_file
 from ..source import ModelSource, resolve_model, tokenizer_for
 from ..staging import check_output_dir, staged_directory
 from .fusion import fuse_sibling_matmuls, fusion_record
@@ -34,14 +35,13 @@ from .weights import bind_weights, checkpoint_loader, random_loader
 
 EXPORT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
 PROTOBUF_LIMIT = 2 * 1024**3  # a single .onnx protobuf cannot exceed 2 GiB
-EXPORT_JSON = "export.json"
 
 
 @dataclass(frozen=True)
 class ExportResult:
     directory: Path
     onnx_path: Path
-    meta: dict
+    meta: ExportMeta
 
 
 def _reference_loader(source: ModelSource, device: torch.device):
@@ -79,7 +79,7 @@ def onnx_from_model(spec: str, output: Path | str, *, opset: int = 18, pooling: 
 
 
 def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype: str, device: torch.device,
-                 external_data_threshold: int, parity: bool, slim: bool, fuse: bool) -> dict:
+                 external_data_threshold: int, parity: bool, slim: bool, fuse: bool) -> ExportMeta:
     cfg, torch_dt = source.config, EXPORT_DTYPES[dtype]
     sig = GraphSignature(pooling, cfg.embedding_dim)
     shapes = expected_shapes(meta_model(cfg))
@@ -143,11 +143,11 @@ def _export_into(staging: Path, source: ModelSource, opset: int, pooling, dtype:
         slimming = {"requested": True, **slim_if_valid(onnx_path, external, validate)}
         if slimming["applied"]:
             report, parity_meta = slimming.pop("graph"), slimming.pop("parity")
-    meta = sidecar("onnx-export", model=source.describe(), config=cfg.to_hf_dict(), opset=opset, dtype=dtype,
-                   signature=sig.describe(), external_data=external, weight_bytes=weight_bytes,
-                   pre_transposed_weights=transposed,
-                   fused_projections=fusion_record(fuse, fused),
-                   graph=report, parity=parity_meta, slim=slimming,
-                   onnx_sha256=sha256_file(onnx_path), timings_s={k: round(v, 2) for k, v in timings.items()})
-    write_json(staging / EXPORT_JSON, meta)
+    meta = ExportMeta.new(recipe=DTYPE_RECIPES[dtype], model=source.describe(), config=cfg.to_hf_dict(),
+                          opset=opset, dtype=dtype, signature=sig.describe(), external_data=external,
+                          weight_bytes=weight_bytes, pre_transposed_weights=transposed,
+                          fused_projections=fusion_record(fuse, fused), graph=report, parity=parity_meta,
+                          slim=slimming, onnx_sha256=sha256_file(onnx_path),
+                          timings_s={k: round(v, 2) for k, v in timings.items()})
+    meta.write(staging)
     return meta

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from ..console import quiet_logger
-from .recipes import Recipe
+from ..recipes import Recipe
 
 
 def apply_recipe(recipe: Recipe, source: Path, dest: Path, calibration: dict[str, np.ndarray] | None) -> None:

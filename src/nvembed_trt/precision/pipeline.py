@@ -12,17 +12,18 @@ from ..calibration.dataset import MANIFEST, load_calibration
 from ..console import note
 from ..errors import InputError, NVEmbedError
 from ..export.checks import fp32_island_problems, op_precisions
-from ..provenance import sha256_file, sidecar, write_json
+from ..artifacts.graph import ExportMeta, PrecisionMeta
+from ..provenance import sha256_file
 from ..source import resolve_model, tokenizer_for
 from ..staging import check_output_dir, staged_directory
 from .apply import apply_recipe, quantized_node_counts
-from .recipes import RECIPES, get_recipe
+from ..recipes import RECIPES, Recipe, get_recipe
 from .heldout import sliced_heldout
+from .settings import StreamedRecipeSettings
 from .streamed import RANGES_FILE, calibration_arrays, collect_ranges, write_streamed_recipe
-from .verify import TorchRunner, verify_recipe
-from ..evaluation.ranking import ranking_slice
+from .verify import torch_reference, verify_recipe
+from ..retrieval.ranking import ranking_slice
 
-PRECISION_JSON = "precision.json"
 
 
 class PrecisionGateError(NVEmbedError):
@@ -48,17 +49,19 @@ def _ranking_figures(report: dict) -> str:
 class PrecisionResult:
     directory: Path
     onnx_path: Path
-    meta: dict
+    meta: PrecisionMeta
 
 
-def _export_meta(onnx_path: Path) -> dict:
-    meta_file = onnx_path.parent / "export.json"
-    if not meta_file.is_file():
-        raise InputError(f"{onnx_path.parent}: no export.json beside the graph; export it with nvembed-trt export")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("dtype") != "float32":
-        raise InputError(f"{onnx_path}: recipes start from a float32 export, this one is {meta.get('dtype')}")
+def _export_meta(onnx_path: Path) -> ExportMeta:
+    meta = ExportMeta.read(onnx_path.parent)
+    if meta.dtype != "float32":
+        raise InputError(f"{onnx_path}: recipes start from a float32 export, this one is {meta.dtype}")
     return meta
+
+
+def precision_meta(recipe: Recipe, **fields) -> PrecisionMeta:
+    """precision.json for a recipe graph: the recipe's name (canonical) and its settings as applied."""
+    return PrecisionMeta.new(recipe=recipe.name, recipe_settings=recipe.model_dump(), **fields)
 
 
 def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path | str | None = None,
@@ -74,13 +77,13 @@ def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path 
                          f"`nvembed-trt calibrate`)")
     output = Path(output) if output else onnx_path.parent / recipe.name
     check_output_dir(output, overwrite)
-    model = export_meta["model"]
-    tokenizer = tokenizer_for(resolve_model(model["checkpoint"] or model["spec"], progress=False))
+    model = export_meta.model
+    tokenizer = tokenizer_for(resolve_model(model.source, progress=False))
     if recipe.streamed:  # made from the export's checkpoint tensor by tensor, gated against this fp32 export
-        return recipe_from_model(model["checkpoint"] or model["spec"], recipe.name, calibration, output,
-                                 overwrite=overwrite, reference_onnx=onnx_path, max_length=max_length,
-                                 pooling=export_meta["signature"]["pooling"], opset=export_meta["opset"])
-    inputs = tuple(export_meta["signature"]["inputs"])
+        return recipe_from_model(model.source, StreamedRecipeSettings(
+            recipe=recipe.name, calibration=calibration, output=output, overwrite=overwrite, reference_onnx=onnx_path,
+            max_length=max_length, pooling=export_meta.signature.pooling, opset=export_meta.opset))
+    inputs = tuple(export_meta.signature.inputs)
     calib = (load_calibration(Path(calibration), recipe.calibration_length, recipe.calibration_samples, inputs,
                               tokenizer.pad_id) if recipe.needs_calibration else None)
     with staged_directory(output, overwrite) as staging:
@@ -92,36 +95,32 @@ def onnx_with_recipe(onnx_path: Path | str, recipe_name: str, calibration: Path 
         problems += fp32_island_problems(precisions)
         if problems:
             raise PrecisionGateError(recipe.name, report, problems)
-        meta = sidecar("precision-graph", recipe=recipe.model_dump(), source_onnx=str(onnx_path),
-                       source_onnx_sha256=sha256_file(onnx_path), model=model,
-                       calibration=_calibration_meta(calibration) if recipe.needs_calibration else None,
-                       quantized_nodes=quantized_node_counts(candidate), op_precisions=precisions,
-                       parity=report, model_bytes=_size(candidate))
-        write_json(staging / PRECISION_JSON, meta)
+        meta = precision_meta(recipe, source_onnx=str(onnx_path), source_onnx_sha256=sha256_file(onnx_path),
+                              model=model, calibration=_calibration_meta(calibration) if recipe.needs_calibration
+                              else None, quantized_nodes=quantized_node_counts(candidate), op_precisions=precisions,
+                              parity=report, model_bytes=_size(candidate))
+        meta.write(staging)
     note(f"{recipe.name}: min cosine {report['cosine_min']:.6f}, top-10 agreement {report['top10_agreement']:.3f} "
          f"on {report['rows']} held-out rows{_ranking_figures(report)}; wrote {output / 'model.onnx'}")
     return PrecisionResult(output, output / "model.onnx", meta)
 
 
-def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | None = None,
-                      output: Path | str | None = None, *, overwrite: bool = False,
-                      reference_onnx: Path | str | None = None, gate: bool = True, max_length: int = 512,
-                      gate_rows_per_slice: int | None = None, pooling: str = "engine", opset: int = 18,
-                      ranges: Path | str | None = None, calibration_samples: int | None = None,
-                      calibration_dtype: str = "float32", progress: bool = True,
-                      fuse_projections: bool = True) -> PrecisionResult:
+def recipe_from_model(spec: str, settings: StreamedRecipeSettings) -> PrecisionResult:
     """A streamed recipe (weight-only or W8A8) straight from a checkpoint or preset, at any size; sibling
     projections fused after quantising unless `fuse_projections=False` (export/fusion.py).
 
     The gate compares against `reference_onnx` (an fp32 export) when given, else the fp32 PyTorch model.
     `gate=False` is for models too large to run here (the full 7.85B on a 24 GiB machine): precision.json then
-    says the graph was not gated. `ranges` reuses activation ranges collected before (W8A8)."""
+    says the graph was not gated. `ranges` reuses activation ranges collected before (W8A8). The settings'
+    fields: precision/settings.py."""
     import torch
 
     from ..calibration.streamed import ActivationRanges
     from ..export.signature import check_opset, check_pooling
 
-    recipe = get_recipe(recipe_name)
+    recipe, calibration, ranges, gate = get_recipe(settings.recipe), settings.calibration, settings.ranges, settings.gate
+    reference_onnx, max_length, progress = settings.reference_onnx, settings.max_length, settings.progress
+    pooling, opset, gate_rows_per_slice = settings.pooling, settings.opset, settings.gate_rows_per_slice
     if not recipe.streamed:
         raise InputError(f"recipe {recipe.name} is made from an fp32 export: nvembed-trt precision --onnx "
                          f"<export>/model.onnx --recipe {recipe.name}; streamed recipes: "
@@ -131,12 +130,10 @@ def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | Non
     if recipe.needs_calibration and calibration is None and ranges is None:
         raise InputError(f"recipe {recipe.name} needs a calibration set (--calibration DIR; make one with "
                          f"`nvembed-trt calibrate`) or activation ranges collected before (--ranges FILE)")
-    if calibration_dtype not in ("float32", "bfloat16"):
-        raise InputError(f"calibration dtype must be float32 or bfloat16, got {calibration_dtype!r}")
+    if settings.calibration_dtype not in ("float32", "bfloat16"):
+        raise InputError(f"calibration dtype must be float32 or bfloat16, got {settings.calibration_dtype!r}")
     source = resolve_model(spec, progress=progress)
-    if output is None:
-        raise InputError("give --output for a recipe made from a model")
-    output = Path(output)
+    output, overwrite = settings.output, settings.overwrite
     check_output_dir(output, overwrite)
     tokenizer = tokenizer_for(source)
     with staged_directory(output, overwrite) as staging:
@@ -146,20 +143,21 @@ def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | Non
             if ranges is not None:
                 range_set = ActivationRanges.load(Path(ranges))
             else:
-                arrays = calibration_arrays(recipe, Path(calibration), tokenizer.pad_id, calibration_samples)
-                range_set = collect_ranges(source, arrays, getattr(torch, calibration_dtype), progress=progress)
+                arrays = calibration_arrays(recipe, Path(calibration), tokenizer.pad_id, settings.calibration_samples)
+                range_set = collect_ranges(source, arrays, getattr(torch, settings.calibration_dtype),
+                                           progress=progress)
                 note(f"activation ranges of {len(range_set.activation)} GEMMs from {len(arrays['input_ids'])} "
                      f"samples, layer by layer, in {range_set.meta['seconds']:.1f} s")
             range_set.save(staging / RANGES_FILE)
         written = write_streamed_recipe(source, recipe, staging, pooling=pooling, opset=opset, ranges=range_set,
-                                        progress=progress, fuse_projections=fuse_projections)
+                                        progress=progress, fuse_projections=settings.fuse_projections)
         candidate = staging / "model.onnx"
         report = {"gated": False, "why": "gate=False (the model is too large to run on this host)"}
         if gate:
             heldout = sliced_heldout(max_length)
             if gate_rows_per_slice:
                 heldout = heldout.subset(gate_rows_per_slice)
-            reference = reference_onnx if reference_onnx is not None else TorchRunner(source)
+            reference = reference_onnx if reference_onnx is not None else torch_reference(source)
             report, problems = verify_recipe(recipe, candidate, reference, tokenizer, heldout,
                                              ranking=ranking_slice(gate_rows_per_slice))
             report["gated"] = True
@@ -168,16 +166,16 @@ def recipe_from_model(spec: str, recipe_name: str, calibration: Path | str | Non
             problems += fp32_island_problems(precisions)
             if problems:
                 raise PrecisionGateError(recipe.name, report, problems)
-        meta = sidecar("precision-graph", recipe=recipe.model_dump(), model=source.describe(),
-                       source_onnx=str(reference_onnx) if reference_onnx else None,
-                       source_onnx_sha256=sha256_file(Path(reference_onnx)) if reference_onnx else None,
-                       calibration=(_calibration_meta(calibration) if calibration is not None else
-                                    {"ranges_file": str(ranges)}) if recipe.needs_calibration else None,
-                       activation_ranges=(range_set.meta | {"file": RANGES_FILE}) if range_set else None,
-                       quantized_nodes=quantized_node_counts(candidate),
-                       op_precisions=candidate_precisions(candidate), parity=report,
-                       model_bytes=_size(candidate), **written)
-        write_json(staging / PRECISION_JSON, meta)
+        meta = precision_meta(recipe, model=source.describe(),
+                              source_onnx=str(reference_onnx) if reference_onnx else None,
+                              source_onnx_sha256=sha256_file(Path(reference_onnx)) if reference_onnx else None,
+                              calibration=(_calibration_meta(calibration) if calibration is not None else
+                                           {"ranges_file": str(ranges)}) if recipe.needs_calibration else None,
+                              activation_ranges=(range_set.meta | {"file": RANGES_FILE}) if range_set else None,
+                              quantized_nodes=quantized_node_counts(candidate),
+                              op_precisions=candidate_precisions(candidate), parity=report,
+                              model_bytes=_size(candidate), **written)
+        meta.write(staging)
     if report.get("gated"):
         note(f"{recipe.name}: min cosine {report['cosine_min']:.6f}, top-10 agreement "
              f"{report['top10_agreement']:.3f} on {report['rows']} held-out rows in {len(report['slices'])} "

@@ -28,7 +28,7 @@ from ..export.trace import trace_onnx
 from ..export.weights import bind_weights, checkpoint_loader, random_loader
 from ..source import ModelSource
 from .qdq_writer import QuantSpec, quantize_graph
-from .recipes import Recipe
+from ..recipes import Recipe
 from .smoothing import Smoothing
 
 PROTOBUF_LIMIT = 2 * 1024**3

@@ -18,12 +18,13 @@ from ..errors import InputError
 from ..export.checks import fp32_island_problems
 from ..export.signature import GraphSignature
 from ..export.wrapper import ExportWrapper
-from ..provenance import sha256_file, sidecar, write_json
+from ..provenance import sha256_file
 from ..source import load_source, resolve_model
 from ..staging import check_output_dir, staged_directory
 from .apply import quantized_node_counts
-from .pipeline import PRECISION_JSON, PrecisionGateError, PrecisionResult, _calibration_meta, candidate_precisions
-from .recipes import get_recipe
+from .pipeline import (PrecisionGateError, PrecisionResult, _calibration_meta, candidate_precisions,
+                       precision_meta)
+from ..recipes import get_recipe
 from .heldout import sliced_heldout
 from .verify import verify_recipe
 
@@ -73,12 +74,13 @@ def onnx_from_torch_ptq(spec: str, recipe_name: str, calibration: Path | str, re
         problems += fp32_island_problems(candidate_precisions(candidate))
         if problems:
             raise PrecisionGateError(recipe.name, report, problems)
-        meta = sidecar("precision-graph", path="modelopt-torch-ptq", recipe=recipe.model_dump(),
-                       modelopt_config=MODELOPT_CONFIGS[recipe.quantize_mode], model=source.describe(),
-                       device=device, dtype=dtype, reference_onnx=str(reference_onnx),
-                       reference_onnx_sha256=sha256_file(reference_onnx), calibration=_calibration_meta(calibration),
-                       quantized_nodes=quantized_node_counts(candidate), parity=report)
-        write_json(staging / PRECISION_JSON, meta)
+        meta = precision_meta(recipe, path="modelopt-torch-ptq",
+                              modelopt_config=MODELOPT_CONFIGS[recipe.quantize_mode], model=source.describe(),
+                              device=device, dtype=dtype, reference_onnx=str(reference_onnx),
+                              reference_onnx_sha256=sha256_file(reference_onnx),
+                              calibration=_calibration_meta(calibration),
+                              quantized_nodes=quantized_node_counts(candidate), parity=report)
+        meta.write(staging)
     note(f"{recipe.name} (PyTorch PTQ): min cosine {report['cosine_min']:.6f}, top-10 agreement "
          f"{report['top10_agreement']:.3f}; wrote {output / 'model.onnx'}")
     return PrecisionResult(output, output / "model.onnx", meta)

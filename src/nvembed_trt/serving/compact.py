@@ -17,11 +17,11 @@ int8 and uint8 are refused with 400 (OUTPUT_RANGES_MISSING). Light: NumPy and py
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+
+from ..artifacts.sidecar import Sidecar
 
 EMBEDDING_TYPES = ("float", "binary", "ubinary", "int8", "uint8")   # NIM's list, in its API reference's order
 SIGN_TYPES = ("float", "binary", "ubinary")                           # served by every repository
@@ -31,25 +31,20 @@ OUTPUT_RANGES_MISSING = ("needs per-dimension output ranges calibrated on the mo
                          "repository carries none. Served types: " + ", ".join(SIGN_TYPES))
 
 
-class OutputRanges(BaseModel):
-    """output_ranges.json: per-dimension [low, high] of the encoder's answers on a calibration set."""
+class OutputRanges(Sidecar):
+    """output_ranges.json in a repository: per-dimension [low, high] of its encoder's answers on a calibration set
+    (one model, one reader: `OutputRanges.find(repo)`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    FILE = OUTPUT_RANGES_FILE
+    ARTIFACT = "output-ranges"
+    MADE_BY = "nvembed-trt output-ranges --repo {folder}"
 
-    artifact: str = "output-ranges"
-    created_utc: str
-    versions: dict[str, str]
-    encoder_sha256: str | None         # the repository's encoder these ranges were measured on
+    encoder_sha256: str                # the repository's encoder these ranges were measured on
     texts: int
     corpus: dict
     method: str
     low: list[float]
     high: list[float]
-
-    @classmethod
-    def read(cls, repo: Path) -> OutputRanges | None:
-        path = Path(repo) / OUTPUT_RANGES_FILE
-        return cls.model_validate(json.loads(path.read_text())) if path.is_file() else None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         low, high = np.asarray(self.low, np.float32), np.asarray(self.high, np.float32)
@@ -97,15 +92,15 @@ def compact(vectors: np.ndarray, embedding_type: str, ranges: OutputRanges | Non
 def write_output_ranges(repo: Path, embed, samples: list[tuple[str, str]], corpus: dict) -> OutputRanges:
     """Measure the repository's output ranges from `embed(texts, input_type) -> (N, D) float32` (its served encoder)
     on `samples` ((text, input_type) pairs: passages and queries) and write them to repo/output_ranges.json."""
-    from ..provenance import sidecar, write_json
+    from ..triton.meta import RepoMeta
 
-    meta = json.loads((Path(repo) / "repo.json").read_text())
+    encoder_sha256 = RepoMeta.read(repo).encoder_sha256
     groups = {kind: [text for text, k in samples if k == kind] for kind in ("passage", "query")}
     vectors = np.concatenate([embed(texts, kind) for kind, texts in groups.items() if texts])
     low, high = calibrated_ranges(vectors)
-    ranges = OutputRanges.model_validate(sidecar(
-        "output-ranges", encoder_sha256=meta.get("encoder_sha256"), texts=len(vectors), corpus=corpus, low=low,
-        high=high, method=f"per-dimension min and max of the served encoder's float answers to {len(groups['passage'])}"
-                          f" passages and {len(groups['query'])} queries (truncate END)"))
-    write_json(Path(repo) / OUTPUT_RANGES_FILE, ranges.model_dump())
+    ranges = OutputRanges.new(
+        encoder_sha256=encoder_sha256, texts=len(vectors), corpus=corpus, low=low, high=high,
+        method=f"per-dimension min and max of the served encoder's float answers to {len(groups['passage'])} "
+               f"passages and {len(groups['query'])} queries (truncate END)")
+    ranges.write(repo)
     return ranges

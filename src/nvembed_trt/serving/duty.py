@@ -77,10 +77,10 @@ class DutyCycle:
                 if span > 0}
 
 
-def encoder_devices(spec, meta: dict) -> int:
+def encoder_devices(spec, meta) -> int:
     """Encoder instances that run at once: a simulated repository's devices; on a GPU, Triton's instances per GPU
     times the GPUs visible (a KIND_GPU instance group places its count on every GPU); on CPU, its instances."""
-    simulated = meta.get("simulated")
+    simulated = meta.simulated      # repo.json (RepoMeta)
     if simulated:
         return int(simulated["devices"])
     if spec.on_gpu:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from ..errors import InputError, NVEmbedError
 from ..packing import Packer
 from ..provenance import versions
 from ..tokenizer import INPUT_TYPES, TRUNCATE_MODES, EmbeddingTokenizer, OverBudget, TokenBudget, TooLongError
+from ..triton.meta import RepoMeta
 from ..triton.spec import ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 from .backend import EncoderFailure, TritonEncoder
 from .duty import DutyCycle, encoder_devices, poll
@@ -118,15 +117,10 @@ class Ticket:
             self.closed = True
 
 
-def read_repository(repo: Path) -> tuple[dict, RepoSpec]:
-    meta_file = Path(repo) / "repo.json"
-    if not meta_file.is_file():
-        raise NVEmbedError(f"{repo}: not a model repository (no repo.json); make one with nvembed-trt triton-repo")
-    meta = json.loads(meta_file.read_text())
-    if "shape_limits" not in meta.get("spec", {}):
-        raise NVEmbedError(f"{repo}: made by an older nvembed-trt (its repo.json has no shape limits); regenerate it "
-                           f"with nvembed-trt triton-repo --overwrite")
-    return meta, RepoSpec.from_json(meta["spec"])
+def read_repository(repo: Path) -> tuple[RepoMeta, RepoSpec]:
+    """repo.json (RepoMeta: one error naming the file and the command for a missing or stale one) and its spec."""
+    meta = RepoMeta.read(repo)
+    return meta, meta.spec
 
 
 class EmbeddingService:
@@ -137,15 +131,15 @@ class EmbeddingService:
         self.duty_task: asyncio.Task | None = None
         self.meta, self.spec = read_repository(self.repo)
         self.tokenizer = EmbeddingTokenizer.from_dir(self.repo / ENSEMBLE / "1" / TOKENIZER_DIR)
-        self.model_id = settings.model_id or self.meta.get("served_model_id") or self.repo.name
-        self.created = int(Path(self.repo / "repo.json").stat().st_mtime)
+        self.model_id = settings.model_id or self.meta.served_model_id
+        self.created = int(Path(self.repo / RepoMeta.FILE).stat().st_mtime)
         self.packer = Packer(self.spec.shape_limits, settings.max_batch_tokens or self.spec.max_batch_tokens)
         self.encoder_url = encoder_url
         self.backend = None        # TritonEncoder, made in start() (its gRPC channel belongs to the running loop)
         self.batcher: Batcher | None = None
         self.health = Health()
         self.on_unready = None     # the supervisor's wake-up: live traffic saw the encoder fail
-        self.repo_sha256 = hashlib.sha256((self.repo / "repo.json").read_bytes()).hexdigest()
+        self.repo_sha256 = self.meta.digest()     # what identifies the repository: its repo.json's contents
         self.active = 0            # embeddings requests in progress (tickets)
         self.pending_bytes = 0     # their bodies' bytes not yet tokenised
         self.tokenizing = 0        # estimated tokens of the requests in the tokenizer pool
@@ -155,17 +149,16 @@ class EmbeddingService:
 
     def read_output_ranges(self) -> OutputRanges | None:
         """The repository's calibrated output ranges (int8 / uint8), checked against its encoder and dimension."""
-        ranges = OutputRanges.read(self.repo)
+        ranges = OutputRanges.find(self.repo)
         if ranges is None:
             return None
         if len(ranges.low) != self.dim or len(ranges.high) != self.dim:
             raise NVEmbedError(f"{self.repo / OUTPUT_RANGES_FILE}: {len(ranges.low)} ranges for a {self.dim}-"
                                f"dimensional model; rewrite it with nvembed-trt output-ranges")
-        if ranges.encoder_sha256 != self.meta.get("encoder_sha256"):
+        if ranges.encoder_sha256 != self.meta.encoder_sha256:
             raise NVEmbedError(f"{self.repo / OUTPUT_RANGES_FILE} was measured on another encoder (sha256 "
                                f"{str(ranges.encoder_sha256)[:16]}, this repository's is "
-                               f"{str(self.meta.get('encoder_sha256'))[:16]}); rewrite it with nvembed-trt "
-                               f"output-ranges")
+                               f"{self.meta.encoder_sha256[:16]}); rewrite it with nvembed-trt output-ranges")
         return ranges
 
     @property
@@ -443,7 +436,7 @@ class EmbeddingService:
     @property
     def simulated(self) -> dict | None:
         """repo.json's `simulated` block for a simulated repository (triton-repo --simulate), else None."""
-        return self.meta.get("simulated")
+        return self.meta.simulated
 
     def models(self) -> dict:
         card = {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "nvembed-trt",
@@ -457,12 +450,11 @@ class EmbeddingService:
         """Which engine answers, from repo.json's records (no file is hashed here): the encoder's sha256 (the plan,
         or the ONNX graph), its kind, the recipe, the GPU profile, the TensorRT flavour and version, the weights'
         fingerprint; `header` is the same facts as every response's X-NVEmbed-Engine header."""
-        engine, model = self.meta.get("engine") or {}, self.meta.get("model") or {}
-        facts = {"plan": (self.meta.get("encoder_sha256") or "")[:16] or None, "kind": self.spec.encoder_kind,
-                 "recipe": self.meta.get("recipe"),
-                 "gpu": engine.get("gpu_profile") or (self.simulated or {}).get("gpu_profile"),
-                 "trt": " ".join(filter(None, (engine.get("flavor"), engine.get("flavor_version")))) or None,
-                 "weights": (model.get("weights_fingerprint") or "")[:16] or None}
+        encoder = self.encoder_facts()    # repo.json's facts, as /v1/metadata states them
+        facts = {"plan": (encoder["artifact"]["sha256"] or "")[:16] or None, "kind": encoder["kind"],
+                 "recipe": self.meta.recipe, "gpu": encoder["gpu_profile"],
+                 "trt": " ".join(filter(None, (encoder["flavor"], encoder["flavor_version"]))) or None,
+                 "weights": (self.meta.model.weights_fingerprint or "")[:16] or None}
         header = "; ".join(f"{key}={value if value is not None else 'none'}" for key, value in facts.items())
         return {**facts, "header": header}
 
@@ -471,12 +463,11 @@ class EmbeddingService:
 
     def license(self) -> dict:
         """The licence of the served weights (NV-Embed-v2's: CC-BY-NC-4.0, non-commercial) and of this software."""
-        model = self.meta.get("model") or {}
-        random = model.get("preset") is not None   # every preset's weights are random (seeded), none are NVIDIA's
-        weights = ({"source": "random", "license": None, "note": f"random weights of the {model.get('preset')} preset "
+        preset = self.meta.model.preset   # every preset's weights are random (seeded), none are NVIDIA's
+        weights = ({"source": "random", "license": None, "note": f"random weights of the {preset} preset "
                     f"(NV-Embed-v2's architecture): no NVIDIA weights are served. NVIDIA's NV-Embed-v2 weights are "
                     f"{WEIGHTS_LICENSE['name']} (non-commercial)", "nv_embed_v2": WEIGHTS_LICENSE}
-                   if random else
+                   if preset is not None else
                    {"source": "checkpoint", "license": WEIGHTS_LICENSE["name"], "note": "an NV-Embed-v2 checkpoint: "
                     "NVIDIA's weights are licensed " + WEIGHTS_LICENSE["title"] + " (non-commercial use only) unless "
                     "the checkpoint's owner licensed it otherwise", "nv_embed_v2": WEIGHTS_LICENSE})
@@ -495,27 +486,30 @@ class EmbeddingService:
                 "profile": {"recipe": meta["recipe"], **{k: meta["encoder"][k] for k in (
                     "kind", "pooling", "shapes", "gpu_profile", "flavor", "flavor_version")}}}
 
+    def encoder_facts(self) -> dict:
+        """/v1/metadata's `encoder`: repo.json's facts about the encoder (and the engine behind it)."""
+        engine = self.meta.engine
+        return {"kind": self.spec.encoder_kind, "runtime": self.meta.encoder_runtime,
+                "artifact": {"name": Path(self.meta.encoder_source).name, "sha256": self.meta.encoder_sha256},
+                "pooling": self.spec.pooling, "shapes": [s.describe() for s in self.spec.shape_limits],
+                "max_batch_tokens": self.packer.max_batch_tokens,
+                "gpu_profile": engine.gpu.profile if engine else (self.simulated or {}).get("gpu_profile"),
+                "flavor": engine.flavor if engine else None,
+                "flavor_version": engine.flavor_version if engine else None}
+
     def metadata(self) -> dict:
-        """What is served, by names and content hashes: no host path (the repository, the encoder and the model's
-        checkpoint are named by their folder's name)."""
-        encoder = Path(self.meta.get("encoder", ""))
-        engine = self.meta.get("engine") or {}   # engine.json's facts as repo.json recorded them (deploy.images)
-        model = self.meta.get("model") or {}
-        source = model.get("preset") or Path(str(model.get("checkpoint") or model.get("spec") or "")).name or None
-        return {"model": {"id": self.model_id, "source": source, "fingerprint": model.get("weights_fingerprint"),
+        """What is served, by names and content hashes, from repo.json alone: no host path (the repository, the
+        encoder and the model's checkpoint are named by their folder's name), and the engine's facts from the
+        repository itself (a pod has no build host folders)."""
+        model = self.meta.model
+        source = model.preset or Path(model.checkpoint or model.spec).name or None
+        return {"model": {"id": self.model_id, "source": source, "fingerprint": model.weights_fingerprint,
                           "dimensions": self.dim, "max_input_tokens": self.spec.max_length},
-                "recipe": self.meta.get("recipe"),
-                "encoder": {"kind": self.spec.encoder_kind,
-                            "artifact": {"name": encoder.name, "sha256": self.meta.get("encoder_sha256")},
-                            "pooling": self.spec.pooling,
-                            "shapes": [s.describe() for s in self.spec.shape_limits],
-                            "max_batch_tokens": self.packer.max_batch_tokens,
-                            "gpu_profile": engine.get("gpu_profile") or (self.simulated or {}).get("gpu_profile"),
-                            "flavor": engine.get("flavor"), "flavor_version": engine.get("flavor_version")},
+                "recipe": self.meta.recipe, "encoder": self.encoder_facts(),
                 "repository": {"name": self.repo.name, "sha256": self.repo_sha256},
-                "repository_created_utc": self.meta.get("created_utc"),
+                "repository_created_utc": self.meta.created_utc,
                 "limits": {k: v for k, v in self.settings.model_dump().items() if k not in ("api_key",)},
                 "embedding_types": list(self.embedding_types),
                 "output_ranges": self.output_ranges.model_dump() if self.output_ranges else None,
-                "fingerprint": self.fingerprint, "versions": versions(), **({"simulated": self.simulated} if self.simulated else {})}
-
+                "fingerprint": self.fingerprint, "versions": versions(),
+                **({"simulated": self.simulated} if self.simulated else {})}

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"RepoResult": ".repository", "RepositoryError": ".repository", "repo_from_encoder": ".repository",
-            "TritonServer": ".server", "ENSEMBLE": ".spec", "RepoSpec": ".spec"}
+_EXPORTS = {"RepoResult": ".repository", "RepoSettings": ".repository", "RepositoryError": ".repository",
+            "repo_from_encoder": ".repository", "TritonServer": ".server", "ENSEMBLE": ".spec", "RepoSpec": ".spec",
+            "RepoMeta": ".meta"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -8,7 +8,7 @@ import json
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .spec import ENCODER, ENSEMBLE, OUTPUT, REQUEST_INPUTS, TOKENIZER_DIR, RepoSpec
+from .spec import ENCODER, ENSEMBLE, OUTPUT, REPO_SPEC, REQUEST_INPUTS, TOKENIZER_DIR, RepoSpec
 
 DTYPES = {"BYTES": mc.TYPE_STRING, "INT32": mc.TYPE_INT32, "FP32": mc.TYPE_FP32, "FP16": mc.TYPE_FP16}
 
@@ -64,12 +64,10 @@ def nv_embed_config(spec: RepoSpec) -> mc.ModelConfig:
     _tensor(config.output, OUTPUT, "FP16" if spec.output_dtype == "float16" else "FP32", [spec.hidden_size])
     config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
     _instances(config, spec.nv_embed_instances, gpu=False)
-    _parameters(config, {
-        "tokenizer_dir": TOKENIZER_DIR, "max_length": str(spec.max_length), "encoder_model": ENCODER,
-        "encoder_inputs": ",".join(spec.encoder_inputs), "encoder_output": spec.encoder_output,
-        "shape_limits": json.dumps([s.__dict__ for s in spec.shape_limits]),
-        "max_batch_tokens": str(spec.max_batch_tokens), "output_dtype": spec.output_dtype,
-        "max_input_bytes": str(spec.max_input_bytes)})
+    # the spec itself (RepoSpec.to_json, as in repo.json): nv_embed reads it back with RepoSpec.from_json;
+    # max_length is also its own parameter, for clients that read the config (corpus jobs, eval)
+    _parameters(config, {"tokenizer_dir": TOKENIZER_DIR, "max_length": str(spec.max_length), "encoder_model": ENCODER,
+                         REPO_SPEC: json.dumps(spec.to_json(), sort_keys=True)})
     return config
 
 
@@ -100,14 +98,17 @@ def check_repository(configs: dict[str, mc.ModelConfig], spec: RepoSpec,
     encoder, front = configs[ENCODER], configs[ENSEMBLE]
     inputs, outputs = _io(encoder)
     params = {k: v.string_value for k, v in front.parameters.items()}
-    for name in params["encoder_inputs"].split(","):
+    sent = RepoSpec.from_json(json.loads(params[REPO_SPEC]))      # what nv_embed will act on
+    if sent != spec:
+        problems.append("nv_embed's repo_spec parameter differs from the repository's spec")
+    for name in sent.encoder_inputs:
         if inputs.get(name) != ("TYPE_INT32", [-1]):
             problems.append(f"nv_embed sends {name} as INT32 [-1] but the encoder declares {inputs.get(name)}")
-    if params["encoder_output"] not in outputs:
-        problems.append(f"nv_embed reads {params['encoder_output']} but the encoder outputs {list(outputs)}")
+    if sent.encoder_output not in outputs:
+        problems.append(f"nv_embed reads {sent.encoder_output} but the encoder outputs {list(outputs)}")
     want_dim = [spec.hidden_size] if spec.pooling == "engine" else [-1, spec.hidden_size]
-    if outputs.get(params["encoder_output"], (None, None))[1] != want_dim:
-        problems.append(f"encoder output dims {outputs.get(params['encoder_output'])} are not {want_dim}")
+    if outputs.get(sent.encoder_output, (None, None))[1] != want_dim:
+        problems.append(f"encoder output dims {outputs.get(sent.encoder_output)} are not {want_dim}")
     packer = spec.packer()
     largest = max(packer.rows_at(w) for w in range(1, spec.max_length + 1))
     if largest > encoder.max_batch_size:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import logging
 import os
 import resource
@@ -30,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import NVEmbedError
+from .meta import RepoMeta
 
 STACK_LIMIT = 1 << 30        # bytes of stack per thread (see the module docstring)
 EXIT_TIMEOUT_S = 3           # Triton's --exit-timeout-secs; the wrapper waits this + KILL_GRACE_S, then SIGKILLs
@@ -93,26 +93,15 @@ def raised_stack_limit():
             resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
 
 
-def repository_needs(repo: Path) -> dict:
-    """What a repository asks of the server: its encoder kind and any backend settings (from repo.json)."""
-    meta_file = Path(repo) / "repo.json"
-    if not meta_file.is_file():
-        raise ServerError(f"{repo}: not a model repository (no repo.json); make one with nvembed-trt triton-repo")
-    meta = json.loads(meta_file.read_text())
-    return {"encoder_kind": meta.get("spec", {}).get("encoder_kind"),
-            "backend_config": meta.get("server", {}).get("backend_config", []),
-            "triton_image": (meta.get("triton_image") or {}).get("image", "nvcr.io/nvidia/tritonserver")}
-
-
 def bundled_server_problem(repo: Path | str) -> str | None:
     """Why the tritonserver bundled with nvidia-pytriton cannot serve this repository (it has no TensorRT backend),
     with what to pass instead; None when it can."""
-    needs = repository_needs(Path(repo))
-    if needs["encoder_kind"] != "tensorrt_plan":
+    meta = RepoMeta.read(repo)
+    if meta.encoder_kind != "tensorrt_plan":
         return None
     return (f"{repo} serves a TensorRT engine, and the tritonserver bundled with nvidia-pytriton has no TensorRT "
             f"backend: pass --tritonserver /opt/tritonserver/bin/tritonserver in NVIDIA's Triton image "
-            f"({needs['triton_image']}, the release carrying the engine's TensorRT; see deploy/Dockerfile), make "
+            f"({meta.triton_image.image}, the release carrying the engine's TensorRT; see deploy/Dockerfile), make "
             f"the repository with `triton-repo --encoder-backend python` (the plan run in the python backend), or "
             f"serve an ONNX encoder here")
 
@@ -164,7 +153,7 @@ class TritonServer:
                f"--exit-timeout-secs={self.exit_timeout_s}", "--exit-on-error=true", "--log-verbose=0"]
         if backends is not None:
             cmd.append(f"--backend-directory={backends}")
-        cmd += [f"--backend-config={item}" for item in repository_needs(self.repo)["backend_config"]]
+        cmd += [f"--backend-config={item}" for item in RepoMeta.read(self.repo).server.backend_config]
         return cmd
 
     def start(self, timeout: float | None = None) -> TritonServer:

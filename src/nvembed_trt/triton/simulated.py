@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifacts.engine import EngineMeta
+from ..artifacts.graph import ModelFacts
 from ..config import NVEmbedConfig
 from ..engines.gpus import GPUProfile, get_gpu, gpu_registry
 from ..errors import InputError
@@ -56,7 +58,7 @@ class Simulation:
 
 def parse_simulation(text: str, cfg: NVEmbedConfig) -> Simulation:
     """'h100:fp8' or '8xh100:fp8' -> the simulation; InputError naming what is wrong and the choices."""
-    from ..precision.recipes import RECIPES
+    from ..recipes import RECIPES
 
     match = re.fullmatch(r"(?:(\d+)x)?([A-Za-z0-9._-]+):([A-Za-z0-9._-]+)", text.strip())
     if not match:
@@ -78,26 +80,20 @@ def parse_simulation(text: str, cfg: NVEmbedConfig) -> Simulation:
     return Simulation(gpu, recipe, devices, timing, recipe_weight_bytes(cfg, recipe))
 
 
-def simulated_engine(sim: Simulation) -> dict:
+SIMULATED_PLAN = "simulated: no plan (the stand-in sleeps by the performance model)"
+
+
+def simulated_engine(sim: Simulation, model: ModelFacts) -> EngineMeta:
     """engine.json as a build for this profile and recipe would write it, as far as the repository's checks read
     it (profiles, serving limits, builder workspace, I/O, the weights' bytes for the memory check)."""
     gpu = sim.gpu
-    return {"gpu": {"profile": gpu.name, "description": gpu.description, "compute_capability": gpu.compute_capability},
-            "profiles": [p.model_dump() for p in gpu.profiles], "serving": gpu.serving.model_dump(),
-            "builder": gpu.builder.model_dump(), "engine_bytes": sim.weight_bytes, "recipe": sim.recipe,
-            "inputs": list(TOKEN_INPUTS), "outputs": ["embeddings"]}
-
-
-def simulated_facts(text: str, cfg: NVEmbedConfig, default_image: dict) -> dict:
-    """What repo_from_encoder needs to know of the encoder (as its _encoder_facts gives for a real one)."""
-    sim = parse_simulation(text, cfg)
-    meta = simulated_engine(sim)
-    return {"kind": "simulated", "file": None, "inputs": meta["inputs"], "outputs": meta["outputs"], "meta": meta,
-            "refusal": None, "max_batch_size": meta["serving"]["max_batch_size"],
-            "max_length": meta["serving"]["max_sequence_length"],
-            "limits": tuple(ShapeLimit.from_profile(p) for p in meta["profiles"]), "profiles": (), "engine": None,
-            "triton_image": {**default_image, "how": "simulated encoder: the python backend only, no GPU"},
-            "simulation": sim, "recipe": sim.recipe}
+    return EngineMeta.new(flavor="tensorrt", flavor_version="simulated",
+                          gpu={"profile": gpu.name, "description": gpu.description,
+                               "compute_capability": gpu.compute_capability},
+                          profiles=gpu.profiles, serving=gpu.serving, builder=gpu.builder.model_dump(),
+                          weights={"stripped": False}, engine_bytes=sim.weight_bytes, recipe=sim.recipe,
+                          model=model, onnx="", inputs=list(TOKEN_INPUTS), outputs=["embeddings"],
+                          plan=SIMULATED_PLAN)
 
 
 def encoder_parameters(sim: Simulation, limits: tuple[ShapeLimit, ...]) -> dict[str, str]:
@@ -110,5 +106,10 @@ def write_encoder(sim: Simulation, version_dir: Path, shim: str) -> Path:
     """encoder/1/: the model's shim and simulation.json; returns the file whose hash names the encoder."""
     (version_dir / "model.py").write_text(shim.format(module="encoder_sim"))
     path = version_dir / SIMULATION_FILE
-    path.write_text(json.dumps(sim.describe(), indent=2, sort_keys=True) + "\n")
+    path.write_bytes(simulation_bytes(sim))
     return path
+
+
+def simulation_bytes(sim: Simulation) -> bytes:
+    """simulation.json's contents (their hash names the encoder in repo.json)."""
+    return (json.dumps(sim.describe(), indent=2, sort_keys=True) + "\n").encode()

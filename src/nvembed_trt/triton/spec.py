@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Literal
 
 from ..packing import Packer, ShapeLimit
@@ -24,6 +25,7 @@ REQUEST_INPUTS = ("TEXT", "INPUT_TYPE", "INSTRUCTION", "TRUNCATE")   # all BYTES
 TOKEN_INPUTS = ("input_ids", "attention_mask", "pool_mask")          # INT32 [sequence] per row
 OUTPUT = "EMBEDDINGS"
 TOKENIZER_DIR = "tokenizer"                                          # nv_embed/1/tokenizer/
+REPO_SPEC = "repo_spec"                                              # nv_embed's parameter: RepoSpec.to_json()
 DEFAULT_MAX_INPUT_BYTES = 1 << 20
 __all__ = ["ENCODER", "ENSEMBLE", "OUTPUT", "REQUEST_INPUTS", "RepoSpec", "TOKEN_INPUTS", "TRUNCATE_MODES"]
 
@@ -38,6 +40,11 @@ ENCODER_MODELS = {   # what runs the encoder, per kind (repo.json `encoder_runti
 
 @dataclass(frozen=True)
 class RepoSpec:
+    """Serialised once (to_json): into repo.json's `spec` and nv_embed's config (its `repo_spec` parameter); read
+    back with from_json, which checks every field (pydantic, unknown keys refused)."""
+
+    __pydantic_config__ = {"extra": "forbid"}
+
     encoder_kind: EncoderKind
     pooling: Literal["engine", "ensemble"]   # where pooling happens: in the encoder graph, or after it (numpy)
     hidden_size: int
@@ -83,9 +90,12 @@ class RepoSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> RepoSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["shape_limits"] = tuple(ShapeLimit(**s) for s in data["shape_limits"])
-        for name in ("onnx_providers", "engine_profiles"):
-            values[name] = tuple(values.get(name, ()))
-        return cls(**values)
+        """Raises pydantic's ValidationError naming each field that does not fit."""
+        return _spec_adapter().validate_python(data)
+
+
+@cache
+def _spec_adapter():
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(RepoSpec)

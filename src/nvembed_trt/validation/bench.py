@@ -62,38 +62,26 @@ def timed(fn, warmup: int, iters: int, cuda: bool = False) -> list[float]:
 
 
 def _callable(runtime, batch: TokenizedBatch):
-    if runtime.name == "torch":
-        import torch
-
-        model = runtime.embedder.model
-        tensors = batch.to_torch(model.device)
-
-        def run():
-            with torch.inference_mode():
-                model(**tensors)
-        return run
-    if runtime.name == "onnx":
-        feeds = {n: getattr(batch, n).astype(np.int32) for n in runtime.runner.inputs}
-        return lambda: runtime.runner._run(feeds)
-    if runtime.name == "engine":
-        return lambda: runtime.runner.run(batch)
-    return None
+    """One forward pass of the runtime's encoder (the seam's run) on the batch's arrays."""
+    encoder = runtime.encoder
+    arrays = {name: getattr(batch, name) for name in encoder.inputs}
+    return lambda: encoder.run(arrays)
 
 
 def runtime_cost(runtime, cfg: NVEmbedConfig) -> Cost:
     """The weight bytes a runtime reads per forward pass and the dtypes its matmuls run in: from the files it loaded
     where it has them (engine plan, ONNX graph + external data), else from the recipe's (or PyTorch dtype's) weights."""
     if runtime.name == "torch":   # the parameters as loaded: float32, float16 or bfloat16
-        dtype = str(next(runtime.embedder.model.parameters()).dtype).removeprefix("torch.")
+        dtype = str(next(runtime.encoder.embedder.model.parameters()).dtype).removeprefix("torch.")
         _, gemm, _ = recipe_dtypes(dtype)
         return Cost(recipe_weight_bytes(cfg, dtype), gemm, attention_dtype(dtype), f"parameters in {dtype}")
     recipe = runtime.recipe
     _, gemm, _ = recipe_dtypes(recipe)
     if runtime.name == "engine":
-        plan = Path(runtime.directory) / "model.plan"
+        plan = runtime.encoder.plan
         return Cost(file_bytes(plan), gemm, attention_dtype(recipe), f"engine plan {plan}")
     if runtime.name == "onnx":
-        path = Path(runtime.path)
+        path = runtime.encoder.path
         return Cost(file_bytes(path, path.with_name(path.name + ".data")), gemm, attention_dtype(recipe),
                     f"ONNX graph {path} and its external data")
     return Cost(recipe_weight_bytes(cfg, recipe), gemm, attention_dtype(recipe), f"recipe {recipe}'s weight dtypes")
@@ -107,8 +95,9 @@ def bench_grid(runtime, tokenizer, batches, seqs, warmup, iters, floors, cfg: NV
         for s in seqs:
             if runtime.name == "engine" and not runtime.accepts(b, s):  # beyond the card's profiles: not a figure
                 if skipped is not None:
+                    shapes = "; ".join(limit.describe() for limit in runtime.encoder.shape_limits)
                     skipped.append(f"engine {runtime.recipe}: batch {b} x sequence {s} is outside its profiles and "
-                                   f"serving limits (max batch {runtime.max_batch})")
+                                   f"serving limits ({shapes})")
                 continue
             if runtime.name == "triton":
                 texts = [synthetic_text(tokenizer, max(1, s - 2), rng) for _ in range(b)]

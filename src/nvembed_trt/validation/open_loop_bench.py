@@ -132,12 +132,12 @@ def workload(tokenizer: EmbeddingTokenizer, kind: str, model: str, texts_per_req
     return {"bodies": tuple(bodies), "texts": tuple(texts), "tokens": tokens}
 
 
-def capacity(meta: dict, spec, wl: dict) -> dict:
+def capacity(meta, spec, wl: dict) -> dict:
     """The simulated devices' requests/s and texts/s at full batches for this workload (the performance model)."""
     from ..packing import Packer
     from ..performance import BatchTime
 
-    timing = BatchTime(**meta["simulated"]["timing"])
+    timing = BatchTime(**meta.simulated["timing"])
     packer = Packer(spec.shape_limits, spec.max_batch_tokens)
     seconds = texts = 0.0
     for row_tokens in wl["tokens"]:
@@ -145,7 +145,7 @@ def capacity(meta: dict, spec, wl: dict) -> dict:
             rows = packer.rows_at(t)
             seconds += timing.seconds(rows, t) / rows
             texts += 1
-    devices = meta["simulated"]["devices"]
+    devices = meta.simulated["devices"]
     texts_per_s = devices * texts / seconds
     return {"texts_per_s": texts_per_s, "requests_per_s": texts_per_s * len(wl["texts"]) / sum(wl["texts"]),
             "devices": devices}
@@ -182,10 +182,10 @@ def run_open_loop_bench(repo: Path, kind: str = "queries", workers: tuple[int, .
 
     repo = Path(repo)
     meta, spec = read_repository(repo)
-    if not meta.get("simulated"):
+    if not meta.simulated:
         raise ValueError(f"{repo} is not a simulated repository (make one with triton-repo --simulate GPU:RECIPE)")
     tokenizer = EmbeddingTokenizer.from_dir(repo / ENSEMBLE / "1" / TOKENIZER_DIR)
-    model = meta.get("served_model_id") or repo.name
+    model = meta.served_model_id
     wl = workload(tokenizer, kind, model, seed=seed)
     cap = capacity(meta, spec, wl)
     load_before = os.getloadavg()
@@ -206,7 +206,7 @@ def run_open_loop_bench(repo: Path, kind: str = "queries", workers: tuple[int, .
     own = ("front_door", "tritonserver")
     kept_up = [r for r in sweep if r["achieved_per_s"] >= 0.95 * r["offered_per_s"]] or sweep[:1]
     per_text = sum(kept_up[-1]["cpu"][k]["us_per_text"] for k in own)   # at the highest load it kept up with
-    sim = meta["simulated"]
+    sim = meta.simulated
     report = sidecar("open-loop-serving", repo=str(repo), host=platform.node(), simulated=sim, workload=kind,
                      model=model, capacity=cap, levels=sweep, saturation=saturation, batch64=batch64,
                      p99_target_ms=P99_TARGET_MS,

@@ -30,6 +30,8 @@ from ..encoding import Row, pack
 from ..packing import Packer
 from ..provenance import sidecar, write_json
 from ..tokenizer import INPUT_TYPES, EmbeddingTokenizer
+from ..errors import InputError
+from ..triton.meta import RepoMeta
 from ..triton.spec import ENCODER, ENSEMBLE, OUTPUT, TOKENIZER_DIR, RepoSpec
 from .bench import percentiles
 
@@ -97,41 +99,28 @@ def mixed_workload(tokenizer: EmbeddingTokenizer, max_length: int, texts: int = 
 
 # ---- the encoder alone -----------------------------------------------------------------------------------------
 
-class BareEncoder:
-    """The repository's encoder without serving: ONNX Runtime on its graph (CPU), or the TensorRT engine (GPU)."""
+def repository_encoder(repo: Path, meta: RepoMeta) -> tuple[object, str]:
+    """(the repository's own copy of its encoder through the encoder seam, without serving: what Triton's `encoder`
+    model runs; what it is, in words): ONNX Runtime on encoder/1/model.onnx with the repository's providers, or the
+    TensorRT plan in encoder/1 with the engine facts repo.json carries."""
+    from ..encoders.local import OnnxEncoder
+    from ..encoders.tensorrt import TensorRTEncoder
 
-    def __init__(self, repo: Path, spec: RepoSpec, meta: dict):
-        self.spec = spec
-        if spec.encoder_kind == "tensorrt_plan":
-            from ..engines.runner import EngineRunner
+    version = repo / ENCODER / "1"
+    if meta.simulated:    # the stand-in itself: the performance model's time per batch
+        from ..performance import BatchTime
+        from ..triton.models.encoder_sim import StandIn
 
-            self.engine = EngineRunner(Path(meta["encoder"]))
-            self.kind = f"TensorRT engine ({self.engine.meta.get('flavor')})"
-        elif spec.encoder_kind == "simulated":    # the stand-in itself: the performance model's time per batch
-            from ..performance import BatchTime
-            from ..triton.models.encoder_sim import StandIn
-
-            self.stand_in = StandIn(spec.hidden_size, BatchTime(**meta["simulated"]["timing"]))
-            self.kind = f"SIMULATED {meta['simulated']['name']} (the performance model's time per batch)"
-        else:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # as the served encoder
-            self.session = ort.InferenceSession(str(repo / ENCODER / "1" / "model.onnx"), options,
-                                                providers=list(spec.onnx_providers))
-            self.kind = f"ONNX Runtime ({', '.join(spec.onnx_providers)})"
-
-    def run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
-        if self.spec.encoder_kind == "simulated":
-            return self.stand_in.run(arrays)
-        if self.spec.encoder_kind == "tensorrt_plan":
-            from ..tokenizer import TokenizedBatch
-
-            return self.engine.run(TokenizedBatch(**{k: arrays.get(k, arrays["attention_mask"])
-                                                     for k in ("input_ids", "attention_mask", "pool_mask")}))
-        return self.session.run(None, arrays)[0]
+        return (StandIn(meta.spec.hidden_size, BatchTime(**meta.simulated["timing"])),   # .run(arrays) as the seam
+                f"SIMULATED {meta.simulated['name']} (the performance model's time per batch)")
+    if meta.engine is not None:
+        if not (version / "model.plan").is_file():
+            raise InputError(f"{repo}: no plan yet ({meta.engine.plan or 'encoder/1/model.plan is missing'}); run "
+                             f"`nvembed-trt deploy ensure-engine` on the GPU host first")
+        return TensorRTEncoder(version, meta.engine), f"TensorRT engine ({meta.engine.flavor})"
+    providers = meta.spec.onnx_providers
+    return (OnnxEncoder(version / "model.onnx", meta.recipe, providers=providers, spinning=False),
+            f"ONNX Runtime ({', '.join(providers)})")
 
 
 def rows_for(tokenizer: EmbeddingTokenizer, workload: Workload, max_length: int, indices=None) -> list[Row]:
@@ -143,7 +132,7 @@ def rows_for(tokenizer: EmbeddingTokenizer, workload: Workload, max_length: int,
     return rows
 
 
-def ceiling(encoder: BareEncoder, rows: list[Row], spec: RepoSpec, pad_id: int) -> dict:
+def ceiling(encoder, kind: str, rows: list[Row], spec: RepoSpec, pad_id: int) -> dict:
     """The encoder alone on every row, packed at several token budgets (within the encoder's shapes, as served),
     each timed twice; the best."""
     trials = []
@@ -163,10 +152,10 @@ def ceiling(encoder: BareEncoder, rows: list[Row], spec: RepoSpec, pad_id: int) 
                        "texts_per_s": len(rows) / wall, "tokens_per_s": real / wall,
                        "padding_efficiency": real / sum(b.padded_tokens for b in batches)})
     best = max(trials, key=lambda t: t["texts_per_s"])
-    return {"encoder": encoder.kind, **best, "trials": trials}
+    return {"encoder": kind, **best, "trials": trials}
 
 
-def encoder_latency(encoder: BareEncoder, row: Row, spec: RepoSpec, pad_id: int, iters: int) -> dict:
+def encoder_latency(encoder, row: Row, spec: RepoSpec, pad_id: int, iters: int) -> dict:
     arrays = pack([row], spec.packer(), pad_id, spec.encoder_inputs)[0].arrays
     for _ in range(5):
         encoder.run(arrays)
@@ -372,24 +361,24 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
                       kserve_concurrency: list[int] | None = None, serve_args: tuple[str, ...] = (),
                       results_dir: Path | None = None, aiperf: Path | None = None) -> tuple[dict, Path]:
     from ..serving.process import ServeProcess
-    from ..serving.service import read_repository
 
     import os
 
     repo = Path(repo)
     load_before = os.getloadavg()[0]
-    meta, spec = read_repository(repo)
+    meta = RepoMeta.read(repo)
+    spec = meta.spec
     tokenizer = EmbeddingTokenizer.from_dir(repo / ENSEMBLE / "1" / TOKENIZER_DIR)
     workload = mixed_workload(tokenizer, spec.max_length, texts, seed)
     rows = rows_for(tokenizer, workload, spec.max_length)
-    encoder = BareEncoder(repo, spec, meta)
-    bare = ceiling(encoder, rows, spec, tokenizer.pad_id)
+    encoder, kind = repository_encoder(repo, meta)
+    bare = ceiling(encoder, kind, rows, spec, tokenizer.pad_id)
     query = next(t for t, k in zip(workload.texts, workload.kinds) if k == "query")
     query_row = rows_for(tokenizer, Workload([query], ["query"], [], [], {}), spec.max_length)[0]
     alone = encoder_latency(encoder, query_row, spec, tokenizer.pad_id, iters)
     served, kserve = [], []
     with ServeProcess(repo, serve_args) as process:
-        model = meta.get("served_model_id") or repo.name
+        model = meta.served_model_id
         query_arrays = pack([query_row], spec.packer(), tokenizer.pad_id, spec.encoder_inputs)[0].arrays
         one = asyncio.run(_one_query_latency(process.api_url, process.kserve["grpc"], model, query, iters,
                                              query_arrays, spec))
@@ -412,7 +401,7 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
                                            workload, 8, max(100, len(workload.requests)), Path(work))
     # the ceiling again, now that the server is gone: the machine's other load may have changed meanwhile, and the
     # ratios must not flatter the served path, so the better of the two stands
-    after = ceiling(encoder, rows, spec, tokenizer.pad_id)
+    after = ceiling(encoder, kind, rows, spec, tokenizer.pad_id)
     alone_after = encoder_latency(encoder, query_row, spec, tokenizer.pad_id, iters)
     del encoder
     bare = {**max(bare, after, key=lambda c: c["texts_per_s"]), "before_texts_per_s": bare["texts_per_s"],
@@ -430,8 +419,8 @@ def run_serving_bench(repo: Path, concurrency: list[int], texts: int = 1200, ite
         "triton_hop": one["triton_encoder_grpc"]["p50_ms"] - alone["p50_ms"],
         "front_door_own": one["front_door_app"]["p50_ms"] - one["triton_encoder_grpc"]["p50_ms"],
         "http_and_client": one["front_door"]["p50_ms"] - one["front_door_app"]["p50_ms"]}
-    report = sidecar("serving-benchmark", repo=str(repo), host=platform.node(), model=meta.get("served_model_id"),
-                     encoder_kind=spec.encoder_kind, recipe=meta.get("recipe"), simulated=meta.get("simulated"),
+    report = sidecar("serving-benchmark", repo=str(repo), host=platform.node(), model=meta.served_model_id,
+                     encoder_kind=spec.encoder_kind, recipe=meta.recipe, simulated=meta.simulated,
                      workload={**workload.source, "requests": len(workload.requests), "texts_per_request":
                                list(TEXTS_PER_REQUEST), "query_tokens": list(QUERY_TOKENS),
                                "passage_tokens": [64, spec.max_length], "histogram": workload.histogram(),

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..precision.recipes import RECIPES
-from ..evaluation.ranking import ranking_check, ranking_slice, slice_figures
+from ..pooling import cosine_rows
+from ..encoders.local import TorchEncoder
+from ..recipes import get_recipe
+from ..retrieval.ranking import ranking_check, ranking_slice, slice_figures
 from ..precision.verify import heldout_set, top_k_agreement
 from ..provenance import sidecar, write_json
 from ..tokenizer import INPUT_TYPES
@@ -21,13 +23,9 @@ BATCHED_VS_SINGLE_MIN_COSINE = 0.9999
 RESULTS = Path("benchmarks") / "results"
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 def ranking_row(runtime, ranking, reference) -> dict:
     """The ranking slice for one runtime: nDCG@10 against the reference's, within the recipe's budget."""
-    recipe = RECIPES.get(runtime.recipe, RECIPES["fp32"])
+    recipe = get_recipe(runtime.recipe)
     got = slice_figures(ranking, lambda texts, instruction: runtime.embed(texts, instruction))
     report, problems = ranking_check(ranking, reference, got, recipe.max_ndcg10_drop)
     return {"ndcg10": report["ndcg10"], "ndcg10_reference": report["ndcg10_reference"],
@@ -41,23 +39,19 @@ def evaluate(runtime, reference: tuple[np.ndarray, np.ndarray], queries: list[st
     got_q, got_p = runtime.embed(queries, query), runtime.embed(passages, "")
     ref = np.concatenate(reference)
     got = np.concatenate([got_q, got_p])
-    cos = _cosines(got, ref)
+    cos = cosine_rows(got, ref)
     sample = queries[:4] + passages[:4]
     batched = np.concatenate([runtime.embed(queries[:4], query, 8), runtime.embed(passages[:4], "", 8)])
     single = np.stack([runtime.embed([t], query if i < 4 else "", 1)[0] for i, t in enumerate(sample)])
-    recipe = RECIPES.get(runtime.recipe, RECIPES["fp32"])
+    recipe = get_recipe(runtime.recipe)
     row = {"runtime": runtime.name, "recipe": runtime.recipe, "rows": int(len(cos)),
            "cosine_p1": float(np.percentile(cos, 1)), "cosine_min": float(cos.min()),
            "cosine_mean": float(cos.mean()), "max_abs": float(np.abs(got - ref).max()),
            "top10_agreement": top_k_agreement(reference[0], reference[1], got_q, got_p, 10),
-           "batched_vs_single_min_cosine": float(_cosines(batched, single).min()),
+           "batched_vs_single_min_cosine": float(cosine_rows(batched, single).min()),
            "thresholds": {"min_cosine": recipe.min_cosine, "min_top10": recipe.min_top10,
                           "batched_vs_single": BATCHED_VS_SINGLE_MIN_COSINE}}
-    failures = []
-    if not np.isfinite(got).all() or not row["cosine_min"] >= recipe.min_cosine:
-        failures.append(f"min cosine {row['cosine_min']:.6f} < {recipe.min_cosine}")
-    if recipe.min_top10 is not None and row["top10_agreement"] < recipe.min_top10:
-        failures.append(f"top-10 agreement {row['top10_agreement']:.3f} < {recipe.min_top10}")
+    failures = recipe.gate(row)       # a NaN or inf row makes its cosine NaN, which fails
     if row["batched_vs_single_min_cosine"] < BATCHED_VS_SINGLE_MIN_COSINE:
         failures.append(f"batched vs single min cosine {row['batched_vs_single_min_cosine']:.6f} < "
                         f"{BATCHED_VS_SINGLE_MIN_COSINE}")
@@ -67,9 +61,9 @@ def evaluate(runtime, reference: tuple[np.ndarray, np.ndarray], queries: list[st
 
 def describe_reference(reference_runtime) -> dict:
     """The reference's own statement (Embedder.describe) or, for another runtime, its name and recipe."""
-    embedder = getattr(reference_runtime, "embedder", None)
-    if embedder is not None and hasattr(embedder, "describe"):
-        return embedder.describe()
+    encoder = getattr(reference_runtime, "encoder", None)
+    if isinstance(encoder, TorchEncoder):
+        return encoder.embedder.describe()
     return {"runtime": reference_runtime.name, "recipe": reference_runtime.recipe, "matches_upstream": None,
             "vs_upstream": "not the PyTorch reference: no statement about upstream"}
 

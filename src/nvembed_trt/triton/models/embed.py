@@ -18,9 +18,9 @@ import numpy as np
 
 from ...encoding import Row, embed_rows, encode_rows
 from ...errors import InputError
-from ...packing import Packer, ShapeLimit
+from ...packing import Packer
 from ...tokenizer import EmbeddingTokenizer
-from ..spec import OUTPUT, REQUEST_INPUTS
+from ..spec import OUTPUT, REPO_SPEC, REQUEST_INPUTS, RepoSpec
 from .common import error_response, settings_from_args, triton_utils
 from .inputs import parse_rows
 
@@ -43,14 +43,11 @@ class Router:
     dim: int
 
     @classmethod
-    def from_params(cls, params: dict[str, str], version_dir, dim: int) -> Router:
-        tokenizer = EmbeddingTokenizer.from_dir(version_dir / params["tokenizer_dir"])
-        max_length = int(params["max_length"])
-        tokenizer.check_max_length(max_length)
-        limits = [ShapeLimit(**s) for s in json.loads(params["shape_limits"])]
-        return cls(tokenizer, Packer(limits, int(params["max_batch_tokens"])), max_length,
-                   tuple(params["encoder_inputs"].split(",")), params["encoder_output"], params["output_dtype"],
-                   int(params["max_input_bytes"]), dim)
+    def from_spec(cls, spec: RepoSpec, tokenizer_dir) -> Router:
+        tokenizer = EmbeddingTokenizer.from_dir(tokenizer_dir)
+        tokenizer.check_max_length(spec.max_length)
+        return cls(tokenizer, spec.packer(), spec.max_length, spec.encoder_inputs, spec.encoder_output,
+                   spec.output_dtype, spec.max_input_bytes, spec.hidden_size)
 
     def rows(self, inputs: list) -> list[Row]:
         """Rows of one request from its (TEXT, INPUT_TYPE, INSTRUCTION, TRUNCATE) arrays; raises InputError."""
@@ -81,9 +78,8 @@ class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         params, version_dir = settings_from_args(args)
         self.pb = triton_utils()
-        config = json.loads(args["model_config"])
-        dim = int(config["output"][0]["dims"][0])
-        self.router = Router.from_params(params, version_dir, dim)
+        spec = RepoSpec.from_json(json.loads(params[REPO_SPEC]))       # serialised once, by triton/config.py
+        self.router = Router.from_spec(spec, version_dir / params["tokenizer_dir"])
         self.encoder = params["encoder_model"]
 
     def _run_encoder(self, arrays: dict[str, np.ndarray]) -> np.ndarray:

@@ -22,8 +22,8 @@ class TritonPythonModel:
         params, version_dir = settings_from_args(args)
         self.pb = triton_utils()
         self.runner = EngineRunner(version_dir, device=int(args.get("model_instance_device_id", 0) or 0))
-        self.inputs = list(self.runner.meta["inputs"])
-        self.output = self.runner.meta["outputs"][0]
+        self.inputs = list(self.runner.meta.inputs)
+        self.output = self.runner.meta.outputs[0]
         if params.get("plan_file", "model.plan") != "model.plan":
             raise RuntimeError(f"encoder_trt loads model.plan, the config names {params['plan_file']!r}")
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from nvembed_trt.errors import InputError
 
 GIB = 2**30
 V2_ROOT = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))

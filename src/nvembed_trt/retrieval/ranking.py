@@ -1,6 +1,6 @@
 """The ranking slice of the precision gate and of `validate`: the project's labelled set (stdlib_set.py) embedded by
 the fp32 reference and by a candidate, nDCG@10 of each, and the verdict against the recipe's budget
-(Recipe.max_ndcg10_drop in precision/recipes.py). A refusal names the drop, the budget and the queries that lost
+(Recipe.max_ndcg10_drop in recipes.py). A refusal names the drop, the budget and the queries that lost
 most, with their text."""
 
 from __future__ import annotations

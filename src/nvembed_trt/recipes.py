@@ -1,7 +1,7 @@
 """Precision recipes, one registry. Each recipe is a schema-checked object carrying how it is made and the
 accuracy it must keep on held-out text; choices shown to users come from RECIPES.
 
-`max_ndcg10_drop` is the ranking budget: on the labelled slice (evaluation/stdlib_set.py) the recipe's nDCG@10 may
+`max_ndcg10_drop` is the ranking budget: on the labelled slice (retrieval/stdlib_set.py) the recipe's nDCG@10 may
 fall below the fp32 reference's by at most this much (absolute). Budgets stay at or above 0.001, the spread two
 servers of the same model show (vLLM #52630): tighter ones would measure noise."""
 
@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from ..errors import InputError
+from .errors import InputError
 
 FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceL2", "Pow", "Sqrt", "Reciprocal",
             "Div", "Erf")  # norms, softmax, pooling and the L2 norm stay fp32 under AutoCast
@@ -66,6 +66,16 @@ class Recipe(BaseModel):
     @property
     def needs_calibration(self) -> bool:
         return self.method not in ("copy", "weight-only")
+
+    def gate(self, figures: dict, where: str = "") -> list[str]:
+        """What in a report's figures (cosine_min, top10_agreement) misses this recipe's thresholds: the one check
+        the precision gate (per held-out slice) and validate (per runtime) share. A NaN fails."""
+        problems = []
+        if not figures["cosine_min"] >= self.min_cosine:
+            problems.append(f"{where}min cosine {figures['cosine_min']:.6f} < {self.min_cosine}")
+        if self.min_top10 is not None and not figures["top10_agreement"] >= self.min_top10:
+            problems.append(f"{where}top-10 agreement {figures['top10_agreement']:.3f} < {self.min_top10}")
+        return problems
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (

@@ -12,7 +12,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from ..hostmem import process_memory_gib
+from nvembed_trt.hostmem import process_memory_gib
 from .memlimit import MemoryLimit
 
 SAMPLE_S = 0.2

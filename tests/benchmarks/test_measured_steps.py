@@ -1,5 +1,5 @@
-"""The measured step of the full-size benchmarks: a real child process, its exit code, its peak RSS and the sampled
-peaks of its anonymous and file-backed parts."""
+"""The measured step of the full-size benchmarks (benchmarks/measured/): a real child process, its exit code, its peak
+RSS and the sampled peaks of its anonymous and file-backed parts."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ import sys
 
 import pytest
 
+from conftest import REPO
 from nvembed_trt.errors import InputError
-from nvembed_trt.validation.memlimit import MemoryLimit
-from nvembed_trt.validation.steps import file_bytes, machine_facts, measured_step
 
+BENCHMARKS = str(REPO / "benchmarks")   # where the scripts find `measured` (beside them)
+sys.path.insert(0, BENCHMARKS)
+from measured.memlimit import MemoryLimit  # noqa: E402
+from measured.steps import file_bytes, machine_facts, measured_step  # noqa: E402
 
 MEASURE = """
 import json, sys
-from nvembed_trt.validation.steps import measured_step
+sys.path.insert(0, sys.argv[2])
+from measured.steps import measured_step
 grow = "import time; b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.8)"
 path = sys.argv[1]
 open(path, "wb").write(b"z" * (300 * 2**20))
@@ -30,7 +34,7 @@ print(json.dumps([measured_step([sys.executable, "-c", grow]), measured_step([sy
 def test_peak_rss_and_exit_code_of_a_real_process(tmp_path):
     # measured from a small parent, as the benchmarks are: Linux keeps the parent's RSS at fork in the child's
     # peak (a multi-GiB pytest process would show up in it)
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(tmp_path / "weights.bin")], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(tmp_path / "weights.bin"), BENCHMARKS], capture_output=True,
                          text=True, check=True).stdout
     step, failed, mapped = json.loads(out.strip().splitlines()[-1])
     assert step["exit"] == 0 and 0.39 <= step["peak_rss_gib"] < 1.0 and step["wall_s"] >= 0, step
@@ -51,7 +55,8 @@ def test_file_bytes_and_machine_facts(tmp_path):
 
 LIMITED = """
 import json, sys
-from nvembed_trt.validation.steps import drop_file_cache, measured_step
+sys.path.insert(0, sys.argv[2])
+from measured.steps import drop_file_cache, measured_step
 path = sys.argv[1]
 open(path, "wb").write(b"z" * (600 * 2**20))
 drop_file_cache(path)
@@ -69,7 +74,7 @@ def test_memory_limit_reclaims_mapped_pages_and_kills_what_does_not_fit(tmp_path
             pass
     except InputError as exc:
         pytest.skip(f"no writable memory cgroup here: {exc}")
-    out = subprocess.run([sys.executable, "-c", LIMITED, str(tmp_path / "weights.bin")], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", LIMITED, str(tmp_path / "weights.bin"), BENCHMARKS], capture_output=True,
                          text=True, check=True).stdout
     mapped, grown = json.loads(out.strip().splitlines()[-1])
     # 600 MiB read through a mapping completes under a 0.3 GiB limit: the kernel drops clean file pages

@@ -1,5 +1,5 @@
 """Hostile requests against a running deployment (the front door and Triton's KServe ports), interleaved with valid
-ones, for the reliability tests and benchmarks/soak.py. Each kind is a small generator of one request; the report
+ones, for the reliability tests (test_reliability.py). Each kind is a small generator of one request; the report
 counts answers by kind and status, the slowest answer, transport failures (a crash shows as refused connections),
 and whether every interleaved valid request got the right vector."""
 

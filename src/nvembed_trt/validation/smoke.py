@@ -4,7 +4,6 @@ threshold from the registry; stop with SIGTERM (exit 0 required); report. What `
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -13,14 +12,16 @@ import numpy as np
 from ..client import EmbeddingClient
 from ..embedder import Embedder
 from ..errors import NVEmbedError
-from ..precision.recipes import RECIPES
-from .process import ServeProcess
+from ..pooling import cosine_rows
+from ..recipes import get_recipe
+from ..serving.process import ServeProcess
+from ..triton.meta import RepoMeta
 
 
 def recipe_threshold(repo: Path) -> tuple[str, float]:
-    """The encoder's recipe (repo.json) and the minimum cosine the registry sets for it (fp32's when unknown)."""
-    recipe = json.loads((Path(repo) / "repo.json").read_text()).get("recipe") or "fp32"
-    return recipe, RECIPES.get(recipe, RECIPES["fp32"]).min_cosine
+    """The encoder's recipe (repo.json) and the minimum cosine the registry sets for it."""
+    recipe = get_recipe(RepoMeta.read(repo).recipe)
+    return recipe.name, recipe.min_cosine
 
 
 def serving_check(repo: Path, model: str, texts: list[str], input_type: str | None = None,
@@ -43,7 +44,7 @@ def serving_check(repo: Path, model: str, texts: list[str], input_type: str | No
               "tritonserver": str(tritonserver) if tritonserver else "bundled (nvidia-pytriton)",
               "front_door_s": round(front_s, 3), "stop_status": status}
     for face, vectors in results.items():
-        cos = (vectors * reference).sum(1) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1))
+        cos = cosine_rows(vectors, reference)
         report[face] = {"min_cosine": float(cos.min()), "max_abs": float(np.abs(vectors - reference).max())}
         if cos.min() < threshold:
             raise NVEmbedError(f"served embeddings through {face} differ from the reference: min cosine "
