@@ -124,6 +124,7 @@ def test_headers_past_the_limits_get_431(served):
     streamed, _ = exchange(served.port, b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ",
                            *[b"a" * 65536] * 256)                                  # 16 MB, never finished
     assert streamed.startswith(b"HTTP/1.1 431 ") and rss_mib(served.process.pid) - before < 16
+    assert all(b"\r\nx-nvembed-engine: plan=" in answer for answer in (big, many, streamed))   # either layer
     assert httpx.get(f"{served.api_url}/health/live").status_code == 200
 
 

@@ -93,6 +93,11 @@ COMMON_ERRORS = failures(431, 500)                # every route: headers too lar
 KEYED_ERRORS = failures(400, 401)                 # routes behind the key: two Authorization headers, wrong key
 
 
+def engine_header(service: EmbeddingService) -> tuple[bytes, bytes]:
+    """X-NVEmbed-Engine: the fleet fingerprint every answer carries (EmbeddingService.fingerprint)."""
+    return ENGINE_HEADER, service.fingerprint["header"].encode()
+
+
 class ClientGone(Exception):
     """The client closed the connection before its answer: counted as 499, one log line, no traceback."""
 
@@ -173,7 +178,7 @@ class Guard:
     def __init__(self, app, service: EmbeddingService, metrics: Metrics, direct: dict | None = None):
         self.app, self.service, self.metrics = app, service, metrics
         self.direct = direct or {}    # (method, path) -> ASGI app that skips FastAPI's routing and middleware
-        self.engine = (ENGINE_HEADER, service.fingerprint["header"].encode())   # on every answer: which engine
+        self.engine = engine_header(service)   # on every answer: which engine
         key = service.settings.api_key
         self.key = key.encode() if key else None
 
