@@ -32,6 +32,10 @@ class FrontDoorClient:
         self.http = httpx.Client(timeout=timeout_s, headers=headers)
         self.model = model or self._first_model()
 
+    def metadata(self) -> dict:
+        """GET /v1/metadata: the model, the engine (its fingerprint), limits and versions."""
+        return self._call("GET", "/metadata")
+
     def _call(self, method: str, path: str, **kw) -> dict:
         import httpx
 

@@ -70,7 +70,9 @@ ERRORS = [
     (b'["a list"]', 400, None, "request body must be a JSON object, got list"),
     ({"model": MODEL}, 422, "input", "input: field required"),
     ({"input": "x"}, 422, "model", "model: field required"),
-    ({"model": MODEL, "input": [1, 2]}, 422, "input", "input: must be a string or a list of strings"),
+    ({"model": MODEL, "input": [1, -2]}, 422, "input", "input[1] is a negative token id"),
+    ({"model": MODEL, "input": [[1], "x"]}, 422, "input", "input: must be a string, a list of strings, a list of "
+                                                            "token ids (integers) or a list of lists of token ids"),
     ({"model": MODEL, "input": "x", "colour": "red"}, 422, "colour", "colour: unknown field"),
     ({"model": MODEL, "input": "x", "input_type": "document"}, 422, "input_type", "input_type: Input should be"),
     ({"model": MODEL, "input": "x", "truncate": "MIDDLE"}, 422, "truncate", "Input should be 'NONE', 'START' or 'END'"),
@@ -96,7 +98,7 @@ ERRORS = [
     ({"model": MODEL, "input": []}, 422, "input", "input is an empty list"),
     ({"model": MODEL, "input": ["ok", ""]}, 422, "input", "input[1] is an empty string"),
     ({"model": MODEL, "input": ""}, 422, "input", "input is an empty string"),
-    ({"model": MODEL, "input": ["ok", 3]}, 422, "input", "input: must be a string or a list of strings"),
+    ({"model": MODEL, "input": ["ok", 3]}, 422, "input", "input: must be a string, a list of strings, a list of"),
     ({"model": MODEL, "input": ["ok", "word " * 100]}, 400, "input",
      "Input length 103 exceeds maximum allowed token size 64 (input[1]"),
     ({"model": MODEL, "input": ["x"] * 11}, 413, "input", "input has 11 items, above the limit of 10 per request"),
@@ -252,7 +254,7 @@ def test_openapi_document_is_generated_from_the_validating_models(tiny_repos):
     assert set(request["properties"]) == set(EmbeddingRequest.model_fields)
     assert request["additionalProperties"] is False and request["required"] == ["input", "model"]
     assert request["properties"]["truncate"]["enum"] == ["NONE", "START", "END"]
-    assert request["properties"]["model"]["enum"] == [MODEL]
+    assert request["properties"]["model"]["enum"] == [MODEL, f"{MODEL}-query", f"{MODEL}-passage"]
     assert request["properties"]["input"]["anyOf"][1]["maxItems"] == 10
     operation = spec["paths"]["/v1/embeddings"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/EmbeddingRequest")

@@ -58,6 +58,125 @@ def test_openai_sdk(served, reference, tiny, encoding, cosine):
     assert passages.usage.prompt_tokens == passages.usage.total_tokens == tokens
 
 
+def test_openai_sdk_model_suffix_and_packed_bits(served, reference, cosine):
+    """NIM's `-query` suffix chooses input_type for a client that cannot send it (the SDK's default base64 path);
+    embedding_type ubinary through the SDK's extra_body: the sign bits of the reference, MSB first."""
+    client = OpenAI(base_url=served.api_url, api_key="unused")
+    queries = client.embeddings.create(model="tiny-query", input=SHORT[:3])
+    got = np.asarray([d.embedding for d in queries.data], dtype=np.float32)
+    assert queries.model == "tiny" and cosine(got, reference(SHORT[:3], "query")).min().item() >= 0.9999
+    packed = client.embeddings.create(model="tiny", input=SHORT[:3], encoding_format="float",
+                                      extra_body={"embedding_type": "ubinary"})
+    bits = np.unpackbits(np.asarray([d.embedding for d in packed.data], dtype=np.uint8), axis=1)
+    want = np.asarray(reference(SHORT[:3]))
+    assert bits.shape == want.shape and np.all((bits == (want > 0)) | (np.abs(want) < 1e-4))
+
+
+def test_openai_sdk_token_input(served, tiny, reference, cosine):
+    """The OpenAI spec's token input through the SDK: the model's own ids of each text (no BOS, no EOS) give the
+    text's embedding, and usage counts the same tokens as the text."""
+    client = OpenAI(base_url=served.api_url, api_key="unused")
+    ids = [tiny.tokenizer.tokenizer.encode(t, add_special_tokens=False).ids for t in SHORT[:4]]
+    by_ids = client.embeddings.create(model="tiny-query", input=ids)
+    by_text = client.embeddings.create(model="tiny-query", input=SHORT[:4])
+    got = np.asarray([d.embedding for d in by_ids.data], dtype=np.float32)
+    assert cosine(got, reference(SHORT[:4], "query")).min().item() >= 0.9999
+    assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens
+
+
+def test_langchain_openai_embeddings(served, reference, cosine, monkeypatch):
+    """LangChain's OpenAIEmbeddings, unmodified: with check_embedding_ctx_length=False it sends texts (queries through
+    the `-query` model name); by default it sends tiktoken ids, refused with the fix named. tiktoken cannot fetch
+    cl100k_base here (no network): a real tiktoken Encoding stands in whose ids lie past 32,000, as 68 % of
+    cl100k_base's do."""
+    import tiktoken
+    from langchain_openai import OpenAIEmbeddings
+
+    common = {"base_url": served.api_url, "api_key": "unused", "check_embedding_ctx_length": False}
+    docs = np.asarray(OpenAIEmbeddings(model="tiny", **common).embed_documents(DOCS[:30]), dtype=np.float32)
+    query = np.asarray([OpenAIEmbeddings(model="tiny-query", **common).embed_query(SHORT[0])], dtype=np.float32)
+    assert docs.shape == (30, 64) and cosine(docs, reference(DOCS[:30])).min().item() >= 0.9999
+    assert cosine(query, reference(SHORT[:1], "query")).item() >= 0.9999
+    offline = tiktoken.Encoding(name="offline-stand-in", pat_str=r""" ?\w+| ?[^\s\w]+|\s+""",
+                                mergeable_ranks={bytes([b]): 100_000 + b for b in range(256)}, special_tokens={})
+    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: offline)
+    fix = r"outside tiny's vocabulary of 32000 ids.*check_embedding_ctx_length=False"
+    with pytest.raises(BadRequestError, match=fix):
+        OpenAIEmbeddings(model="tiny", base_url=served.api_url, api_key="unused", max_retries=0).embed_query("hello")
+
+
+def test_huggingface_inference_client(served, reference, cosine):
+    """Hugging Face's InferenceClient, unmodified, on TEI's routes: feature_extraction posts to the server's root
+    (TEI's route for an embedding model) with TEI's fields; prompt_name chooses the instruction; errors carry our
+    message. (LangChain's HuggingFaceEndpointEmbeddings calls the same method; it is not installed: it needs
+    huggingface-hub<2.)"""
+    from huggingface_hub import InferenceClient
+    from huggingface_hub.errors import HfHubHTTPError
+
+    client = InferenceClient(base_url=served.api_url.removesuffix("/v1"))
+    docs, queries = client.feature_extraction(DOCS[:20]), client.feature_extraction(SHORT[:3], prompt_name="query")
+    assert docs.shape == (20, 64) and cosine(docs, reference(DOCS[:20])).min().item() >= 0.9999
+    assert cosine(queries, reference(SHORT[:3], "query")).min().item() >= 0.9999
+    cut = client.feature_extraction("word " * 500, truncate=True, truncation_direction="left")
+    assert cut.shape == (1, 64) and abs(float(np.linalg.norm(cut)) - 1) < 1e-4
+    with pytest.raises(HfHubHTTPError, match=r"Input length \d+ exceeds maximum allowed token size 64"):
+        client.feature_extraction("word " * 500)
+
+
+def test_output_ranges_calibrated_through_the_server_serve_int8(served, tiny_repos, tmp_path, cosine):
+    """`nvembed-trt output-ranges` measures the served encoder's per-dimension ranges on the shipped calibration text
+    and stores them with the repository; a server of that repository then answers int8 / uint8 (exactly our
+    quantisation of its own floats, stated in /v1/metadata); ranges of another encoder are refused at start."""
+    import asyncio
+    import json
+    import shutil
+
+    from serving_harness import build, call
+    from nvembed_trt.errors import NVEmbedError
+    from nvembed_trt.serving.compact import OutputRanges, int8, uint8
+
+    repo = shutil.copytree(tiny_repos["engine"], tmp_path / "repo")
+    assert main(["output-ranges", "--repo", str(repo), "--url", served.api_url, "--max-texts", "256"]) == 0
+    ranges = OutputRanges.find(repo)
+    assert ranges.texts == 256 and len(ranges.low) == 64 and all(lo < hi for lo, hi in zip(ranges.low, ranges.high))
+    service, app = build(repo)
+
+    async def requests(client):
+        bodies = [{"model": "tiny", "input": SHORT, "embedding_type": kind} for kind in ("float", "int8", "uint8")]
+        replies = await asyncio.gather(*[client.post("/v1/embeddings", json=body) for body in bodies])
+        return [r.json() for r in replies] + [(await client.get("/v1/metadata")).json()]
+    floats, signed, unsigned, meta = call(service, app, requests)
+    vectors = np.asarray([d["embedding"] for d in floats["data"]], dtype=np.float32)
+    got_int8 = np.asarray([d["embedding"] for d in signed["data"]])
+    assert np.array_equal(got_int8, int8(vectors, ranges))
+    assert np.array_equal(np.asarray([d["embedding"] for d in unsigned["data"]]), uint8(vectors, ranges))
+    assert got_int8.min() >= -128 and got_int8.max() <= 127
+    low, high = ranges.arrays()
+    restored = low + (got_int8 + 128) * (high - low) / 255                       # dequantised
+    assert cosine(restored, vectors).min().item() >= 0.99   # measured 0.996: rows past the calibrated range clip
+    assert meta["output_ranges"]["low"] == ranges.low and meta["embedding_types"][-2:] == ["int8", "uint8"]
+    stale = json.loads((repo / "output_ranges.json").read_text())
+    (repo / "output_ranges.json").write_text(json.dumps({**stale, "encoder_sha256": "0" * 64}))
+    with pytest.raises(NVEmbedError, match="measured on another encoder"):
+        build(repo)
+
+
+def test_client_compare_reports_fleet_drift_against_a_budget(served, tmp_path, capsys):
+    """`client compare A B`: the held-out set through both front doors, row cosine and top-10 agreement with A's
+    index, both engines' fingerprints, exit 1 past the budget. Here A and B are one server (no second one is started
+    in CI): no drift, and a budget no deployment can meet fails, naming it."""
+    import json
+
+    args = ["client", "compare", "--a", served.api_url, "--b", served.api_url, "--pairs", "40"]
+    assert main([*args, "--report", str(tmp_path / "drift.json")]) == 0
+    report = json.loads((tmp_path / "drift.json").read_text())
+    assert report["cosine"]["min"] >= 0.99999 and report["top10_agreement"]["index_a_queries_b"] == 1.0
+    assert report["a"]["engine"] == report["b"]["engine"] and report["a"]["engine"].startswith("plan=")
+    assert report["set"]["queries"] == 40 and report["within_budget"]
+    assert main([*args, "--min-cosine", "1.5"]) == 1
+    assert "over budget: min cosine" in capsys.readouterr().out
+
+
 def test_openai_sdk_errors_carry_our_messages(served):
     client = OpenAI(base_url=served.api_url, api_key="unused", max_retries=0)
     with pytest.raises(BadRequestError, match=r"Input length \d+ exceeds maximum allowed token size 64"):

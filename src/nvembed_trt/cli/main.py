@@ -21,7 +21,7 @@ COMMANDS = {
     "bench-serving": "bench_serving", "presets": "presets", "checkpoint": "checkpoint", "deploy": "deploy",
     "activation-ranges": "calibrate", "embed-corpus": "corpus", "refit": "refit", "doctor": "doctor",
     "eval": "evaluate", "eval-data": "evaluate",
-    "plan": "plan", "loadgen": "bench_serving",
+    "plan": "plan", "loadgen": "bench_serving", "output-ranges": "triton",
 }
 
 

@@ -114,6 +114,76 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "default is NONE, KServe's END)")
     e.add_argument("--batch-size", type=int, help="texts per request (default 256 to the front door, 8 to KServe)")
     e.set_defaults(run=run_client_embed)
+    d = csub.add_parser("compare", help="the drift a mixed fleet sees between two front doors of one model",
+                        description="Embed the held-out retrieval set (standard-library docstrings) through two front "
+                                    "doors and report the row cosine between them, the top-10 agreement when the index "
+                                    "is A's and the queries B's, and each engine's fingerprint. Exits 1 past the "
+                                    "budget.")
+    d.add_argument("--a", required=True, help="front door A (http://host:port/v1): the one the index was built on")
+    d.add_argument("--b", required=True, help="front door B (http://host:port/v1): the one queried")
+    d.add_argument("--api-key", help=f"the front doors' API key (default: ${API_KEY_ENV})")
+    d.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the held-out set")
+    d.add_argument("--min-cosine", type=float, default=0.99, help="budget: the lowest row cosine between A and B")
+    d.add_argument("--min-top10", type=float, default=0.9, help="budget: the lowest mean top-10 agreement of A's "
+                                                                "index queried with B's queries, against A alone")
+    d.add_argument("--report", type=Path, help="also write the report as JSON here")
+    d.set_defaults(run=run_client_compare)
+    add_output_ranges(sub)
+
+
+def add_output_ranges(sub: argparse._SubParsersAction) -> None:
+    o = sub.add_parser("output-ranges", help="calibrate a repository's int8/uint8 output ranges through its server",
+                       description="Embed the shipped calibration text (the Python language reference: passages and "
+                                   "queries) through a running front door serving REPO, and write the per-dimension "
+                                   "output ranges to REPO/output_ranges.json: `serve` then answers embedding_type "
+                                   "int8 and uint8 (restart it to load them).")
+    o.add_argument("--repo", required=True, type=Path, help="the repository the server at --url serves")
+    o.add_argument("--url", default="http://127.0.0.1:8080/v1", help="its front door (http://host:port/v1)")
+    o.add_argument("--api-key", help=f"the front door's API key (default: ${API_KEY_ENV})")
+    o.add_argument("--max-texts", type=int, default=1024, help="calibration texts, spread over the corpus")
+    o.set_defaults(run=run_output_ranges)
+
+
+def run_output_ranges(args: argparse.Namespace) -> int:
+    import os
+
+    from ..calibration.corpus import python_reference_corpus
+    from ..serving.compact import OUTPUT_RANGES_FILE, write_output_ranges
+
+    if args.max_texts < 16:
+        raise InputError(f"--max-texts must be at least 16, got {args.max_texts}")
+    if not (args.repo / "repo.json").is_file():
+        raise InputError(f"{args.repo}: not a model repository (no repo.json)")
+    corpus = python_reference_corpus()
+    stride = max(1, len(corpus.samples) // args.max_texts)
+    samples = [(s.text, s.input_type) for s in corpus.samples[::stride]][:args.max_texts]
+    client = EmbeddingClient(args.url, api_key=args.api_key or os.environ.get(API_KEY_ENV))
+    ranges = write_output_ranges(args.repo, lambda texts, kind: client.embed(texts, kind, truncate="END"), samples,
+                                 {**corpus.provenance, "sha256": corpus.sha256(), "stride": stride})
+    print(f"wrote {args.repo / OUTPUT_RANGES_FILE}: {len(ranges.low)} dimensions from {ranges.texts} texts; restart "
+          f"serve to answer embedding_type int8 and uint8")
+    return 0
+
+
+def run_client_compare(args: argparse.Namespace) -> int:
+    import os
+
+    from ..validation.drift import DriftBudget, fleet_drift
+
+    report = fleet_drift(args.a, args.b, DriftBudget(args.min_cosine, args.min_top10), args.pairs,
+                         args.api_key or os.environ.get(API_KEY_ENV))
+    if args.report:
+        write_json(args.report, report)
+    print(f"A: {report['a']['engine']}\nB: {report['b']['engine']}")
+    print(f"{report['set']['queries']} queries, {report['set']['passages']} passages: cosine min "
+          f"{report['cosine']['min']:.5f} mean {report['cosine']['mean']:.5f}; top-10 agreement: A's index with B's "
+          f"queries {report['top10_agreement']['index_a_queries_b']:.3f}, all B "
+          f"{report['top10_agreement']['all_b']:.3f}")
+    if not report["within_budget"]:
+        print("over budget: " + "; ".join(report["failures"]))
+        return 1
+    print("within budget")
+    return 0
 
 
 def run_repo(args: argparse.Namespace) -> int:

@@ -34,8 +34,11 @@ from .. import __version__
 from .metrics import Metrics
 from .protocol import REFUSAL
 from .schemas import (FLOATS_PER_CHUNK, APIError, EmbeddingRequest, EmbeddingResponse, ErrorResponse, HealthResponse,
-                      Metadata, ModelList, embeddings_json, health_body)
+                      License, Manifest, Metadata, ModelList, Version, embeddings_json, health_body)
 from .service import EmbeddingService, Ticket
+from . import tei
+from .tei import (TEIDecodeRequest, TEIEmbeddings, TEIEmbedRequest, TEIError, TEIInfo, TEITexts, TEITokenizeRequest,
+                  TEITokens)
 
 log = logging.getLogger("nvembed_trt.serving")
 
@@ -64,12 +67,35 @@ READY = Endpoint("GET", "/v1/health/ready", "Readiness: a real embedding round t
 METRICS = Endpoint("GET", "/v1/metrics", "Prometheus metrics (text exposition format)")
 METADATA = Endpoint("GET", "/v1/metadata", "The model, engine, limits and versions (names and hashes, no paths)",
                     Metadata)
-ENDPOINTS = (EMBEDDINGS, MODELS, LIVE, READY, METRICS, METADATA)
+MANIFEST = Endpoint("GET", "/v1/manifest", "What this deployment serves and accepts (NIM's manifest)", Manifest)
+LICENSE = Endpoint("GET", "/v1/license", "The served weights' licence (NV-Embed-v2: CC-BY-NC-4.0) and the software's",
+                   License, open=True)
+VERSION = Endpoint("GET", "/v1/version", "nvembed-trt's release and the API version", Version, open=True)
+# TEI's routes (serving/tei.py): its paths, its bodies, its error shape
+TEI_ERRORS = tuple((status, TEIError) for status in (413, 422, 429, 503, 504))
+EMBED = Endpoint("POST", "/embed", "TEI: embed texts (one float row per input)", TEIEmbeddings, TEIEmbedRequest,
+                 TEI_ERRORS)
+EMBED_ROOT = Endpoint("POST", "/", "TEI: what an embedding model answers at its root (as /embed)", TEIEmbeddings,
+                      TEIEmbedRequest, TEI_ERRORS)
+TOKENIZE = Endpoint("POST", "/tokenize", "TEI: the tokens of each input", TEITokens, TEITokenizeRequest, TEI_ERRORS)
+DECODE = Endpoint("POST", "/decode", "TEI: the text of each row of token ids", TEITexts, TEIDecodeRequest, TEI_ERRORS)
+INFO = Endpoint("GET", "/info", "TEI: the model, its prompts and the server's limits", TEIInfo)
+TEI_HEALTH = Endpoint("GET", "/health", "TEI: 200 (empty) while ready, 503 otherwise", errors=((503, TEIError),),
+                      open=True)
+TEI_METRICS = Endpoint("GET", "/metrics", "TEI's path to the Prometheus metrics (as /v1/metrics)")
+TEI_ENDPOINTS = (EMBED, EMBED_ROOT, TOKENIZE, DECODE, INFO, TEI_HEALTH, TEI_METRICS)
+ENDPOINTS = (EMBEDDINGS, MODELS, LIVE, READY, METRICS, METADATA, MANIFEST, LICENSE, VERSION, *TEI_ENDPOINTS)
 DOCUMENTS = ("/openapi.json", "/docs")            # the OpenAPI document and its browsable page: open
 ROUTES = tuple(e.path for e in ENDPOINTS) + DOCUMENTS
 OPEN_ROUTES = tuple(e.path for e in ENDPOINTS if e.open) + DOCUMENTS
+ENGINE_HEADER = b"x-nvembed-engine"               # the fleet fingerprint (EmbeddingService.fingerprint)
 COMMON_ERRORS = failures(431, 500)                # every route: headers too large, unexpected
 KEYED_ERRORS = failures(400, 401)                 # routes behind the key: two Authorization headers, wrong key
+
+
+def engine_header(service: EmbeddingService) -> tuple[bytes, bytes]:
+    """X-NVEmbed-Engine: the fleet fingerprint every answer carries (EmbeddingService.fingerprint)."""
+    return ENGINE_HEADER, service.fingerprint["header"].encode()
 
 
 class ClientGone(Exception):
@@ -79,6 +105,13 @@ class ClientGone(Exception):
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
                     media_type="application/json", headers=headers)
+
+
+def answering(describe):
+    """A handler that answers describe()'s dict as JSON."""
+    async def handler() -> Response:
+        return json_response(describe())
+    return handler
 
 
 def error_response(exc: APIError) -> Response:
@@ -145,6 +178,7 @@ class Guard:
     def __init__(self, app, service: EmbeddingService, metrics: Metrics, direct: dict | None = None):
         self.app, self.service, self.metrics = app, service, metrics
         self.direct = direct or {}    # (method, path) -> ASGI app that skips FastAPI's routing and middleware
+        self.engine = engine_header(service)   # on every answer: which engine
         key = service.settings.api_key
         self.key = key.encode() if key else None
 
@@ -176,7 +210,7 @@ class Guard:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 took = f"app;dur={(time.perf_counter() - start) * 1000:.3f}".encode()
-                message["headers"] = [*message.get("headers", []), (b"server-timing", took)]
+                message["headers"] = [*message.get("headers", []), (b"server-timing", took), self.engine]
             await send(message)
         self.metrics.in_flight.inc()
         try:
@@ -221,9 +255,13 @@ def openapi_document(app: FastAPI, service: EmbeddingService) -> dict:
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(defs.get("$defs", {}))
         fields = schemas["EmbeddingRequest"]["properties"]
-        fields["model"]["enum"] = [service.model_id]
+        fields["model"]["enum"] = service.manifest()["model_ids"]
         fields["dimensions"]["anyOf"][0].update(minimum=service.dim, maximum=service.dim)
-        fields["input"]["anyOf"][1]["maxItems"] = service.settings.max_inputs
+        for branch in (1, 3):   # a list of texts, a list of token-id rows
+            fields["input"]["anyOf"][branch]["maxItems"] = service.settings.max_inputs
+        vocab = service.tokenizer.vocab_size - 1
+        fields["input"]["anyOf"][2]["items"]["maximum"] = vocab
+        fields["input"]["anyOf"][3]["items"]["items"]["maximum"] = vocab
         if service.settings.api_key:
             doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             for path, operations in doc["paths"].items():
@@ -264,16 +302,20 @@ def create_app(service: EmbeddingService) -> Guard:
         log.exception("unexpected error on %s", request.url.path)
         return error_response(APIError(500, f"internal error: {type(exc).__name__}: {exc}"))
 
-    @route(app, EMBEDDINGS)
-    async def embeddings(request: Request):
+    async def embedded(request: Request, parse=None):
+        """Admission, the body, the vectors (cancelled if the client leaves): one path for every embedding route."""
         ticket = service.admit(declared_length(request))
         try:
             # the body is bound to no name here: the service drops it once parsed, and the texts once tokenised
             work = service.embed(await read_body(request, settings.max_request_bytes, settings.body_timeout_s,
-                                                 ticket), ticket)
-            result = await until_disconnect(request.receive, work)
+                                                 ticket), ticket, parse)
+            return await until_disconnect(request.receive, work)
         finally:
             ticket.close()
+
+    @route(app, EMBEDDINGS)
+    async def embeddings(request: Request):
+        result = await embedded(request)
         answer = functools.partial(embeddings_json, result.vectors, result.encoding, service.model_id, result.tokens)
         if result.vectors.size > FLOATS_PER_CHUNK:   # in a thread, chunk by chunk: the event loop gets turns
             return Response(await asyncio.get_running_loop().run_in_executor(None, answer),
@@ -310,11 +352,63 @@ def create_app(service: EmbeddingService) -> Guard:
                              200 if health.ready else 503)
 
     @route(app, METRICS)
+    @route(app, TEI_METRICS)
     async def prometheus():
         return Response(metrics.render(), media_type=metrics.content_type)
 
     @route(app, METADATA)
     async def metadata():
         return json_response(service.metadata())
+
+    for endpoint, describe in ((MANIFEST, service.manifest), (LICENSE, service.license), (VERSION, service.version),
+                               (INFO, functools.partial(tei.info, service))):
+        route(app, endpoint)(answering(describe))
+
+    def tei_answer(exc: APIError) -> Response:
+        status, body = tei.tei_error(exc)
+        return json_response(body, status, exc.headers)
+
+    @route(app, EMBED)
+    @route(app, EMBED_ROOT)
+    async def tei_embed(request: Request):
+        try:
+            result = await embedded(request, functools.partial(tei.parse_embed, service))
+        except APIError as exc:
+            return tei_answer(exc)
+        answer = functools.partial(orjson.dumps, result.vectors, option=orjson.OPT_SERIALIZE_NUMPY)
+        if result.vectors.size > FLOATS_PER_CHUNK:   # in a thread: the event loop keeps its other clients
+            return Response(await asyncio.get_running_loop().run_in_executor(None, answer),
+                            media_type="application/json")
+        return Response(answer(), media_type="application/json")
+
+    async def tei_tokenizer(request: Request, work) -> Response:
+        """/tokenize and /decode: the body read under the same admission and limits, the work in the tokenizer
+        pool."""
+        try:
+            ticket = service.admit(declared_length(request))
+            try:
+                body = await read_body(request, settings.max_request_bytes, settings.body_timeout_s, ticket)
+                result = await asyncio.get_running_loop().run_in_executor(service.tokenize_pool, work, service, body)
+            finally:
+                ticket.close()
+        except APIError as exc:
+            return tei_answer(exc)
+        return json_response(result)
+
+    @route(app, TOKENIZE)
+    async def tei_tokenize(request: Request):
+        return await tei_tokenizer(request, tei.tokenize)
+
+    @route(app, DECODE)
+    async def tei_decode(request: Request):
+        return await tei_tokenizer(request, tei.decode)
+
+    @route(app, TEI_HEALTH)
+    async def tei_health():
+        health = service.health
+        if health.ready and not health.draining:
+            return Response(b"", media_type="text/plain")
+        message = "shutting down" if health.draining else health.message
+        return json_response({"error": f"unhealthy: {message}", "error_type": "Unhealthy"}, 503)
 
     return Guard(app, service, metrics, {("POST", EMBEDDINGS.path): direct_embeddings})

@@ -27,6 +27,7 @@ BODY_GRACE_S = 1.0            # the app answers a slow body first; this layer cl
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     limits: ServeSettings                        # set by protocol_class()
     counted: Callable[[int], None] = staticmethod(lambda status: None)   # a refusal answered here, by status
+    answer_headers: tuple[tuple[bytes, bytes], ...] = ()   # on refusals here too (the Guard adds them to the app's)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -109,13 +110,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.counted(status)
         body = orjson.dumps(APIError(status, message).body())
         self.transport.write(b"".join([
-            STATUS_LINE[status], *(b"%s: %s\r\n" % pair for pair in self.server_state.default_headers),
+            STATUS_LINE[status], *(b"%s: %s\r\n" % pair for pair in (*self.server_state.default_headers,
+                                                                      *self.answer_headers)),
             b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))
         self._cancel_timers()
         self.transport.close()
 
 
-def protocol_class(limits: ServeSettings, counted: Callable[[int], None]) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class for uvicorn's `http=` option, bound to these limits and a refusal counter."""
+def protocol_class(limits: ServeSettings, counted: Callable[[int], None],
+                   headers: tuple[tuple[bytes, bytes], ...] = ()) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for uvicorn's `http=` option, bound to these limits, a refusal counter and the headers
+    every answer carries (the engine fingerprint)."""
     return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,),
-                {"limits": limits, "counted": staticmethod(counted)})
+                {"limits": limits, "counted": staticmethod(counted), "answer_headers": headers})

@@ -23,7 +23,7 @@ import uvicorn
 from ..errors import NVEmbedError
 from ..triton.server import EXIT_TIMEOUT_S, READY_TIMEOUT_S, ServerError, TritonServer
 from ..triton.spec import ENSEMBLE
-from .app import create_app
+from .app import create_app, engine_header
 from .duty import encoder_devices
 from .metrics import Metrics
 from .protocol import protocol_class
@@ -137,7 +137,8 @@ async def start_triton(repo: Path, settings: ServeSettings, triton: TritonOption
 
 def web_server(service: EmbeddingService, settings: ServeSettings) -> QuietServer:
     """The front door's uvicorn server (host and port from the settings, or a socket given to serve())."""
-    http = protocol_class(settings, lambda status: service.metrics.requests.labels("other", str(status)).inc())
+    http = protocol_class(settings, lambda status: service.metrics.requests.labels("other", str(status)).inc(),
+                          (engine_header(service),))
     config = uvicorn.Config(create_app(service), host=settings.host, port=settings.port, log_level="error",
                             access_log=False, lifespan="off", http=http,
                             timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type] (a float)

@@ -15,9 +15,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..tokenizer import TRUNCATE_MODES
+from .compact import EMBEDDING_TYPES
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 Text = Annotated[str, Field(min_length=1)]
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
 FLOATS_PER_CHUNK = 1 << 16   # ~8 ms of orjson per chunk here
 
@@ -48,9 +50,13 @@ class EmbeddingRequest(BaseModel):
 
     model_config = STRICT
 
-    input: Text | Annotated[list[Text], Field(min_length=1)] = Field(
-        description="a text or a list of texts to embed (none of them empty)")
-    model: str = Field(description="the served model's id (GET /v1/models)")
+    input: Text | Annotated[list[Text], Field(min_length=1)] | TokenIds | Annotated[list[TokenIds], Field(
+        min_length=1)] = Field(description="a text or a list of texts to embed (none of them empty); or, as the OpenAI "
+                               "spec allows, the model's own token ids of one text (a list of integers) or of several "
+                               "(a list of lists): the text's ids without BOS or EOS, which the server adds with the "
+                               "instruction")
+    model: str = Field(description="the served model's id (GET /v1/models); NIM's `-query` / `-passage` suffix on it "
+                                   "chooses input_type for clients that cannot send input_type")
     input_type: Literal["query", "passage"] = Field(
         "passage", description="query: the model's retrieval instruction is prepended; passage: none")
     instruction: str | None = Field(None, description="any instruction, instead of input_type's")
@@ -60,7 +66,17 @@ class EmbeddingRequest(BaseModel):
         "float", description="base64: little-endian float32, as the openai SDK sends by default")
     dimensions: int | None = Field(None, ge=1, description="only the model's own dimension is served")
     user: str | None = Field(None, description="accepted and ignored (OpenAI's field)")
-    embedding_type: Literal["float"] | None = Field(None, description="NIM's field; only float is served")
+    embedding_type: Literal[EMBEDDING_TYPES] | None = Field(  # type: ignore[valid-type]
+        "float", description="NIM's field: float; ubinary (sign bits, value > 0 is 1, packed most-significant bit "
+                             "first: dimensions/8 bytes 0..255); binary (the same bytes minus 128, as int8); int8 and "
+                             "uint8 need calibrated output ranges (400 where the repository has none)")
+
+    @property
+    def token_ids(self) -> list[list[int]] | None:
+        """The rows of token ids, when `input` is token ids (None for texts)."""
+        if isinstance(self.input, str) or isinstance(self.input[0], str):
+            return None
+        return [self.input] if isinstance(self.input[0], int) else self.input
 
     @property
     def texts(self) -> list[str]:
@@ -104,10 +120,13 @@ def input_problem(errors: list[dict]) -> str:
     for error in errors:
         if error["loc"][:1] == ("input",) and error["type"] == "too_short":
             return " is an empty list; send at least one string"
+        if error["loc"][:1] == ("input",) and error["type"] == "greater_than_equal":
+            return f"[{']['.join(str(p) for p in error['loc'][2:] if isinstance(p, int))}] is a negative token id"
         if error["loc"][:1] == ("input",) and error["type"] == "string_too_short":
             index = next((p for p in error["loc"][2:] if isinstance(p, int)), None)
             return " is an empty string" if index is None else f"[{index}] is an empty string"
-    return ": must be a string or a list of strings"
+    return (": must be a string, a list of strings, a list of token ids (integers) or a list of lists of token ids, "
+            "none of them empty")
 
 
 # ---- responses (documentation and the fuzz test's check; built as dicts) -----------------------------------------
@@ -126,7 +145,9 @@ class ErrorResponse(BaseModel):
 class Embedding(BaseModel):
     object: Literal["embedding"]
     index: int
-    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32")
+    embedding: list[float] | list[int] | str = Field(
+        description="floats, or packed bytes as integers (binary, ubinary); base64 of little-endian float32 or of "
+                    "the packed bytes")
 
 
 class Usage(BaseModel):
@@ -198,15 +219,58 @@ class Metadata(BaseModel):
     repository_created_utc: str | None
     limits: dict[str, int | float | str | None]
     versions: dict[str, str]
+    embedding_types: list[str] = Field(description="embedding_type values served")
+    fingerprint: dict[str, str | None] = Field(description="the engine that answers: plan (the encoder's sha256, 16 "
+                                               "hex), kind, recipe, gpu, trt, weights; `header`: every response's "
+                                               "X-NVEmbed-Engine header")
+    output_ranges: dict | None = Field(description="the calibrated per-dimension ranges int8 / uint8 use; null: "
+                                       "none calibrated, int8 / uint8 are refused")
     simulated: dict | None = Field(None, description="a simulated repository: the card, recipe, devices, figures "
                                    "and timing its stand-in encoder uses (repo.json `simulated`); absent otherwise")
 
 
+class Version(BaseModel):
+    object: Literal["version"]
+    release: str = Field(description="nvembed-trt's version")
+    api: str = Field(description="the API's version (the /v1 prefix)")
+
+
+class License(BaseModel):
+    object: Literal["license"]
+    model: str
+    weights: dict = Field(description="the served weights' licence: NV-Embed-v2's weights are CC-BY-NC-4.0")
+    software: dict
+
+
+class ManifestProfile(BaseModel):
+    recipe: str | None
+    kind: str
+    pooling: str
+    shapes: list[str]
+    gpu_profile: str | None
+    flavor: str | None
+    flavor_version: str | None
+
+
+class Manifest(BaseModel):
+    object: Literal["manifest"]
+    model: str
+    model_ids: list[str] = Field(description="the id, and the id with -query / -passage (choosing input_type)")
+    input_types: list[str]
+    truncate: list[str]
+    encoding_formats: list[str]
+    embedding_types: list[str]
+    embedding_types_refused: list[str] = Field(description="NIM's other values, answered 400 here (and why)")
+    dimensions: int
+    max_input_tokens: int
+    profile: ManifestProfile
+
+
 def embedding_data(vectors: np.ndarray, encoding: str, start: int = 0) -> list[dict]:
-    """data[] in input order (indices from `start`): float lists (orjson serialises the numpy rows) or base64 of
-    little-endian float32."""
+    """data[] in input order (indices from `start`): float or integer lists (orjson serialises the numpy rows), or
+    base64 of little-endian float32 (float rows) or of the packed bytes (int8 / uint8 rows)."""
     if encoding == "base64":
-        raw = np.ascontiguousarray(vectors, dtype="<f4")
+        raw = np.ascontiguousarray(vectors, dtype="<f4" if vectors.dtype.kind == "f" else vectors.dtype)
         return [{"object": "embedding", "index": start + i,
                  "embedding": base64.b64encode(row.tobytes()).decode("ascii")} for i, row in enumerate(raw)]
     return [{"object": "embedding", "index": start + i, "embedding": row} for i, row in enumerate(vectors)]

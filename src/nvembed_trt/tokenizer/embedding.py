@@ -21,7 +21,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from ..errors import InputError, TokenizerError
-from .bounded import GIL_FREE_CHARS, BoundedEncoder, Encoded, TokenBudget, check_truncate
+from .bounded import GIL_FREE_CHARS, BoundedEncoder, Encoded, TokenBudget, TooLongError, check_truncate
 from .files import SpecialTokens, read_fast_tokenizer, read_special_tokens
 
 MIN_MAX_LENGTH = 2  # BOS plus one token
@@ -66,6 +66,8 @@ class EmbeddingTokenizer:
         # an instruction is tokenised once, not once per text or per request: recent ones are kept
         self.prompt = lru_cache(maxsize=PROMPT_CACHE)(self.bounded.prompt)
         self.instruction_length = lru_cache(maxsize=PROMPT_CACHE)(self._instruction_length)
+        self.id_prefix = lru_cache(maxsize=PROMPT_CACHE)(self._id_prefix)
+        self.vocab_size = tokenizer.get_vocab_size()
 
     @classmethod
     def from_dir(cls, root: Path, mask_instruction: bool = True,
@@ -121,6 +123,33 @@ class EmbeddingTokenizer:
         mode = check_truncate(truncate)
         head = self.head_positions(instruction) if mode == "START" else 0
         return self.bounded.encode(texts, self.prompt(instruction), max_length, mode, head, budget)
+
+    def _id_prefix(self, instruction: str) -> tuple[int, ...]:
+        """BOS + the instruction's ids as they stand before a text's ids: a trailing lone "▁" (the instruction's
+        final space) is dropped, because in `instruction + text` SentencePiece merges it into the text's first token,
+        which a text's own ids already carry. `id_prefix` is this, cached."""
+        prefix = [self.bos_id] if self.special.add_bos else []
+        if not instruction:
+            return tuple(prefix)
+        encoded = self.tokenizer.encode(instruction, add_special_tokens=False)
+        ids = encoded.ids[:-1] if instruction.endswith(" ") and encoded.tokens[-1:] == ["▁"] else encoded.ids
+        return tuple(prefix + ids)
+
+    def encode_token_ids(self, rows: Sequence[Sequence[int]], instruction: str, max_length: int,
+                         truncate: str = "END") -> list[Encoded]:
+        """Rows of the model's own token ids (a text's, without BOS or EOS, as `tokenizer.encode(text,
+        add_special_tokens=False)` gives them) -> BOS + instruction + ids + EOS, truncated as encode() truncates:
+        the same ids encode() gives the text. NONE raises TooLongError naming the first over-long row."""
+        self.check_max_length(max_length)
+        mode = check_truncate(truncate)
+        head = self.head_positions(instruction) if mode == "START" else 0
+        prefix, out = list(self.id_prefix(instruction)), []
+        for i, ids in enumerate(rows):
+            full = prefix + list(ids) + [self.eos_id]
+            if mode == "NONE" and len(full) > max_length:
+                raise TooLongError(i, len(full), True, max_length)
+            out.append(Encoded(BoundedEncoder._truncate(full, max_length, mode, head), len(full)))
+        return out
 
     def encode_ids(self, texts: Sequence[str], instruction: str, max_length: int) -> list[list[int]]:
         """Token ids per text, right-truncated to max_length (which can drop the EOS), unpadded."""
