@@ -138,23 +138,27 @@ def test_a_client_that_leaves_is_counted_499_in_one_line(served):
         s.sendall(head + b"Content-Length: 1000\r\n\r\n" + b" " * 100)
         time.sleep(0.3)
     leaver = json.dumps({"model": "tiny", "input": ROWS[:64], "truncate": "END"}).encode()
-    with ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(httpx.post, f"{served.api_url}/embeddings", content=HEAVY, timeout=30)
-        while metric(served, "nvembed_queue_rows") < len(ROWS) / 2:    # its rows are in the queue
-            time.sleep(0.02)
-        with socket.create_connection(("127.0.0.1", served.port)) as s:   # leaves while queued behind them
-            s.sendall(head + b"Content-Length: %d\r\n\r\n" % len(leaver) + leaver)
-            wait = time.monotonic() + 5     # until the app holds it (in flight: the heavy one, it, this scrape)
-            while metric(served, "nvembed_requests_in_flight") < 3 and time.monotonic() < wait:
+    for attempt in range(3):    # on a loaded machine admission may refuse it (429) before it queues: once more
+        refused = counter(served, route, 429)
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(httpx.post, f"{served.api_url}/embeddings", content=HEAVY, timeout=30)
+            while metric(served, "nvembed_queue_rows") < len(ROWS) / 2:    # its rows are in the queue
                 time.sleep(0.02)
-            time.sleep(0.1)
-        assert ahead.result().status_code == 200, ahead.result().text
+            with socket.create_connection(("127.0.0.1", served.port)) as s:   # leaves while queued behind them
+                s.sendall(head + b"Content-Length: %d\r\n\r\n" % len(leaver) + leaver)
+                wait = time.monotonic() + 5     # until the app holds it (in flight: the heavy one, it, this scrape)
+                while metric(served, "nvembed_requests_in_flight") < 3 and time.monotonic() < wait:
+                    time.sleep(0.02)
+                time.sleep(0.1)
+            assert ahead.result().status_code == 200, ahead.result().text
+        if counter(served, route, 429) == refused:
+            break
     deadline = time.monotonic() + 5
     while counter(served, route, 499) < before[499] + 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert counter(served, route, 499) == before[499] + 2
-    assert counter(served, route, 500) == before[500] and counter(served, route, 200) == before[200] + 1
-    new = served.log().splitlines()[log_lines:]
+    assert counter(served, route, 500) == before[500] and counter(served, route, 200) == before[200] + attempt + 1
+    new = [line for line in served.log().splitlines()[log_lines:] if "499" in line]
     assert [line.split(": ", 1)[1] for line in new] == [
         "client closed the connection while sending its body (POST /v1/embeddings): counted as 499",
         "client closed the connection while its embeddings were computed (POST /v1/embeddings): counted as 499"], new
