@@ -149,11 +149,11 @@ def run_output_ranges(args: argparse.Namespace) -> int:
 
     from ..calibration.corpus import python_reference_corpus
     from ..serving.compact import OUTPUT_RANGES_FILE, write_output_ranges
+    from ..triton.meta import RepoMeta
 
     if args.max_texts < 16:
         raise InputError(f"--max-texts must be at least 16, got {args.max_texts}")
-    if not (args.repo / "repo.json").is_file():
-        raise InputError(f"{args.repo}: not a model repository (no repo.json)")
+    RepoMeta.read(args.repo)       # a model repository (its one reader says what is wrong, and what makes one)
     corpus = python_reference_corpus()
     stride = max(1, len(corpus.samples) // args.max_texts)
     samples = [(s.text, s.input_type) for s in corpus.samples[::stride]][:args.max_texts]
