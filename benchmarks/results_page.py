@@ -127,6 +127,10 @@ def machine_sections(machine: Path) -> list[str]:
         parts.append(_section("The open-loop load generator's own cost", data, machine, loadgen_markdown(data)))
     if data := _load(machine, "corpus-throughput.json"):
         parts.append(_section("Corpus throughput", data, machine, corpus_markdown(data)))
+    if data := _load(machine, "compact-retrieval.json"):
+        from compact_retrieval import compact_markdown
+
+        parts.append(_section("Retrieval cost of the compact types", data, machine, compact_markdown(data)))
     return parts
 
 

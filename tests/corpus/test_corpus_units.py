@@ -125,7 +125,7 @@ def test_an_output_of_other_settings_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- one worker, no Ray
-def run_worker(tmp_path, texts: list[str], truncate: str, max_length: int = 16) -> dict:
+def run_worker(tmp_path, texts: list[str], truncate: str, max_length: int = 16, **over) -> dict:
     """One CorpusWorker (torch runtime) called as Ray Data would call it, on rows r0, r1, ... of one JSONL file."""
     from nvembed_trt.corpus.read import BLOCK_SCHEMA
     from nvembed_trt.corpus.settings import WorkerSpec
@@ -137,7 +137,7 @@ def run_worker(tmp_path, texts: list[str], truncate: str, max_length: int = 16) 
     spec = WorkerSpec(model="tiny", runtime="torch", encoder_path=None, recipe="fp32", url=None, protocol="http",
                       instruction="", truncate=truncate, max_length=max_length,
                       batch_tokens=32, batch_rows=2, threads=1, device="cpu", dtype="float32", output=str(tmp_path),
-                      run="t", files=[(str(tmp_path / "in.jsonl"), "jsonl")])
+                      run="t", files=[(str(tmp_path / "in.jsonl"), "jsonl")], **over)
     return CorpusWorker(spec.model_dump())({k: block.column(k).to_numpy(zero_copy_only=False)
                                            for k in block.column_names})
 
@@ -179,3 +179,51 @@ def test_worker_truncates_end_or_start_like_the_reference(tmp_path, tiny, cosine
     assert cosine(got, want).min().item() >= 0.99999
     other = tiny.encode(texts, max_length=16) if truncate == "START" else start_reference(tiny, texts, 16)
     assert cosine(got[[0, 2]], other[[0, 2]]).max().item() < 0.9999     # the two modes keep different tokens
+
+
+# ------------------------------------------------------------------------------- --embedding-type
+def test_worker_stores_the_front_doors_compact_types(tmp_path):
+    """binary: the sign bits packed, dimensions / 8 int8 values a row; int8: the codes of the calibrated ranges
+    (--output-ranges): each bit for bit what the front door's compact() makes of the same worker's float rows."""
+    from nvembed_trt.serving.compact import OutputRanges, calibrated_ranges, compact
+
+    texts = ["short one", "another short text", "the last row of three"]
+    stored = {}
+    for kind, over in (("float", {}), ("binary", {}), ("int8", {"output_ranges": str(tmp_path)})):
+        out = tmp_path / kind
+        out.mkdir()
+        assert run_worker(out, texts, "END", embedding_type=kind, **over)["rows"][0] == 3
+        stored[kind] = pq.read_table(out / "embeddings").column("embedding")
+        if kind == "float":
+            floats = np.asarray(stored[kind].to_pylist(), dtype=np.float32)
+            low, high = calibrated_ranges(floats)
+            ranges = OutputRanges.new(encoder_sha256="x", texts=3, corpus={}, method="test", low=low, high=high)
+            ranges.write(tmp_path)
+    assert stored["float"].type.value_type == pa.float32() and stored["float"].type.list_size == 64
+    for kind, size in (("binary", 8), ("int8", 64)):
+        assert stored[kind].type.value_type == pa.int8() and stored[kind].type.list_size == size
+        got = np.asarray(stored[kind].to_pylist(), dtype=np.int8)
+        assert np.array_equal(got, compact(floats, kind, ranges))
+    assert len(np.unique(got)) > 10                                          # int8 codes spread, not all 0
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"embedding_type": "int8"}, "--embedding-type int8 needs --output-ranges"),
+    ({"embedding_type": "binary", "output_ranges": "x"}, "--output-ranges is for --embedding-type int8 or uint8"),
+    ({"embedding_type": "uint8", "output_ranges": "absent"}, "output_ranges.json"),
+])
+def test_compact_settings_are_checked_before_any_work(tmp_path, over, message):
+    with pytest.raises(InputError, match=message):
+        resolve(_settings(tmp_path, **over))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_of_another_embedding_type_is_not_resumed(tmp_path):
+    resolved = resolve(_settings(tmp_path, embedding_type="binary"))
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {k: v for k, v in resolved.identity.items() if k not in ("embedding_type", "output_ranges")}
+    (out / "corpus.json").write_text(json.dumps({"identity": old}))      # made before the type existed: float
+    with pytest.raises(InputError, match="embedding_type was 'float', now 'binary'"):
+        prepare_output(out, resolved.identity, overwrite=False)
+    assert prepare_output(out, {**resolved.identity, "embedding_type": "float"}, overwrite=False) is not None

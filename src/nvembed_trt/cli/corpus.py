@@ -11,6 +11,7 @@ from ..tokenizer import INPUT_TYPES, TRUNCATE_MODES
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..corpus.settings import (DEFAULT_BATCH_ROWS, DEFAULT_BATCH_TOKENS, DEFAULT_MAX_LENGTH,
                                    DEFAULT_SHARD_ROWS)
+    from ..serving.compact import EMBEDDING_TYPES
 
     p = sub.add_parser("embed-corpus", help="embed a whole corpus on Ray (local or a cluster), resumably",
                        description="Embed JSON Lines / Parquet files on Ray Data: read tasks feed an actor pool (one "
@@ -48,6 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="torch runtime")
     p.add_argument("--text-column", default="text")
     p.add_argument("--id-column", default="id")
+    p.add_argument("--embedding-type", choices=EMBEDDING_TYPES, default="float",
+                   help="store the vectors as the front door serves this type: float32, binary / ubinary (sign bits "
+                        "packed, dimensions / 8 int8 / uint8 values), int8 / uint8 (scaled by --output-ranges)")
+    p.add_argument("--output-ranges", help="int8 / uint8: a repository (or folder) holding the output_ranges.json "
+                                           "`nvembed-trt output-ranges` calibrated")
     p.add_argument("--ray-address", help="auto, host:port or ray://host:10001 (default: $RAY_ADDRESS, as set by "
                                          "`ray job submit`, else a private local Ray)")
     p.add_argument("--overwrite", action="store_true", help="start over in a folder an earlier run wrote")
@@ -67,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from exc
     meta = embed_corpus(settings)
     counts, last = meta["counts"], meta["runs"][-1]
-    dim = f" of dim {meta['output']['dim']}" if meta["output"]["dim"] else ""
+    kind = meta["output"]["embedding_type"]
+    dim = (f" of {meta['output']['dim']} {kind if kind != 'float' else 'float32'} values"
+           if meta["output"]["dim"] else "")
     print(f"wrote {counts['embedded']:,} embeddings{dim} in {meta['output']['shards']} shard(s) to "
           f"{settings.output}/embeddings/ ({last['embedded']:,} this run at {last['rows_per_s'] or 0:,.1f} rows/s); "
           f"{counts['rejected']:,} rejected: {settings.output}/rejects.jsonl; how it was made: "

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..evaluation.compact import EVAL_TYPES, RESCORE_MULTIPLIER, RESCORED_DEPTH
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +52,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", action="store_true",
                    help="embed the corpus with embed-corpus on Ray Data (large corpora; the corpus extra)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    p.add_argument("--embedding-type", choices=EVAL_TYPES, default="float",
+                   help="score the vectors as the front door's compact type: int8 codes (ranges calibrated on the "
+                        "corpus vectors, dot product of the codes) or binary (Hamming distance on the packed sign "
+                        "bits, then rescoring); default float")
+    p.add_argument("--rescore-multiplier", type=int, default=RESCORE_MULTIPLIER,
+                   help=f"binary: rescore the best N x {RESCORED_DEPTH} by Hamming with the float query (default "
+                        f"{RESCORE_MULTIPLIER}: {RESCORE_MULTIPLIER * RESCORED_DEPTH})")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two eval output folders: B against A")
     p.add_argument("--max-ndcg-drop", type=float,
                    help="--compare: exit 1 when B's mean nDCG@10 is lower than A's by more than this")
@@ -69,6 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from ..evaluation.compact import CompactSettings
     from ..evaluation.embedders import EmbedderSpec
     from ..evaluation.run import EvalSettings, run_eval
     from ..presets import cache_dir
@@ -82,7 +91,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                             device=args.device, dtype=args.dtype, autocast=args.autocast)
         settings = EvalSettings(dataset=args.data, split=args.split, task=args.task, instruction=args.instruction,
                                 embedder=spec, top_k=args.top_k, ignore_identical_ids=args.ignore_identical_ids,
-                                output=args.output, cache_dir=cache, ray=args.ray, overwrite=args.overwrite)
+                                output=args.output, cache_dir=cache, ray=args.ray, overwrite=args.overwrite,
+                                compact=CompactSettings(embedding_type=args.embedding_type,
+                                                        rescore_multiplier=args.rescore_multiplier))
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InputError(f"--{str(first['loc'][-1]).replace('_', '-')}: {first['msg']}") from exc

@@ -39,7 +39,9 @@ from .worker import CorpusWorker
 
 CHUNK_ROWS = 1024     # rows per read chunk (JSON Lines seek points); Parquet reads by row group
 READ_CPUS = 1.0
-IDENTITY_KEYS = ("model", "runtime", "recipe", "instruction", "max_length", "truncate", "text_column", "id_column")
+IDENTITY_KEYS = ("model", "runtime", "recipe", "instruction", "max_length", "truncate", "text_column", "id_column",
+                 "embedding_type", "output_ranges")
+IDENTITY_DEFAULTS = {"embedding_type": "float", "output_ranges": None}   # outputs made before the keys existed
 
 
 class CorpusError(NVEmbedError):
@@ -106,6 +108,25 @@ def _batch_tokens(settings: CorpusSettings, facts: dict, max_length: int) -> int
     return packer.max_batch_tokens
 
 
+def _output_ranges(settings: CorpusSettings, source) -> str | None:
+    """int8 / uint8: the digest of the calibrated ranges they are scaled by (--output-ranges), checked here."""
+    from ..serving.compact import OUTPUT_RANGES_FILE, SIGN_TYPES, OutputRanges
+
+    if settings.embedding_type in SIGN_TYPES:
+        if settings.output_ranges:
+            raise InputError(f"--output-ranges is for --embedding-type int8 or uint8, not {settings.embedding_type}")
+        return None
+    if not settings.output_ranges:
+        raise InputError(f"--embedding-type {settings.embedding_type} needs --output-ranges: a repository (or "
+                         f"folder) with the {OUTPUT_RANGES_FILE} `nvembed-trt output-ranges` calibrated")
+    ranges = OutputRanges.read(settings.output_ranges)
+    dim = source.config.body.hidden_size
+    if len(ranges.low) != dim:
+        raise InputError(f"--output-ranges {settings.output_ranges}: {len(ranges.low)} dimensions, but --model "
+                         f"{settings.model} gives {dim}")
+    return ranges.digest()
+
+
 def resolve(settings: CorpusSettings) -> Resolved:
     """Every check that needs no Ray: fails fast, before anything is written."""
     from ..source import resolve_model, tokenizer_for
@@ -148,7 +169,8 @@ def resolve(settings: CorpusSettings) -> Resolved:
     identity = {"model": {k: v for k, v in source.describe().items() if k not in ("spec", "checkpoint")},
                 "runtime": settings.runtime, "recipe": facts.get("recipe"), "instruction": instruction,
                 "max_length": max_length, "truncate": settings.truncate, "text_column": settings.text_column,
-                "id_column": settings.id_column}
+                "id_column": settings.id_column, "embedding_type": settings.embedding_type,
+                "output_ranges": _output_ranges(settings, source)}
     return Resolved(settings, files, source, instruction, facts, max_length, batch_tokens, identity)
 
 
@@ -168,10 +190,11 @@ def prepare_output(output: Path, identity: dict, overwrite: bool) -> dict | None
             shutil.rmtree(output)
         else:
             previous = json.loads(meta_path.read_text())
-            differ = [k for k in IDENTITY_KEYS if previous.get("identity", {}).get(k) != identity[k]]
+            was = IDENTITY_DEFAULTS | previous.get("identity", {})
+            differ = [k for k in IDENTITY_KEYS if was.get(k) != identity[k]]
             if differ:
                 raise InputError(f"--output {output} was made with other settings ({', '.join(differ)} differ: "
-                                 + "; ".join(f"{k} was {previous['identity'].get(k)!r}, now {identity[k]!r}"
+                                 + "; ".join(f"{k} was {was.get(k)!r}, now {identity[k]!r}"
                                              for k in differ)
                                  + "); resuming would mix embeddings: choose another --output or pass --overwrite")
             return previous
@@ -317,7 +340,9 @@ def _worker_spec(settings: CorpusSettings, resolved: Resolved, output: Path, run
                       max_length=resolved.max_length, batch_tokens=resolved.batch_tokens,
                       batch_rows=min(settings.batch_rows, resolved.facts.get("max_rows") or settings.batch_rows),
                       threads=max(1, int(settings.cpus_per_worker)), device=settings.device, dtype=settings.dtype,
-                      output=str(output), run=run, files=[(f.path, f.format) for f in resolved.files])
+                      output=str(output), run=run, files=[(f.path, f.format) for f in resolved.files],
+                      embedding_type=settings.embedding_type,
+                      output_ranges=str(Path(settings.output_ranges).resolve()) if settings.output_ranges else None)
 
 
 def _execute(plan, spec: WorkerSpec, settings: CorpusSettings, record: RunRecord, progress: bool) -> None:
@@ -391,13 +416,15 @@ def finish(output: Path, base: dict, runs: list, record: RunRecord, scans: list[
                            "embedded": len(ids), "rejected": len(rejects),
                            "rejected_by_kind": dict(sorted(Counter(r["kind"] for r in rejects).items()))},
                    output={"shards": len(shard_paths(output)), "rows": len(ids), "unique_ids": True,
-                           "dim": _dim(output), "rejects": str(output / "rejects.jsonl")},
+                           "dim": _dim(output), "embedding_type": base["identity"]["embedding_type"],
+                           "rejects": str(output / "rejects.jsonl")},
                    runs=[*runs, record.as_dict(plan)])
     write_json(output / SIDECAR, meta)
     return meta
 
 
 def _dim(output: Path) -> int | None:
+    """Values per row of the embedding column (the model's dimensions; for binary / ubinary, bytes: dimensions / 8)."""
     import pyarrow.parquet as pq
 
     paths = shard_paths(output)

@@ -6,8 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from ..serving.compact import EMBEDDING_TYPES
+
 Runtime = Literal["onnx", "engine", "torch", "triton"]
 Truncate = Literal["END", "START", "NONE"]
+EmbeddingType = Literal[EMBEDDING_TYPES]     # the front door's types (serving.compact), stored as it serves them
 DEFAULT_MAX_LENGTH = 4096        # upstream encode()'s default
 DEFAULT_BATCH_TOKENS = 16384     # TEI's --max-batch-tokens default (padded cost = longest row x rows)
 DEFAULT_BATCH_ROWS = 256
@@ -37,6 +40,8 @@ class CorpusSettings(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     text_column: str = "text"
     id_column: str = "id"
+    embedding_type: EmbeddingType = "float"
+    output_ranges: str | None = None     # int8 / uint8: a repository (or folder) holding output_ranges.json
     ray_address: str | None = None       # None: $RAY_ADDRESS (ray job submit), else a private local instance
     overwrite: bool = False
 
@@ -82,3 +87,5 @@ class WorkerSpec(BaseModel):
     output: str
     run: str                    # this run's tag, part of every shard name
     files: list[tuple[str, str]]  # (path, format) per input file index, for reject records
+    embedding_type: EmbeddingType = "float"
+    output_ranges: str | None = None  # the folder whose output_ranges.json scales int8 / uint8

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..encoding import INPUT_NAMES, Row, pack
 from ..packing import Packer
+from ..serving.compact import OutputRanges, compact
 from .encoders import make_encoder, served_shape
 from .inputs import InputFile
 from .scan import reject
@@ -41,6 +42,7 @@ class CorpusWorker:
         self.masked = self.tokenizer.instruction_length(self.spec.instruction)
         self.output = Path(self.spec.output)
         self.files = [InputFile(i, path, fmt) for i, (path, fmt) in enumerate(self.spec.files)]
+        self.ranges = OutputRanges.read(self.spec.output_ranges) if self.spec.output_ranges else None
         self.init_seconds = time.perf_counter() - started   # reported once, with the first summary
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -72,6 +74,7 @@ class CorpusWorker:
         encoded_at = time.perf_counter()
         lengths = [len(enc.ids) for enc in encoded]
         if ok:
+            vectors = compact(vectors, spec.embedding_type, self.ranges)    # the front door's types, as it serves
             write_shard(self.output, name, [ids[i] for i in ok], vectors, np.asarray(lengths, dtype=np.int32),
                         np.asarray([enc.truncated for enc in encoded], dtype=bool))
         if rejects:  # after the shard: a rerun then redoes (and re-rejects) these rows rather than skipping any

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..console import note, track
+from ..errors import InputError
 from ..pooling import cosine_rows
 from ..corpus.shards import remove_temporaries, shard_paths, write_shard
 from ..provenance import sidecar, write_json
@@ -50,6 +51,9 @@ def read_shards(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
         return [], np.zeros((0, 0), np.float32), np.zeros(0, bool)
     table = pa.concat_tables([pq.read_table(p, columns=["id", "embedding", "truncated"]) for p in paths])
     column = table.column("embedding").combine_chunks()
+    if column.type.value_type != pa.float32():
+        raise InputError(f"{folder}: embeddings of {column.type.value_type} (a compact --embedding-type); an "
+                         "evaluation reads float32 vectors and compacts them itself (eval --embedding-type)")
     dim = column.type.list_size
     vectors = column.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
     return table.column("id").to_pylist(), vectors, np.asarray(table.column("truncated").to_pylist(), bool)

@@ -1,5 +1,6 @@
 """One retrieval evaluation: embed queries (with the task's instruction) and documents (none, cached), then
-scoring.score (exact search, metrics per query: the part the precision gate and `validate` share). The output
+scoring.score (exact search, metrics per query: the part the precision gate and `validate` share), or in a compact
+type (compact.score_compact: int8 codes, or binary by Hamming distance with rescoring). The output
 folder (written whole or not at all):
 
     report.json     sidecar: data set (hashes), embedder identity, instruction, max length, means, timings
@@ -21,10 +22,11 @@ from ..provenance import sidecar, write_json
 from ..staging import staged_directory
 from ..retrieval.beir import RetrievalSet, read_beir
 from .cache import CorpusCache, token_counts
-from .embedders import EvalEmbedder, EmbedderSpec, open_embedder
+from .compact import CompactSettings, score_compact
+from .embedders import EvalEmbedder, EmbedderSpec, identity_key, open_embedder
 from .instructions import IGNORE_IDENTICAL_IDS, query_instruction, task_name
 from ..retrieval.metrics import HEADLINE, MEASURES
-from ..retrieval.scoring import TOP_K, Scored, score
+from ..retrieval.scoring import TOP_K, Scored
 
 REPORT, PER_QUERY, RUN = "report.json", "per_query.jsonl", "run.trec"
 
@@ -45,6 +47,7 @@ class EvalSettings(BaseModel):
     cache_dir: str | None = None         # None: no corpus cache
     ray: bool = False                    # corpus through embed-corpus (Ray Data)
     overwrite: bool = False
+    compact: CompactSettings = CompactSettings()   # the type the vectors are scored in (float: as given)
 
 
 def _write_outputs(folder: Path, report: dict, scored: Scored) -> None:
@@ -62,8 +65,10 @@ def _write_outputs(folder: Path, report: dict, scored: Scored) -> None:
 
 def evaluate_embedder(dataset: RetrievalSet, embedder: EvalEmbedder, tokenizer, instruction: str,
                       cache: CorpusCache | None, top_k: int = TOP_K, ignore_identical_ids: bool = False,
-                      ray: bool = False, progress: bool = True) -> tuple[Scored, dict]:
-    """Embed (documents from the cache where valid), search, score; returns the figures and what it cost."""
+                      ray: bool = False, progress: bool = True, compact: CompactSettings = CompactSettings()
+                      ) -> tuple[Scored, dict]:
+    """Embed (documents from the cache where valid), search in `compact`'s type, score; returns the figures and what
+    it cost (`scoring`: the type and how it was searched)."""
     started = time.perf_counter()
     if cache is not None:
         docs, doc_truncated = cache.embeddings(progress, ray)
@@ -76,7 +81,8 @@ def evaluate_embedder(dataset: RetrievalSet, embedder: EvalEmbedder, tokenizer, 
     queries = embedder.embed(dataset.query_texts, instruction)
     query_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scored = score(dataset, queries, docs, top_k, ignore_identical_ids)
+    scored, scoring = score_compact(dataset, queries, docs, compact, identity_key(embedder.identity,
+                                    embedder.max_length), top_k, ignore_identical_ids)
     search_s = time.perf_counter() - t0
     embedded = cache_stats["embedded"]
     timing = {"corpus_seconds": round(cache_stats["seconds"], 3), "documents_embedded": embedded,
@@ -88,7 +94,7 @@ def evaluate_embedder(dataset: RetrievalSet, embedder: EvalEmbedder, tokenizer, 
     truncation = {"documents_truncated": int(doc_truncated.sum()),
                   "queries_truncated": int(token_counts(tokenizer, dataset.query_texts, instruction,
                                                         embedder.max_length)[1].sum())}
-    return scored, {"timing": timing, "cache": cache_stats, "truncation": truncation}
+    return scored, {"timing": timing, "cache": cache_stats, "truncation": truncation, "scoring": scoring}
 
 
 def run_eval(settings: EvalSettings, progress: bool = True) -> tuple[dict, Path]:
@@ -111,7 +117,7 @@ def run_eval(settings: EvalSettings, progress: bool = True) -> tuple[dict, Path]
                 note(f"{dataset.name} ({settings.split}): {len(dataset.query_ids):,} judged queries, "
                      f"{len(dataset.doc_ids):,} documents; {embedder.name} ({embedder.recipe}); queries: {source}")
             scored, cost = evaluate_embedder(dataset, embedder, tokenizer, instruction, cache, settings.top_k,
-                                             ignore, settings.ray, progress)
+                                             ignore, settings.ray, progress, settings.compact)
         finally:
             embedder.close()
         report = sidecar("retrieval-eval", dataset=dataset.describe(),
@@ -122,6 +128,18 @@ def run_eval(settings: EvalSettings, progress: bool = True) -> tuple[dict, Path]
                          metrics=scored.means, headline=HEADLINE, **cost)
         _write_outputs(staging, report, scored)
     return report, output
+
+
+def _scoring_lines(scoring: dict | None) -> list[str]:
+    if not scoring:
+        return []
+    lines = [f"- scored as {scoring['type']}: {scoring['how']}"]
+    if "ranges" in scoring:
+        lines.append(f"- int8 ranges: {scoring['ranges']['method']}")
+    if "without_rescoring" in scoring:
+        lines.append(f"- binary without rescoring (Hamming order only): nDCG@10 "
+                     f"{scoring['without_rescoring'][HEADLINE]:.5f}; the table below is with rescoring")
+    return lines
 
 
 def report_markdown(report: dict) -> str:
@@ -135,7 +153,8 @@ def report_markdown(report: dict) -> str:
              f"{report['truncation']['queries_truncated']:,} queries",
              f"- time: corpus {t['corpus_seconds']} s ({t['documents_embedded']:,} embedded, "
              f"{t['documents_reused']:,} from the cache), queries {t['query_seconds']} s "
-             f"({t['queries_per_s']} /s), search + metrics {t['search_and_metrics_seconds']} s", "",
+             f"({t['queries_per_s']} /s), search + metrics {t['search_and_metrics_seconds']} s",
+             *_scoring_lines(report.get("scoring")), "",
              "| " + " | ".join(MEASURES) + " |", "|" + "---|" * len(MEASURES),
              "| " + " | ".join(f"{m[k]:.5f}" for k in MEASURES) + " |"]
     return "\n".join(lines) + "\n"
