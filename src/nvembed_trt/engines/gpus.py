@@ -93,7 +93,8 @@ class Performance(BaseModel):
         if not self.memory_bandwidth_gb_s > 0 or bad:
             raise ValueError(f"bandwidth and rates must be > 0, got {self.memory_bandwidth_gb_s} GB/s, {bad}")
         if not {"fp16", "bf16"} & set(self.tflops):
-            raise ValueError("needs a 16-bit (fp16 or bf16) matmul rate")
+            raise ValueError(f"needs a 16-bit (fp16 or bf16) matmul rate in tflops, got rates for "
+                             f"{sorted(self.tflops)}")
         return self
 
     def device_rates(self) -> DeviceRates:

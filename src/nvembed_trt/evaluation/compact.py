@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..retrieval.beir import RetrievalSet
 from ..retrieval.metrics import mean_metrics, per_query_metrics
 from ..retrieval.scoring import Scored, TOP_K, score
-from ..retrieval.search import Ranking, _top
+from ..retrieval.search import Ranking, top_k
 from ..serving.compact import OutputRanges, calibrated_ranges, compact
 
 EvalType = Literal["float", "int8", "binary"]
@@ -60,7 +60,7 @@ def _rank(score_block, n_queries: int, n_docs: int, row_bytes: int, k: int,
             if doc is not None:
                 rows[row, doc] = -np.inf
         columns = np.broadcast_to(np.arange(n_docs), rows.shape)
-        indices[q0:q0 + len(rows)], scores[q0:q0 + len(rows)] = _top(rows, columns, k)
+        indices[q0:q0 + len(rows)], scores[q0:q0 + len(rows)] = top_k(rows, columns, k)
     return Ranking(indices, scores)
 
 

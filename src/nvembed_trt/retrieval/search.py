@@ -20,7 +20,7 @@ class Ranking:
     scores: np.ndarray
 
 
-def _top(scores: np.ndarray, columns: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k(scores: np.ndarray, columns: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the k best (score desc, then column asc) of `scores` whose column numbers are `columns`."""
     if scores.shape[1] > k:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -50,6 +50,6 @@ def exact_search(queries: np.ndarray, docs: np.ndarray, k: int, exclude: list[in
             if block.shape[1] > k:                   # the block's own k best first: merge 2k columns, not the block
                 columns = np.argpartition(-block, k - 1, axis=1)[:, :k]
                 block = np.take_along_axis(block, columns, 1)
-            best_i, best_s = _top(np.concatenate([best_s, block], 1), np.concatenate([best_i, columns + d0], 1), k)
+            best_i, best_s = top_k(np.concatenate([best_s, block], 1), np.concatenate([best_i, columns + d0], 1), k)
         indices[q0:q0 + len(q)], scores[q0:q0 + len(q)] = best_i, best_s
     return Ranking(indices, scores)

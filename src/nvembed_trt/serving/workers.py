@@ -159,7 +159,7 @@ async def serve_workers(repo, settings, triton, count: int, out) -> int:
     import tempfile
 
     from .metrics import Metrics
-    from .run import ready_line, start_triton
+    from .lifecycle import ready_line, start_triton
 
     service, supervisor, stop = await start_triton(repo, settings, triton, Metrics())
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -201,7 +201,7 @@ async def run_worker(repo, settings, grpc_url: str, fd: int, index: int, triton_
     import socket
 
     from .metrics import Metrics
-    from .run import drain, web_server
+    from .lifecycle import drain, web_server
     from .service import EmbeddingService
     from .supervision import Supervisor
 
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from .run import _configure_logging
+    from .lifecycle import configure_logging
     from .settings import ServeSettings
 
     p = argparse.ArgumentParser(prog="python -m nvembed_trt.serving.workers",
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", required=True, help="ServeSettings as JSON")
     p.add_argument("--index", type=int, default=0)
     args = p.parse_args(argv)
-    _configure_logging()
+    configure_logging()
     settings = ServeSettings(**json.loads(args.settings))
     coroutine = run_worker(args.repo, settings, args.grpc, args.fd, args.index, args.triton_metrics)
     try:
