@@ -5,10 +5,10 @@ queries, 1,000 documents).
 
 The corpus and queries are embedded once (float32, as the embedder gives them), then scored as `nvembed-trt eval
 --embedding-type` scores them (nvembed_trt.evaluation.compact, over the front door's own binarisation and int8
-codes): float (cosine), int8 (codes from per-dimension ranges calibrated on the corpus vectors, dot product of the
-codes), binary (Hamming distance on the packed sign bits) without and with rescoring at several multipliers. Per type:
-nDCG@10, Recall@100, MRR@10, bytes per vector, and the nDCG@10 change against float with a 95 % paired bootstrap
-interval over the queries.
+codes): float (cosine), float16 (halves, exact search), int8 (codes from per-dimension ranges calibrated on the corpus
+vectors, dot product of the codes), binary (Hamming distance on the packed sign bits) without and with rescoring at
+several multipliers. Per type: nDCG@10, Recall@100, MRR@10, bytes per vector, the queries whose top 10 differs from
+float's, and the nDCG@10 change against float with a 95 % paired bootstrap interval over the queries.
 
 With --model tiny the weights are random (deterministic): the figures show each type's cost relative to float on
 that model, not NV-Embed-v2's retrieval quality nor its compact types' cost. Writes
@@ -64,7 +64,9 @@ def measure(dataset, queries, docs) -> list[dict]:
     def row(name: str, scored, how: dict) -> dict:
         delta = np.asarray([scored.per_query[q]["ndcg@10"] - base.per_query[q]["ndcg@10"] for q in dataset.query_ids])
         low, high = paired_bootstrap(delta)
+        changed = sum(mine[:10] != theirs[:10] for mine, theirs in zip(scored.ranked, base.ranked))
         return {"type": name, "bytes_per_vector": how.get("bytes_per_vector", 4 * docs.shape[1]),
+                "top10_changed": int(changed),
                 **{k: round(v, 5) for k, v in scored.means.items()}, "ndcg@10_vs_float": round(float(delta.mean()), 5),
                 "ndcg@10_vs_float_ci95": [round(low, 5), round(high, 5)], "how": how["how"],
                 "search_s": round(how["search_s"], 3) if how.get("search_s") is not None else None}
@@ -76,6 +78,8 @@ def measure(dataset, queries, docs) -> list[dict]:
 
     base, how = timed(CompactSettings())
     rows = [row("float32", base, how)]
+    halves, how = timed(CompactSettings(embedding_type="float16"))
+    rows.append(row("float16", halves, how))
     codes, how = timed(CompactSettings(embedding_type="int8"))
     rows.append(row("int8", codes, how) | {"ranges": how["ranges"]["method"]})
     for multiplier in MULTIPLIERS:
@@ -94,12 +98,13 @@ def compact_markdown(payload: dict) -> str:
              f"{payload['dimensions']} dimensions; {payload['cpus']} CPUs, 1-minute load average "
              f"{payload['load_average_before'][0]:.1f} before and {payload['load_average_after'][0]:.1f} after.", "",
              f"**{payload['caveat']}**", "",
-             "| type | bytes/vector | nDCG@10 | vs float (95 % CI) | Recall@100 | MRR@10 | search + metrics s |",
-             "|---|---|---|---|---|---|---|"]
+             "| type | bytes/vector | nDCG@10 | vs float (95 % CI) | top-10s changed | Recall@100 | MRR@10 | "
+             "search + metrics s |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in payload["rows"]:
         low, high = r["ndcg@10_vs_float_ci95"]
         lines.append(f"| {r['type']} | {r['bytes_per_vector']:,} | {r['ndcg@10']:.4f} | {r['ndcg@10_vs_float']:+.4f} "
-                     f"[{low:+.4f}, {high:+.4f}] | {r['recall@100']:.4f} | {r['mrr@10']:.4f} | "
+                     f"[{low:+.4f}, {high:+.4f}] | {r['top10_changed']} | {r['recall@100']:.4f} | {r['mrr@10']:.4f} | "
                      f"{'–' if r['search_s'] is None else r['search_s']} |")
     return "\n".join(lines) + "\n"
 

@@ -184,12 +184,13 @@ def test_worker_truncates_end_or_start_like_the_reference(tmp_path, tiny, cosine
 # ------------------------------------------------------------------------------- --embedding-type
 def test_worker_stores_the_front_doors_compact_types(tmp_path):
     """binary: the sign bits packed, dimensions / 8 int8 values a row; int8: the codes of the calibrated ranges
-    (--output-ranges): each bit for bit what the front door's compact() makes of the same worker's float rows."""
+    (--output-ranges); float16: Parquet's half floats: each bit for bit what the front door's compact() makes of the
+    same worker's float rows."""
     from nvembed_trt.serving.compact import OutputRanges, calibrated_ranges, compact
 
     texts = ["short one", "another short text", "the last row of three"]
     stored = {}
-    for kind, over in (("float", {}), ("binary", {}), ("int8", {"output_ranges": str(tmp_path)})):
+    for kind, over in (("float", {}), ("binary", {}), ("int8", {"output_ranges": str(tmp_path)}), ("float16", {})):
         out = tmp_path / kind
         out.mkdir()
         assert run_worker(out, texts, "END", embedding_type=kind, **over)["rows"][0] == 3
@@ -205,6 +206,10 @@ def test_worker_stores_the_front_doors_compact_types(tmp_path):
         got = np.asarray(stored[kind].to_pylist(), dtype=np.int8)
         assert np.array_equal(got, compact(floats, kind, ranges))
     assert len(np.unique(got)) > 10                                          # int8 codes spread, not all 0
+    assert stored["float16"].type.value_type == pa.float16() and stored["float16"].type.list_size == 64
+    halves = np.stack(pq.read_table(tmp_path / "float16" / "embeddings").to_pandas()["embedding"])  # as users read it
+    assert halves.dtype == np.float16 and np.array_equal(halves, compact(floats, "float16"))
+    assert 0 < np.abs(halves.astype(np.float32) - floats).max() <= 2.0 ** -11 * np.abs(floats).max()
 
 
 @pytest.mark.parametrize("over, message", [

@@ -83,6 +83,21 @@ def test_int8_keeps_an_unambiguous_graded_ranking():
     assert how_float["type"] == "float"
 
 
+def test_float16_scores_the_halves():
+    """Two documents 1e-5 apart in cosine with the query (below half precision near 0.5: spacing 2^-11): float puts
+    the relevant one first, float16 rounds both to 0.5 and the tie goes to corpus order (the distractor, d0)."""
+    docs = np.zeros((2, DIM), np.float32)
+    for row, c in enumerate((0.5, 0.50001)):                       # d0: distractor, d1: relevant
+        docs[row, 0], docs[row, 1 + row] = c, np.sqrt(1 - c * c)
+    queries = np.eye(1, DIM, dtype=np.float32)
+    dataset = _dataset(2, {"q0": {"d1": 1}}, 1)
+    floats, _ = score_compact(dataset, queries, docs, CompactSettings())
+    halves, how = score_compact(dataset, queries, docs, CompactSettings(embedding_type="float16"))
+    assert floats.ranked[0] == ["d1", "d0"] and floats.means["ndcg@10"] == 1.0
+    assert halves.ranked[0] == ["d0", "d1"] and halves.means["ndcg@10"] == pytest.approx(1 / np.log2(3))
+    assert how["type"] == "float16" and how["bytes_per_vector"] == 2 * DIM
+
+
 @pytest.mark.parametrize("flags, exit_code, message", [
     (["--embedding-type", "int4"], None, "--embedding-type: invalid choice: 'int4'"),
     (["--embedding-type", "binary", "--rescore-multiplier", "0"], 2,

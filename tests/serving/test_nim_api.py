@@ -13,7 +13,7 @@ import pytest
 
 from serving_harness import MAX_LENGTH, build, call
 from nvembed_trt.serving.app import EMBEDDINGS
-from nvembed_trt.serving.compact import binary, ubinary
+from nvembed_trt.serving.compact import binary, float16, ubinary
 from texts import SENTENCES
 
 MODEL = "tiny"
@@ -37,6 +37,9 @@ def answers(tiny_repos, tiny):
         "ubinary": {"model": MODEL, "input": TEXTS, "embedding_type": "ubinary"},
         "binary": {"model": MODEL, "input": TEXTS, "embedding_type": "binary"},
         "binary-b64": {"model": MODEL, "input": TEXTS, "embedding_type": "binary", "encoding_format": "base64"},
+        "float16": {"model": MODEL, "input": TEXTS, "embedding_type": "float16"},
+        "float16-b64": {"model": MODEL, "input": TEXTS, "embedding_type": "float16", "encoding_format": "base64"},
+        "float16-upper": {"model": MODEL, "input": "x", "embedding_type": "FLOAT16"},
         "suffix-query": {"model": f"{MODEL}-query", "input": TEXTS},
         "explicit-query": {"model": MODEL, "input": TEXTS, "input_type": "query"},
         "suffix-passage": {"model": f"{MODEL}-passage", "input": TEXTS[:1], "input_type": "passage"},
@@ -100,6 +103,23 @@ def test_binary_types_are_our_sign_bits_of_the_reference(answers, tiny):
     assert ((packed[:, 0] >> 7) == (floats[:, 0] > 0)).all()
 
 
+def test_float16_is_the_served_floats_rounded_to_halves(answers, tiny, cosine):
+    """float16: JSON carries each half as float32 prints it (exact read as float32 or float16), base64 its
+    little-endian 2-byte halves; both equal our rounding
+    of the served float32 rows, and within half precision of the PyTorch reference."""
+    got = answers["bypass"]
+    floats = rows(got["float"]).astype(np.float32)
+    halves = rows(got["float16"])
+    assert halves.shape == floats.shape and np.array_equal(halves.astype(np.float16), float16(floats))
+    assert np.array_equal(halves.astype(np.float32), float16(floats).astype(np.float32))   # exact, read as float32
+    raw = [base64.b64decode(d["embedding"]) for d in got["float16-b64"].json()["data"]]
+    assert {len(r) for r in raw} == {64 * 2}                                         # 2 bytes a dimension
+    assert np.array_equal(np.stack([np.frombuffer(r, "<f2") for r in raw]), float16(floats))
+    assert np.abs(halves - floats).max() <= 2.0 ** -11 * np.abs(floats).max()        # round to nearest half
+    want = tiny.encode(TEXTS, max_length=MAX_LENGTH)
+    assert cosine(halves.astype(np.float32), want).min().item() >= 0.9999
+
+
 def test_model_suffix_chooses_input_type(answers, tiny, cosine):
     got = answers["bypass"]
     query = rows(got["suffix-query"]).astype(np.float32)
@@ -112,7 +132,8 @@ def test_model_suffix_chooses_input_type(answers, tiny, cosine):
 def test_bad_values_are_named(answers):
     got = answers["bypass"]
     expected = {"suffix-conflict": (400, "input_type"), "int8": (400, "embedding_type"),
-                "bad-type": (422, "embedding_type"), "bad-suffix": (404, "model"), "ids-tiktoken": (400, "input"),
+                "bad-type": (422, "embedding_type"),
+                "float16-upper": (422, "embedding_type"), "bad-suffix": (404, "model"), "ids-tiktoken": (400, "input"),
                 "ids-negative": (422, "input"), "ids-empty-row": (422, "input"), "ids-too-long": (400, "input"),
                 "ids-mixed": (422, "input")}
     for name, (status, field) in expected.items():
@@ -128,7 +149,7 @@ def test_manifest_license_version(answers):
     got = answers["bypass"]
     manifest, licence, version = (got[p].json() for p in ("/v1/manifest", "/v1/license", "/v1/version"))
     assert manifest["model_ids"] == [MODEL, f"{MODEL}-query", f"{MODEL}-passage"]
-    assert manifest["embedding_types"] == ["float", "binary", "ubinary"]
+    assert manifest["embedding_types"] == ["float", "float16", "binary", "ubinary"]
     assert manifest["embedding_types_refused"] == ["int8", "uint8"]
     assert manifest["dimensions"] == 64 and manifest["profile"]["kind"] == "onnxruntime"
     assert licence["weights"]["nv_embed_v2"]["name"] == "CC-BY-NC-4.0" and licence["weights"]["source"] == "random"

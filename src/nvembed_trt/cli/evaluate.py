@@ -53,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="embed the corpus with embed-corpus on Ray Data (large corpora; the corpus extra)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     p.add_argument("--embedding-type", choices=EVAL_TYPES, default="float",
-                   help="score the vectors as the front door's compact type: int8 codes (ranges calibrated on the "
+                   help="score the vectors as the front door's compact type: float16 (halves, exact search), int8 "
+                        "codes (ranges calibrated on the "
                         "corpus vectors, dot product of the codes) or binary (Hamming distance on the packed sign "
                         "bits, then rescoring); default float")
     p.add_argument("--rescore-multiplier", type=int, default=RESCORE_MULTIPLIER,

@@ -110,9 +110,9 @@ def _batch_tokens(settings: CorpusSettings, facts: dict, max_length: int) -> int
 
 def _output_ranges(settings: CorpusSettings, source) -> str | None:
     """int8 / uint8: the digest of the calibrated ranges they are scaled by (--output-ranges), checked here."""
-    from ..serving.compact import OUTPUT_RANGES_FILE, SIGN_TYPES, OutputRanges
+    from ..serving.compact import OUTPUT_RANGES_FILE, UNCALIBRATED_TYPES, OutputRanges
 
-    if settings.embedding_type in SIGN_TYPES:
+    if settings.embedding_type in UNCALIBRATED_TYPES:
         if settings.output_ranges:
             raise InputError(f"--output-ranges is for --embedding-type int8 or uint8, not {settings.embedding_type}")
         return None

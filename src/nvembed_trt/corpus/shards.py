@@ -1,7 +1,7 @@
 """The output folder of embed-corpus and how it is written so that a killed job can be resumed:
 
     OUTPUT/embeddings/part-<run>-<file>-<row>.parquet   id, embedding (fixed-size list of float32, or of the
-                                             compact type's int8 / uint8 values: --embedding-type), n_tokens,
+                                             compact type's float16 / int8 / uint8 values: --embedding-type), n_tokens,
                                              truncated; the folder reads as one table (pyarrow, pandas, Ray)
     OUTPUT/rejects/part-<...>.jsonl          rows a worker rejected (empty text, over-long under NONE, ...)
     OUTPUT/rejects/scan.jsonl                rows without a usable id or with a duplicate id (redone each run)
@@ -31,7 +31,8 @@ SHARDS = "embeddings"
 SHARD_GLOB = "part-*.parquet"
 
 
-VALUE_TYPES = {np.dtype(np.float32): pa.float32(), np.dtype(np.int8): pa.int8(), np.dtype(np.uint8): pa.uint8()}
+VALUE_TYPES = {np.dtype(np.float32): pa.float32(), np.dtype(np.float16): pa.float16(), np.dtype(np.int8): pa.int8(),
+               np.dtype(np.uint8): pa.uint8()}
 
 
 def shard_schema(dim: int, value_type: pa.DataType = pa.float32()) -> pa.Schema:
@@ -41,9 +42,9 @@ def shard_schema(dim: int, value_type: pa.DataType = pa.float32()) -> pa.Schema:
 
 def write_shard(output: Path, name: str, ids: list[str], embeddings: np.ndarray, n_tokens: np.ndarray,
                 truncated: np.ndarray) -> Path:
-    """`embeddings`: [rows, values] float32 (any float is stored as float32), int8 or uint8 (compact types)."""
+    """`embeddings`: [rows, values] float32 (float64 is stored as float32), float16, int8 or uint8 (compact types)."""
     rows, dim = embeddings.shape
-    dtype = embeddings.dtype if embeddings.dtype in (np.int8, np.uint8) else np.dtype(np.float32)
+    dtype = embeddings.dtype if embeddings.dtype in VALUE_TYPES else np.dtype(np.float32)
     value_type = VALUE_TYPES[dtype]
     flat = pa.array(np.ascontiguousarray(embeddings, dtype=dtype).reshape(-1), value_type)
     table = pa.Table.from_arrays([pa.array(ids, pa.string()), pa.FixedSizeListArray.from_arrays(flat, dim),

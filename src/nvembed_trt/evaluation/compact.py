@@ -2,6 +2,8 @@
 type the front door serves (serving.compact: one definition of each type), then searched in that type.
 
 - `float`: exact search by dot product of the unit vectors (scoring.score, unchanged).
+- `float16`: queries and documents rounded to halves (compact.float16), then exact search by their dot product (in
+  float32, as a vector database's half-float index computes it).
 - `int8`: queries and documents as int8 codes from per-dimension ranges calibrated on this corpus's own vectors
   (compact.calibrated_ranges: min and max per dimension); the score is the dot product of the codes (int32).
 - `binary`: the sign bits packed (compact.ubinary); first by Hamming distance (popcount of the XOR, ties by corpus
@@ -23,7 +25,7 @@ from ..retrieval.scoring import Scored, TOP_K, score
 from ..retrieval.search import Ranking, top_k
 from ..serving.compact import OutputRanges, calibrated_ranges, compact
 
-EvalType = Literal["float", "int8", "binary"]
+EvalType = Literal["float", "float16", "int8", "binary"]
 EVAL_TYPES = get_args(EvalType)
 RESCORE_MULTIPLIER = 4          # sentence-transformers' blog figure: 4 x top-10 candidates rescored
 RESCORED_DEPTH = 10             # the depth the candidates are a multiple of (nDCG@10)
@@ -120,6 +122,12 @@ def score_compact(dataset: RetrievalSet, queries: np.ndarray, docs: np.ndarray, 
     if kind == "float":
         return score(dataset, queries, docs, top_k, ignore_identical_ids), {
             "type": "float", "how": "dot product of the float32 unit vectors (cosine), exact search"}
+    if kind == "float16":
+        halves = [compact(v, "float16").astype(np.float32) for v in (queries, docs)]
+        return score(dataset, *halves, top_k, ignore_identical_ids), {
+            "type": "float16", "bytes_per_vector": int(2 * docs.shape[1]),
+            "how": "queries and documents rounded to IEEE halves (round to nearest even); dot product of the halves "
+                   "(computed in float32), exact search"}
     exclude = _exclusions(dataset, ignore_identical_ids)
     if kind == "int8":
         ranges = eval_ranges(docs, dataset, identity)

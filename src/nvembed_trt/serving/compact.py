@@ -1,4 +1,8 @@
-"""Compact embeddings (NIM's `embedding_type`): the model's float32 unit vectors as sign bits, packed.
+"""Compact embeddings (NIM's `embedding_type`): the model's float32 unit vectors in fewer bytes.
+
+- `float16`: each value rounded to the nearest IEEE half (numpy's float16: round to nearest even); half the bytes of
+  float32, a relative error of at most 2^-11 per value (values below 2^-14 lose precision as subnormals). Our
+  extension beyond NIM's list; JSON carries the half's exact value, base64 its little-endian 2-byte halves.
 
 - `ubinary`: one bit a dimension, 1 where the value is > 0, packed most-significant bit first (`numpy.packbits`):
   D/8 bytes, each 0..255. This is NIM's, Cohere's and sentence-transformers' (`quantize_embeddings`) definition.
@@ -23,12 +27,14 @@ import numpy as np
 
 from ..artifacts.sidecar import Sidecar
 
-EMBEDDING_TYPES = ("float", "binary", "ubinary", "int8", "uint8")   # NIM's list, in its API reference's order
-SIGN_TYPES = ("float", "binary", "ubinary")                           # served by every repository
+NIM_TYPES = ("float", "binary", "ubinary", "int8", "uint8")           # NIM's list, in its API reference's order
+EMBEDDING_TYPES = ("float", "float16", *NIM_TYPES[1:])                # NIM's and ours: half floats
+CALIBRATED_TYPES = ("int8", "uint8")                                  # need the repository's output ranges
+UNCALIBRATED_TYPES = tuple(t for t in EMBEDDING_TYPES if t not in CALIBRATED_TYPES)   # served by every repository
 OUTPUT_RANGES_FILE = "output_ranges.json"
 OUTPUT_RANGES_MISSING = ("needs per-dimension output ranges calibrated on the model's output distribution and stored "
                          f"with the repository ({OUTPUT_RANGES_FILE}, written by `nvembed-trt output-ranges`); this "
-                         "repository carries none. Served types: " + ", ".join(SIGN_TYPES))
+                         "repository carries none. Served types: " + ", ".join(UNCALIBRATED_TYPES))
 
 
 class OutputRanges(Sidecar):
@@ -76,10 +82,17 @@ def binary(vectors: np.ndarray) -> np.ndarray:
     return (ubinary(vectors).astype(np.int16) - 128).astype(np.int8)
 
 
+def float16(vectors: np.ndarray) -> np.ndarray:
+    """(N, D) float -> (N, D) float16, each value rounded to the nearest half (ties to even)."""
+    return np.asarray(vectors, np.float32).astype(np.float16)
+
+
 def compact(vectors: np.ndarray, embedding_type: str, ranges: OutputRanges | None = None) -> np.ndarray:
     """The rows in `embedding_type` (float rows are returned as they are)."""
     if embedding_type == "float":
         return vectors
+    if embedding_type == "float16":
+        return float16(vectors)
     if embedding_type == "ubinary":
         return ubinary(vectors)
     if embedding_type == "binary":

@@ -63,13 +63,16 @@ class EmbeddingRequest(BaseModel):
     truncate: Literal[TRUNCATE_MODES] = Field(  # type: ignore[valid-type]
         "NONE", description="an over-long input: NONE refuses it, END keeps its start, START its end")
     encoding_format: Literal["float", "base64"] = Field(
-        "float", description="base64: little-endian float32, as the openai SDK sends by default")
+        "float", description="base64: each row's little-endian bytes (float32, as the openai SDK sends by default and "
+                             "decodes; float16 rows as halves, the integer types as their bytes)")
     dimensions: int | None = Field(None, ge=1, description="only the model's own dimension is served")
     user: str | None = Field(None, description="accepted and ignored (OpenAI's field)")
     embedding_type: Literal[EMBEDDING_TYPES] | None = Field(  # type: ignore[valid-type]
-        "float", description="NIM's field: float; ubinary (sign bits, value > 0 is 1, packed most-significant bit "
-                             "first: dimensions/8 bytes 0..255); binary (the same bytes minus 128, as int8); int8 and "
-                             "uint8 need calibrated output ranges (400 where the repository has none)")
+        "float", description="NIM's field: float; float16 (our extension: each value rounded to the nearest IEEE "
+                             "half; base64 gives little-endian 2-byte halves); ubinary (sign bits, value > 0 is 1, "
+                             "packed most-significant bit first: dimensions/8 bytes 0..255); binary (the same bytes "
+                             "minus 128, as int8); int8 and uint8 need calibrated output ranges (400 where the "
+                             "repository has none)")
 
     @property
     def token_ids(self) -> list[list[int]] | None:
@@ -146,8 +149,8 @@ class Embedding(BaseModel):
     object: Literal["embedding"]
     index: int
     embedding: list[float] | list[int] | str = Field(
-        description="floats, or packed bytes as integers (binary, ubinary); base64 of little-endian float32 or of "
-                    "the packed bytes")
+        description="floats (float, float16), or integers (binary, ubinary: packed bytes; int8, uint8: codes); "
+                    "base64 of little-endian float32 (float), float16 (float16) or of the bytes")
 
 
 class Usage(BaseModel):
@@ -268,9 +271,10 @@ class Manifest(BaseModel):
 
 def embedding_data(vectors: np.ndarray, encoding: str, start: int = 0) -> list[dict]:
     """data[] in input order (indices from `start`): float or integer lists (orjson serialises the numpy rows), or
-    base64 of little-endian float32 (float rows) or of the packed bytes (int8 / uint8 rows)."""
+    base64 of little-endian float32 (float rows), float16 (float16 rows) or of the bytes (int8 / uint8 rows)."""
     if encoding == "base64":
-        raw = np.ascontiguousarray(vectors, dtype="<f4" if vectors.dtype.kind == "f" else vectors.dtype)
+        wire = "<f2" if vectors.dtype == np.float16 else "<f4" if vectors.dtype.kind == "f" else vectors.dtype
+        raw = np.ascontiguousarray(vectors, dtype=wire)
         return [{"object": "embedding", "index": start + i,
                  "embedding": base64.b64encode(row.tobytes()).decode("ascii")} for i, row in enumerate(raw)]
     return [{"object": "embedding", "index": start + i, "embedding": row} for i, row in enumerate(vectors)]

@@ -32,7 +32,8 @@ from ..triton.spec import ENCODER, ENSEMBLE, TOKENIZER_DIR, RepoSpec
 from .backend import EncoderFailure, TritonEncoder
 from .duty import DutyCycle, encoder_devices, poll
 from .batching import SAFETY, Batcher, QueueFull, Throughput, TooBig
-from .compact import EMBEDDING_TYPES, OUTPUT_RANGES_FILE, OUTPUT_RANGES_MISSING, SIGN_TYPES, OutputRanges, compact
+from .compact import (EMBEDDING_TYPES, OUTPUT_RANGES_FILE, OUTPUT_RANGES_MISSING, UNCALIBRATED_TYPES, OutputRanges,
+                      compact)
 from .metrics import Metrics
 from .schemas import APIError, EmbeddingRequest, parse_json
 from .settings import ServeSettings
@@ -164,7 +165,7 @@ class EmbeddingService:
     @property
     def embedding_types(self) -> tuple[str, ...]:
         """embedding_type values served: the sign types always, int8 and uint8 with calibrated output ranges."""
-        return EMBEDDING_TYPES if self.output_ranges is not None else SIGN_TYPES
+        return EMBEDDING_TYPES if self.output_ranges is not None else UNCALIBRATED_TYPES
 
     @cached_property
     def devices(self) -> int:
