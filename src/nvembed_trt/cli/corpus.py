@@ -50,9 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text-column", default="text")
     p.add_argument("--id-column", default="id")
     p.add_argument("--embedding-type", choices=EMBEDDING_TYPES, default="float",
-                   help="store the vectors as the front door serves this type: float32, float16 (half floats), binary / "
-                        "ubinary (sign bits "
-                        "packed, dimensions / 8 int8 / uint8 values), int8 / uint8 (scaled by --output-ranges)")
+                   help="store the vectors as the front door serves this type: float32, float16 (half floats), "
+                        "binary / ubinary (sign bits packed, dimensions / 8 int8 / uint8 values), int8 / uint8 "
+                        "(scaled by --output-ranges)")
     p.add_argument("--output-ranges", help="int8 / uint8: a repository (or folder) holding the output_ranges.json "
                                            "`nvembed-trt output-ranges` calibrated")
     p.add_argument("--ray-address", help="auto, host:port or ray://host:10001 (default: $RAY_ADDRESS, as set by "
