@@ -116,11 +116,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(run=run_client_embed)
     d = csub.add_parser("compare", help="the drift a mixed fleet sees between two front doors of one model",
                         description="Embed the held-out retrieval set (standard-library docstrings) through two front "
-                                    "doors and report the row cosine between them, the top-10 agreement when the index "
-                                    "is A's and the queries B's, and each engine's fingerprint. Exits 1 past the "
-                                    "budget.")
-    d.add_argument("--a", required=True, help="front door A (http://host:port/v1): the one the index was built on")
-    d.add_argument("--b", required=True, help="front door B (http://host:port/v1): the one queried")
+                                    "doors (a repository is served here on free ports, one at a time) and report "
+                                    "the row cosine between them, the top-10 agreement when the index is A's and the "
+                                    "queries B's, and each engine's fingerprint. Exits 1 past the budget.")
+    d.add_argument("--a", required=True, help="front door A (http://host:port/v1), or a model repository folder "
+                                               "served here for the comparison: the one the index was built on")
+    d.add_argument("--b", required=True, help="front door B (http://host:port/v1) or a repository: the one queried")
     d.add_argument("--api-key", help=f"the front doors' API key (default: ${API_KEY_ENV})")
     d.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the held-out set")
     d.add_argument("--min-cosine", type=float, default=0.99, help="budget: the lowest row cosine between A and B")
@@ -166,24 +167,25 @@ def run_output_ranges(args: argparse.Namespace) -> int:
 
 
 def run_client_compare(args: argparse.Namespace) -> int:
+    from ..validation.drift import DriftBudget
+
+    return report_drift(args.a, args.b, DriftBudget(args.min_cosine, args.min_top10), args.pairs, args.report,
+                        args.api_key)
+
+
+def report_drift(a: str | Path, b: str | Path, budget, pairs: int, report: Path | None, api_key: str | None = None,
+                 tritonserver: Path | None = None) -> int:
+    """`client compare` and `validate --compare`: measure the drift, write the JSON report if asked, print the
+    summary; 1 past the budget."""
     import os
 
-    from ..validation.drift import DriftBudget, fleet_drift
+    from ..validation.drift import drift_summary, fleet_drift
 
-    report = fleet_drift(args.a, args.b, DriftBudget(args.min_cosine, args.min_top10), args.pairs,
-                         args.api_key or os.environ.get(API_KEY_ENV))
-    if args.report:
-        write_json(args.report, report)
-    print(f"A: {report['a']['engine']}\nB: {report['b']['engine']}")
-    print(f"{report['set']['queries']} queries, {report['set']['passages']} passages: cosine min "
-          f"{report['cosine']['min']:.5f} mean {report['cosine']['mean']:.5f}; top-10 agreement: A's index with B's "
-          f"queries {report['top10_agreement']['index_a_queries_b']:.3f}, all B "
-          f"{report['top10_agreement']['all_b']:.3f}")
-    if not report["within_budget"]:
-        print("over budget: " + "; ".join(report["failures"]))
-        return 1
-    print("within budget")
-    return 0
+    result = fleet_drift(a, b, budget, pairs, api_key or os.environ.get(API_KEY_ENV), tritonserver)
+    if report:
+        write_json(report, result)
+    print(drift_summary(result))
+    return 0 if result["within_budget"] else 1
 
 
 def run_repo(args: argparse.Namespace) -> int:

@@ -6,8 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..embedder import DEVICES, DTYPES, Embedder
+from ..errors import InputError
 from ..recipes import RECIPES
+from ..serving.settings import API_KEY_ENV
 from ..validation.bench import run_bench
+from ..validation.drift import DriftBudget
 from ..validation.runtimes import discover, torch_runtime
 from ..validation.validate import run_validation
 
@@ -34,8 +37,9 @@ def _positive_ints(text: str) -> list[int]:
     return values
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="preset name or checkpoint directory")
+def _common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
+    p.add_argument("--model", required=model_required,
+                   help="preset name or checkpoint directory" + ("" if model_required else " (not with --compare)"))
     p.add_argument("--name", help="artifact name under export/, engines/, triton_repo/ (default: the model's)")
     p.add_argument("--runtimes", type=_choices(RUNTIMES), default=list(RUNTIMES),
                    help=f"comma list of {', '.join(RUNTIMES)}")
@@ -51,9 +55,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("validate", help="compare every runtime and recipe with the fp32 reference",
                        description="Embed a real-text validation set with every runtime and recipe available here "
                                    "and compare with the PyTorch reference (fp32, no autocast, unless told); the "
-                                   "report states the reference used. Exits 1 when a threshold fails.")
-    _common(v)
-    v.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the validation set")
+                                   "report states the reference used. Exits 1 when a threshold fails. With "
+                                   "--compare A B: the drift a mixed fleet of two deployments of one model would "
+                                   "see instead (no --model, no reference).")
+    _common(v, model_required=False)
+    v.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the validation set (or of the "
+                                                          "held-out set --compare embeds)")
     v.add_argument("--ranking-queries", type=int, default=200,
                    help="judged queries of the ranking slice (4 distractor documents each; at most 200)")
     v.add_argument("--reference-dtype", choices=tuple(DTYPES), default="float32",
@@ -61,6 +68,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--reference-autocast", action="store_true",
                    help="run the reference under torch.autocast('cuda', float16) as upstream does on a GPU "
                         "(needs --device cuda; with float32 weights this is upstream's GPU forward)")
+    fleet = v.add_argument_group("mixed fleet (--compare)")
+    fleet.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                       help="two model repository folders (served here on free loopback ports, one after the other, "
+                            "with --tritonserver if given) or front-door URLs (http://host:port/v1; API key from "
+                            f"${API_KEY_ENV}): the row cosine and the top-10 agreement when the index is A's and the "
+                            "queries B's, both engines' fingerprints; exits 1 past the budget")
+    fleet.add_argument("--min-cosine", type=float, help=f"budget: the lowest row cosine between A and B (default "
+                                                         f"{DriftBudget.min_cosine})")
+    fleet.add_argument("--min-top10", type=float, help="budget: the lowest mean top-10 agreement of A's index queried "
+                                                       f"with B's queries, against A alone (default "
+                                                       f"{DriftBudget.min_top10})")
+    fleet.add_argument("--report", type=Path, help="also write the drift report as JSON here")
     v.set_defaults(run=run_validate)
     b = sub.add_parser("bench", help="latency and throughput of every runtime, with physical floors on GPUs",
                        description="Latency p50/p90/p99 and throughput over batch x sequence grids, Triton over a "
@@ -83,7 +102,27 @@ def _setup(args, dtype="float32", autocast=False):
     return embedder, name, found, missing
 
 
+def run_compare(args: argparse.Namespace) -> int:
+    from .triton import report_drift
+
+    if args.model:
+        raise InputError(f"--compare measures two deployments against each other and takes no --model (got "
+                         f"{args.model!r})")
+    budget = {"min_cosine": args.min_cosine, "min_top10": args.min_top10}
+    budget = DriftBudget(**{name: value for name, value in budget.items() if value is not None})
+    return report_drift(*args.compare, budget, args.pairs, args.report, tritonserver=args.tritonserver)
+
+
 def run_validate(args: argparse.Namespace) -> int:
+    if args.compare:
+        return run_compare(args)
+    given = [flag for flag, value in (("--min-cosine", args.min_cosine), ("--min-top10", args.min_top10),
+                                      ("--report", args.report)) if value is not None]
+    if given:
+        raise InputError(f"{', '.join(given)} only apply with --compare A B")
+    if not args.model:
+        raise InputError("validate needs --model (a preset name or checkpoint directory), or --compare A B to "
+                         "measure the drift between two deployments")
     embedder, name, found, missing = _setup(args, args.reference_dtype, args.reference_autocast)
     try:
         report, path = run_validation(args.model, torch_runtime(embedder), found, missing, args.pairs, args.output_dir,

@@ -1,19 +1,26 @@
 """Fleet drift: what a mixed fleet's clients see when two deployments of the same model answer differently (H100
-fp8 and L40S fp16 behind one service, an index built on one and queried on the other). Both front doors embed the
-held-out retrieval set (standard-library docstrings: summary lines as queries, bodies as passages, never the
-calibration text); the report gives the row cosine between them, the top-10 agreement of retrieval when the index
-is A's and the queries B's (the mixed fleet) and when both are B's, each engine's fingerprint, and whether the
-drift is within the budget."""
+fp8 and L40S fp16 behind one service, an index built on one and queried on the other). Each side is a running front
+door (a URL) or a model repository, served here on free loopback ports for the comparison (one at a time: A's set is
+embedded and its server stopped before B's starts). Both embed the held-out retrieval set (standard-library
+docstrings: summary lines as queries, bodies as passages, never the calibration text); the report gives the row
+cosine between them, the top-10 agreement of retrieval when the index is A's and the queries B's (the mixed fleet)
+and when both are B's, each engine's fingerprint, and whether the drift is within the budget."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..calibration.corpus import stdlib_retrieval_set
-from ..client import EmbeddingClient
+from ..client import EmbeddingClient, is_front_door
+from ..errors import InputError
 from ..precision.verify import top_k_agreement
+from ..serving.process import ServeProcess
+from ..triton.meta import RepoMeta
 
 
 @dataclass(frozen=True)
@@ -22,20 +29,79 @@ class DriftBudget:
     min_top10: float = 0.9         # mean top-10 agreement of the mixed fleet (A's index, B's queries) with A alone
 
 
+@dataclass(frozen=True)
+class DriftSide:
+    """One side of the comparison: a running front door (url), or a model repository served for it."""
+
+    name: str                            # "A" or "B"
+    url: str | None = None
+    repository: Path | None = None
+    meta: RepoMeta | None = None
+
+    @classmethod
+    def parse(cls, name: str, value: str | Path) -> DriftSide:
+        text = str(value)
+        if is_front_door(text):
+            return cls(name, url=text)
+        if not Path(text).is_dir():
+            raise InputError(f"compare side {name}: {text!r} is neither a model repository folder nor a front-door "
+                             f"URL (http(s)://host:port/v1)")
+        try:
+            meta = RepoMeta.read(text)
+        except InputError as exc:
+            raise InputError(f"compare side {name}: {text!r} is not a model repository ({exc})") from exc
+        return cls(name, repository=Path(text), meta=meta)
+
+    def describe(self) -> dict:
+        """How the report names the side: the repository's folder name, or the URL."""
+        return {"repository": self.repository.name if self.repository else None, "url": self.url}
+
+    @contextmanager
+    def front_door(self, tritonserver: Path | str | None = None) -> Iterator[str]:
+        """The side's front-door URL; a repository is served (and stopped on the way out, failure or not)."""
+        if self.url is not None:
+            yield self.url
+            return
+        with ServeProcess(self.repository, ("--tritonserver", str(tritonserver)) if tritonserver else ()) as served:
+            yield served.api_url
+
+
+def same_width(a: str, dims_a: int, b: str, dims_b: int) -> None:
+    """Two deployments of one model give rows of one width; anything else is two models, not drift."""
+    if dims_a != dims_b:
+        raise InputError(f"A ({a}) gives {dims_a}-dimensional embeddings and B ({b}) {dims_b}: these are two "
+                         f"different models; compare two deployments of one model")
+
+
+def embed_set(side: DriftSide, queries: list[str], passages: list[str], api_key: str | None = None,
+              tritonserver: Path | str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The set through one side's front door: (queries, passages, the engine's fingerprint header)."""
+    with side.front_door(tritonserver) as url:
+        client = EmbeddingClient(url, api_key=api_key)
+        engine = client.front_door.metadata()["fingerprint"]["header"]
+        return (client.embed(queries, "query", truncate="END"), client.embed(passages, "passage", truncate="END"),
+                engine)
+
+
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.astype(np.float64), b.astype(np.float64)
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def fleet_drift(url_a: str, url_b: str, budget: DriftBudget = DriftBudget(), pairs: int = 160,
-                api_key: str | None = None) -> dict:
+def fleet_drift(a: str | Path, b: str | Path, budget: DriftBudget = DriftBudget(), pairs: int = 160,
+                api_key: str | None = None, tritonserver: Path | str | None = None) -> dict:
+    """a, b: front-door URLs or model repository folders (served one after the other on free loopback ports,
+    with `tritonserver` if given). Both sides are checked before anything is served."""
+    if pairs <= 10:
+        raise InputError(f"--pairs must be above 10 (top-10 agreement over 10 passages or fewer is always 1), "
+                         f"got {pairs}")
+    side_a, side_b = DriftSide.parse("A", a), DriftSide.parse("B", b)
+    if side_a.meta and side_b.meta:
+        same_width(str(a), side_a.meta.spec.hidden_size, str(b), side_b.meta.spec.hidden_size)
     queries, passages, source = stdlib_retrieval_set(pairs)
-    sides = {}
-    for name, url in (("a", url_a), ("b", url_b)):
-        client = EmbeddingClient(url, api_key=api_key)
-        engine = client.front_door.metadata()["fingerprint"]["header"]
-        sides[name] = (client.embed(queries, "query", truncate="END"), client.embed(passages, "passage",
-                                                                                      truncate="END"), engine)
-    (qa, pa, engine_a), (qb, pb, engine_b) = sides["a"], sides["b"]
+    qa, pa, engine_a = embed_set(side_a, queries, passages, api_key, tritonserver)
+    qb, pb, engine_b = embed_set(side_b, queries, passages, api_key, tritonserver)
+    same_width(str(a), qa.shape[1], str(b), qb.shape[1])
     cosines = np.concatenate([_cosines(qa, qb), _cosines(pa, pb)])
     mixed, both_b = top_k_agreement(qa, pa, qb, pa), top_k_agreement(qa, pa, qb, pb)
     failures = []
@@ -43,9 +109,23 @@ def fleet_drift(url_a: str, url_b: str, budget: DriftBudget = DriftBudget(), pai
         failures.append(f"min cosine {cosines.min():.5f} < {budget.min_cosine} (--min-cosine)")
     if mixed < budget.min_top10:
         failures.append(f"mixed-fleet top-10 agreement {mixed:.3f} < {budget.min_top10} (--min-top10)")
-    return {"a": {"url": url_a, "engine": engine_a}, "b": {"url": url_b, "engine": engine_b},
+    return {"a": {**side_a.describe(), "engine": engine_a}, "b": {**side_b.describe(), "engine": engine_b},
             "set": {**source, "queries": len(queries), "passages": len(passages)},
             "cosine": {"min": float(cosines.min()), "mean": float(cosines.mean())},
             "top10_agreement": {"index_a_queries_b": mixed, "all_b": both_b},
             "budget": {"min_cosine": budget.min_cosine, "min_top10": budget.min_top10},
             "within_budget": not failures, "failures": failures}
+
+
+def drift_summary(report: dict) -> str:
+    """The lines `validate --compare` and `client compare` print."""
+    def side(s: dict) -> str:
+        return f"repository {s['repository']}" if s["repository"] else s["url"]
+
+    top10 = report["top10_agreement"]
+    lines = [f"A: {side(report['a'])}: {report['a']['engine']}", f"B: {side(report['b'])}: {report['b']['engine']}",
+             f"{report['set']['queries']} queries, {report['set']['passages']} passages: cosine min "
+             f"{report['cosine']['min']:.5f} mean {report['cosine']['mean']:.5f}; top-10 agreement: A's index with "
+             f"B's queries {top10['index_a_queries_b']:.3f}, all B {top10['all_b']:.3f}",
+             "within budget" if report["within_budget"] else "over budget: " + "; ".join(report["failures"])]
+    return "\n".join(lines)
