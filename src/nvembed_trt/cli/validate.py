@@ -119,7 +119,7 @@ def run_validate(args: argparse.Namespace) -> int:
     given = [flag for flag, value in (("--min-cosine", args.min_cosine), ("--min-top10", args.min_top10),
                                       ("--report", args.report)) if value is not None]
     if given:
-        raise InputError(f"{', '.join(given)} only apply with --compare A B")
+        raise InputError(f"{', '.join(given)}: only with --compare A B (the drift budget and its report)")
     if not args.model:
         raise InputError("validate needs --model (a preset name or checkpoint directory), or --compare A B to "
                          "measure the drift between two deployments")
