@@ -117,6 +117,13 @@ def answering(describe):
     return handler
 
 
+def posting(answer, work):
+    """A handler that answers a request with answer(request, work)."""
+    async def handler(request: Request) -> Response:
+        return await answer(request, work)
+    return handler
+
+
 def error_response(exc: APIError) -> Response:
     return json_response(exc.body(), exc.status, exc.headers)
 
@@ -383,15 +390,6 @@ def create_app(service: EmbeddingService) -> Guard:
                             media_type="application/json")
         return Response(answer(), media_type="application/json")
 
-    @route(app, EMBED)
-    @route(app, EMBED_ROOT)
-    async def tei_embed(request: Request):
-        return await tei_floats(request, tei.parse_embed)
-
-    @route(app, EMBED_ALL)
-    async def tei_embed_all(request: Request):
-        return await tei_floats(request, tei.parse_embed_all)
-
     async def tei_tokenizer(request: Request, work) -> Response:
         """/tokenize and /decode: the body read under the same admission and limits, the work in the tokenizer
         pool."""
@@ -406,13 +404,10 @@ def create_app(service: EmbeddingService) -> Guard:
             return tei_answer(exc)
         return json_response(result)
 
-    @route(app, TOKENIZE)
-    async def tei_tokenize(request: Request):
-        return await tei_tokenizer(request, tei.tokenize)
-
-    @route(app, DECODE)
-    async def tei_decode(request: Request):
-        return await tei_tokenizer(request, tei.decode)
+    for endpoint, answer, work in ((EMBED, tei_floats, tei.parse_embed), (EMBED_ROOT, tei_floats, tei.parse_embed),
+                                   (EMBED_ALL, tei_floats, tei.parse_embed_all),
+                                   (TOKENIZE, tei_tokenizer, tei.tokenize), (DECODE, tei_tokenizer, tei.decode)):
+        route(app, endpoint)(posting(answer, work))
 
     @route(app, TEI_HEALTH)
     async def tei_health():
