@@ -1,5 +1,6 @@
 """Masked mean over pool_mask then L2 norm, in numpy: pooling outside the graph (encoders that emit token states),
-the check that an encoder's embeddings are finite unit vectors, and `cosine_rows`, the one row-by-row comparison of
+the check that an encoder's embeddings are finite unit vectors, each row's own token states out of a padded batch
+(`token_rows`), and `cosine_rows`, the one row-by-row comparison of
 two sets of embeddings (validate, the precision gate, export parity, smoke, the eval cache)."""
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ def pool_or_check(values: np.ndarray, pool_mask: np.ndarray) -> np.ndarray:
         raise InputError(f"encoder output row {int(bad[0])} is not a finite unit vector (norm {norms[bad[0]]:.4f}, "
                          f"allowed 1 ± {NORM_TOLERANCE})")
     return embeddings
+
+
+def token_rows(states: np.ndarray, lengths: list[int], which: list[int]) -> list[np.ndarray]:
+    """Rows `which` of a batch padded on the right (tokenizer.pad_rows), each cut to its own tokens: row b's first
+    lengths[b] positions, every real token of it (instruction included), as float32 copies (lengths[b], D)."""
+    if not which:
+        return []
+    if states.ndim != 3:
+        raise InputError(f"the encoder gives pooled embeddings {states.shape}, not token states (B, T, D)")
+    if len(lengths) != states.shape[0] or max(lengths) > states.shape[1]:
+        raise InputError(f"token states {states.shape} do not cover {len(lengths)} rows of up to {max(lengths)} "
+                         f"tokens")
+    return [np.array(states[b, :lengths[b]], dtype=np.float32) for b in which]
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -37,8 +37,8 @@ from .schemas import (FLOATS_PER_CHUNK, APIError, EmbeddingRequest, EmbeddingRes
                       License, Manifest, Metadata, ModelList, Version, embeddings_json, health_body)
 from .service import EmbeddingService, Ticket
 from . import tei
-from .tei import (TEIDecodeRequest, TEIEmbeddings, TEIEmbedRequest, TEIError, TEIInfo, TEITexts, TEITokenizeRequest,
-                  TEITokens)
+from .tei import (TEIDecodeRequest, TEIEmbedAllRequest, TEIEmbeddings, TEIEmbedRequest, TEIError, TEIInfo, TEITexts,
+                  TEITokenizeRequest, TEITokens, TEITokenStates)
 
 log = logging.getLogger("nvembed_trt.serving")
 
@@ -77,13 +77,16 @@ EMBED = Endpoint("POST", "/embed", "TEI: embed texts (one float row per input)",
                  TEI_ERRORS)
 EMBED_ROOT = Endpoint("POST", "/", "TEI: what an embedding model answers at its root (as /embed)", TEIEmbeddings,
                       TEIEmbedRequest, TEI_ERRORS)
+EMBED_ALL = Endpoint("POST", "/embed_all", "TEI: the per-token states of each input (BOS, prompt, text, EOS; a "
+                     "--pooling ensemble repository, else 424)", TEITokenStates, TEIEmbedAllRequest,
+                     (*TEI_ERRORS, (424, TEIError)))
 TOKENIZE = Endpoint("POST", "/tokenize", "TEI: the tokens of each input", TEITokens, TEITokenizeRequest, TEI_ERRORS)
 DECODE = Endpoint("POST", "/decode", "TEI: the text of each row of token ids", TEITexts, TEIDecodeRequest, TEI_ERRORS)
 INFO = Endpoint("GET", "/info", "TEI: the model, its prompts and the server's limits", TEIInfo)
 TEI_HEALTH = Endpoint("GET", "/health", "TEI: 200 (empty) while ready, 503 otherwise", errors=((503, TEIError),),
                       open=True)
 TEI_METRICS = Endpoint("GET", "/metrics", "TEI's path to the Prometheus metrics (as /v1/metrics)")
-TEI_ENDPOINTS = (EMBED, EMBED_ROOT, TOKENIZE, DECODE, INFO, TEI_HEALTH, TEI_METRICS)
+TEI_ENDPOINTS = (EMBED, EMBED_ROOT, EMBED_ALL, TOKENIZE, DECODE, INFO, TEI_HEALTH, TEI_METRICS)
 ENDPOINTS = (EMBEDDINGS, MODELS, LIVE, READY, METRICS, METADATA, MANIFEST, LICENSE, VERSION, *TEI_ENDPOINTS)
 DOCUMENTS = ("/openapi.json", "/docs")            # the OpenAPI document and its browsable page: open
 ROUTES = tuple(e.path for e in ENDPOINTS) + DOCUMENTS
@@ -111,6 +114,13 @@ def answering(describe):
     """A handler that answers describe()'s dict as JSON."""
     async def handler() -> Response:
         return json_response(describe())
+    return handler
+
+
+def posting(answer, work):
+    """A handler that answers a request with answer(request, work)."""
+    async def handler(request: Request) -> Response:
+        return await answer(request, work)
     return handler
 
 
@@ -368,15 +378,14 @@ def create_app(service: EmbeddingService) -> Guard:
         status, body = tei.tei_error(exc)
         return json_response(body, status, exc.headers)
 
-    @route(app, EMBED)
-    @route(app, EMBED_ROOT)
-    async def tei_embed(request: Request):
+    async def tei_floats(request: Request, parse) -> Response:
+        """/embed's rows or /embed_all's token states as TEI's nested float arrays, in input order."""
         try:
-            result = await embedded(request, functools.partial(tei.parse_embed, service))
+            result = await embedded(request, functools.partial(parse, service))
         except APIError as exc:
             return tei_answer(exc)
         answer = functools.partial(orjson.dumps, result.vectors, option=orjson.OPT_SERIALIZE_NUMPY)
-        if result.vectors.size > FLOATS_PER_CHUNK:   # in a thread: the event loop keeps its other clients
+        if result.floats > FLOATS_PER_CHUNK:   # in a thread: the event loop keeps its other clients
             return Response(await asyncio.get_running_loop().run_in_executor(None, answer),
                             media_type="application/json")
         return Response(answer(), media_type="application/json")
@@ -395,13 +404,10 @@ def create_app(service: EmbeddingService) -> Guard:
             return tei_answer(exc)
         return json_response(result)
 
-    @route(app, TOKENIZE)
-    async def tei_tokenize(request: Request):
-        return await tei_tokenizer(request, tei.tokenize)
-
-    @route(app, DECODE)
-    async def tei_decode(request: Request):
-        return await tei_tokenizer(request, tei.decode)
+    for endpoint, answer, work in ((EMBED, tei_floats, tei.parse_embed), (EMBED_ROOT, tei_floats, tei.parse_embed),
+                                   (EMBED_ALL, tei_floats, tei.parse_embed_all),
+                                   (TOKENIZE, tei_tokenizer, tei.tokenize), (DECODE, tei_tokenizer, tei.decode)):
+        route(app, endpoint)(posting(answer, work))
 
     @route(app, TEI_HEALTH)
     async def tei_health():

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..encoding import PackedBatch, Row, batch_of
 from ..packing import Packer
-from ..pooling import pool_or_check
+from ..pooling import pool_or_check, token_rows
 from .metrics import Metrics
 
 
@@ -81,10 +81,11 @@ class Throughput:
 class Job:
     rows: list[Row]
     future: asyncio.Future
-    out: np.ndarray
+    out: np.ndarray | list   # (N, D) pooled vectors, or (states) one (tokens_i, D) array per row
     remaining: int
     queued_tokens: int   # tokens of its rows still waiting (not yet sent to the encoder)
     waiting: int         # its rows still waiting
+    states: bool = False
     admitted: float = field(default_factory=time.perf_counter)
 
 
@@ -183,10 +184,12 @@ class Batcher:
         self._gauges()
 
     async def embed(self, rows: list[Row], urgent: bool = False, deadline: float | None = None,
-                    reserved: int = 0) -> np.ndarray:
-        """float32 (N, D) for `rows`, in order. Raises TooBig or QueueFull (see `admit`), or what the encoder run
-        raised. `reserved`: the tokens this request reserved, which its exact count replaces. Urgent rows (the
-        probe) are not refused and go ahead of every waiting row (they still wait for a free dispatch slot)."""
+                    reserved: int = 0, states: bool = False) -> np.ndarray | list[np.ndarray]:
+        """float32 (N, D) for `rows`, in order; with `states`, each row's token states instead, float32
+        (len(ids), D) per row (an encoder that emits token states only). Raises TooBig or QueueFull (see `admit`),
+        or what the encoder run raised. `reserved`: the tokens this request reserved, which its exact count
+        replaces. Urgent rows (the probe) are not refused and go ahead of every waiting row (they still wait for a
+        free dispatch slot). Rows of both kinds share batches."""
         tokens = sum(len(r.ids) for r in rows)
         self.reserved_tokens -= reserved
         if not urgent:
@@ -194,8 +197,8 @@ class Batcher:
         if not self.queued_rows and not self.inflight_tokens:
             self.throughput.busy(time.monotonic())
         loop = asyncio.get_running_loop()
-        job = Job(rows, loop.create_future(), np.empty((len(rows), self.dim), dtype=np.float32), len(rows), tokens,
-                  len(rows))
+        out = [None] * len(rows) if states else np.empty((len(rows), self.dim), dtype=np.float32)
+        job = Job(rows, loop.create_future(), out, len(rows), tokens, len(rows), states)
         waiting = [Pending(job, i) for i in range(len(rows))]
         if urgent:   # the batch holding the oldest waiting row goes next: urgent rows become the oldest
             self.pending[:0] = waiting
@@ -284,7 +287,11 @@ class Batcher:
             self.metrics.encoder_tokens.labels("real").inc(batch.real_tokens)
             self.metrics.encoder_tokens.labels("padded").inc(batch.padded_tokens - batch.real_tokens)
             try:
-                vectors = pool_or_check(await self.run(batch.arrays), batch.pool_mask)
+                values = await self.run(batch.arrays)
+                vectors = pool_or_check(values, batch.pool_mask)   # every batch: the encoder's output is checked
+                which = [b for b, p in enumerate(members) if p.job.states]   # members[b] is the batch's row b
+                lengths = [len(p.job.rows[p.index].ids) for p in members]
+                states = dict(zip(which, token_rows(values, lengths, which)))
             except Exception as exc:  # every request in the batch gets the error; the loop keeps serving
                 for p in members:
                     if not p.job.future.done():
@@ -292,11 +299,11 @@ class Batcher:
                 return
             ok = True
             self.last_progress = time.monotonic()
-            for p, vector in zip(members, vectors):
+            for b, (p, vector) in enumerate(zip(members, vectors)):
                 job = p.job
                 if job.future.done():
                     continue
-                job.out[p.index] = vector
+                job.out[p.index] = states[b] if job.states else vector
                 job.remaining -= 1
                 if job.remaining == 0:
                     job.future.set_result(job.out)

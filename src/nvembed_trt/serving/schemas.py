@@ -261,6 +261,8 @@ class Manifest(BaseModel):
     model_ids: list[str] = Field(description="the id, and the id with -query / -passage (choosing input_type)")
     input_types: list[str]
     truncate: list[str]
+    token_states: bool = Field(description="TEI's POST /embed_all serves per-token states (a --pooling ensemble "
+                                           "repository)")
     encoding_formats: list[str]
     embedding_types: list[str]
     embedding_types_refused: list[str] = Field(description="NIM's other values, answered 400 here (and why)")

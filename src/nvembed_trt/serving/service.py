@@ -71,6 +71,7 @@ class Prepared:
     encoding: str
     embedding_type: str = "float"
     token_input: bool = False
+    states: bool = False   # per-token states (TEI's /embed_all), not pooled vectors
 
 
 MODEL_SUFFIXES = {"-query": "query", "-passage": "passage"}   # NIM: `<model>-query` chooses input_type query
@@ -78,9 +79,13 @@ MODEL_SUFFIXES = {"-query": "query", "-passage": "passage"}   # NIM: `<model>-qu
 
 @dataclass(frozen=True)
 class Embedded:
-    vectors: np.ndarray   # float32 (N, D) in input order, or its compact form (serving.compact)
-    tokens: int
+    vectors: np.ndarray | list[np.ndarray]   # float32 (N, D) in input order, or its compact form (serving.compact);
+    tokens: int                              # token states: one float32 (tokens_i, D) per input
     encoding: str
+
+    @property
+    def floats(self) -> int:
+        return sum(v.size for v in self.vectors) if isinstance(self.vectors, list) else self.vectors.size
 
 
 class Ticket:
@@ -181,6 +186,11 @@ class EmbeddingService:
     @property
     def dim(self) -> int:
         return self.spec.hidden_size
+
+    @property
+    def serves_token_states(self) -> bool:
+        """Whether per-token states leave the encoder (TEI's /embed_all): only where the front door pools."""
+        return self.spec.pooling == "ensemble"
 
     def start(self) -> None:
         if self.backend is None:
@@ -418,18 +428,25 @@ class EmbeddingService:
         job.texts = None   # the texts and the body's bytes are no longer held
         ticket.release()
         tokens = sum(len(r.ids) for r in rows)
+        limit = self.settings.max_embed_all_tokens
+        if job.states and tokens > limit:   # its reservation is released with the ticket
+            raise APIError(413, f"this request's token states are {tokens} tokens of {self.dim} floats each, above "
+                                f"the limit of {limit} tokens per request (--max-embed-all-tokens); send fewer or "
+                                f"shorter inputs", param="input")
         self.metrics.input_tokens.inc(tokens)
         self.metrics.inputs_per_request.observe(len(rows))
         reserved, ticket.reserved = ticket.reserved, 0   # the exact count replaces the estimate in the queue
         try:
             with self.queue_errors():
-                vectors = await self.batcher.embed(rows, deadline=deadline, reserved=reserved)
+                vectors = await self.batcher.embed(rows, deadline=deadline, reserved=reserved, states=job.states)
         except EncoderFailure as exc:
             self.set_health(False, f"encoder failed: {exc}")
             raise APIError(503, f"the encoder failed; the server is healing itself: {exc}",
                            headers={"Retry-After": "2"}) from None
         except InputError as exc:  # the encoder's output for this batch is not a finite unit vector
             raise APIError(500, f"the encoder gave an invalid embedding: {exc}") from None
+        if job.states:
+            return Embedded(vectors, tokens, job.encoding)
         return Embedded(compact(vectors, job.embedding_type, self.output_ranges), tokens, job.encoding)
 
     # ---- descriptions ----------------------------------------------------------------------------------------
@@ -481,6 +498,7 @@ class EmbeddingService:
         return {"object": "manifest", "model": self.model_id,
                 "model_ids": [self.model_id, *(self.model_id + suffix for suffix in MODEL_SUFFIXES)],
                 "input_types": list(INPUT_TYPES), "truncate": list(TRUNCATE_MODES),
+                "token_states": self.serves_token_states,
                 "encoding_formats": ["float", "base64"], "embedding_types": list(self.embedding_types),
                 "embedding_types_refused": [t for t in EMBEDDING_TYPES if t not in self.embedding_types],
                 "dimensions": self.dim, "max_input_tokens": self.spec.max_length,

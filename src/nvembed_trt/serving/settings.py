@@ -25,6 +25,9 @@ class ServeSettings(BaseModel):
     max_instruction_bytes: int = Field(4 * KIB, ge=16, description="UTF-8 bytes of the instruction (413 beyond)")
     max_tokenize_chars: int = Field(16 * MIB, ge=1024, description="characters tokenised for one request; inputs "
                                     "without spaces or line breaks count whole (413 beyond)")
+    max_embed_all_tokens: int = Field(1024, ge=1, description="tokens whose states one TEI /embed_all request "
+                                      "returns, all its inputs together: each is one float per dimension (4,096 "
+                                      "dims: 16 KiB, ~48 KiB as JSON; 1,024 tokens ~50 MB of JSON) (413 beyond)")
     # ---- the HTTP connection (431 / 408 beyond)
     max_header_bytes: int = Field(32 * KIB, ge=1024, description="bytes of the request line and headers (431 beyond)")
     max_headers: int = Field(100, ge=8, description="header fields per request (431 beyond)")

@@ -1,11 +1,17 @@
 """Hugging Face Text Embeddings Inference's routes (TEI, KNOWLEDGE §7) over the same service, so Hugging Face clients
 (`huggingface_hub.InferenceClient.feature_extraction`, LangChain's `HuggingFaceEndpointEmbeddings`) work unmodified:
-POST /embed (and POST /, TEI's route for an embedding model), /tokenize, /decode; GET /info, /health, /metrics.
+POST /embed (and POST /, TEI's route for an embedding model), /embed_all, /tokenize, /decode; GET /info, /health,
+/metrics.
 
 The fields map onto ours: `truncate` false is NONE, true with `truncation_direction` Right is END and Left is START;
 `prompt_name` names one of the model's instructions (query, passage); `normalize` false is refused (NV-Embed-v2's
 pooling normalises inside the engine). Errors are TEI's `{"error", "error_type"}`: 413 and 422 Validation (our 400s
-are TEI's 422s), 429 Overloaded, 503 Unhealthy, 504 and 500 Backend."""
+are TEI's 422s), 429 Overloaded, 503 Unhealthy, 504 and 500 Backend.
+
+/embed_all answers, per input, the states of every token the model saw (BOS, the prompt, the text, EOS: the rows of
+/tokenize with add_special_tokens true, after truncation), as TEI returns every token of the encoding. They exist
+only where the front door pools (a `--pooling ensemble` repository); an engine that pools in its graph is answered
+424 Backend, as TEI answers `embed_all` on a model that cannot give them (SPLADE)."""
 
 from __future__ import annotations
 
@@ -24,17 +30,22 @@ ERROR_TYPES = {413: "Validation", 422: "Validation", 429: "Overloaded", 503: "Un
 Inputs = Text | Annotated[list[Text], Field(min_length=1)]
 
 
-class TEIEmbedRequest(BaseModel):
-    """POST /embed, as TEI takes it."""
+class TEIEmbedAllRequest(BaseModel):
+    """POST /embed_all, as TEI takes it (and the fields /embed shares with it)."""
 
     model_config = STRICT
 
     inputs: Inputs = Field(description="a text or a list of texts (none empty)")
-    normalize: bool = Field(True, description="only true: NV-Embed-v2's pooling normalises inside the engine")
     truncate: bool | None = Field(False, description="false: an over-long input is a 422; true: cut it")
     truncation_direction: Literal["Right", "Left", "right", "left"] = Field(
         "Right", description="which end truncate keeps: Right keeps the start, Left the end")
     prompt_name: str | None = Field(None, description="an instruction by name: query or passage (GET /info)")
+
+
+class TEIEmbedRequest(TEIEmbedAllRequest):
+    """POST /embed, as TEI takes it."""
+
+    normalize: bool = Field(True, description="only true: NV-Embed-v2's pooling normalises inside the engine")
     dimensions: int | None = Field(None, ge=1, description="only the model's own dimension")
 
 
@@ -61,6 +72,10 @@ class TEIError(BaseModel):
 
 class TEIEmbeddings(RootModel[list[list[float]]]):
     """One float row per input, in input order."""
+
+
+class TEITokenStates(RootModel[list[list[list[float]]]]):
+    """Per input (in input order), one float row per token the model saw: BOS, the prompt, the text, EOS."""
 
 
 class TEIToken(BaseModel):
@@ -93,6 +108,10 @@ class TEIInfo(BaseModel):
     auto_truncate: bool
     tokenization_workers: int
     version: str
+    token_states: bool = Field(description="POST /embed_all serves per-token states (a --pooling ensemble "
+                                           "repository); false: it answers 424")
+    max_embed_all_tokens: int = Field(description="tokens whose states one /embed_all request may return "
+                                                  "(--max-embed-all-tokens)")
     sha: str | None = None
     docker_label: str | None = None
 
@@ -117,15 +136,36 @@ def prompt(name: str | None) -> str:
     return INPUT_TYPES[name]
 
 
+def prepared(service, request: TEIEmbedAllRequest, dimensions: int | None = None):
+    """The service's checked job for a TEI embedding body (service.prepare: every limit as for /v1/embeddings)."""
+    truncate = DIRECTIONS[request.truncation_direction.lower()] if request.truncate else "NONE"
+    return service.prepare(EmbeddingRequest(input=request.inputs, model=service.model_id, dimensions=dimensions,
+                                            instruction=prompt(request.prompt_name), truncate=truncate))
+
+
 def parse_embed(service, body: bytes):
-    """A TEI /embed body as the service's checked job (service.prepare: every limit as for /v1/embeddings)."""
+    """A TEI /embed body as the service's checked job."""
     request = parse_json(body, TEIEmbedRequest)
     if not request.normalize:
         raise APIError(422, "normalize false is not served: NV-Embed-v2's pooling L2-normalises inside the engine "
                             "(send normalize true or leave it out)", param="normalize")
-    truncate = DIRECTIONS[request.truncation_direction.lower()] if request.truncate else "NONE"
-    return service.prepare(EmbeddingRequest(input=request.inputs, model=service.model_id, dimensions=request.dimensions,
-                                            instruction=prompt(request.prompt_name), truncate=truncate))
+    return prepared(service, request, request.dimensions)
+
+
+def parse_embed_all(service, body: bytes):
+    """A TEI /embed_all body as the service's checked job for token states; 424 where the engine pools in its
+    graph (after the body is checked, as TEI: a malformed body is still a 422)."""
+    request = parse_json(body, TEIEmbedAllRequest)
+    if not service.serves_token_states:
+        raise APIError(424, f"POST /embed_all is not served by this repository: its encoder pools inside the graph "
+                            f"(pooling {service.spec.pooling!r}), so per-token states never leave the engine. A "
+                            f"repository that serves them: nvembed-trt export --model MODEL --output "
+                            f"export/NAME-ensemble --pooling ensemble (then precision and build as for any export), "
+                            f"and nvembed-trt triton-repo --model MODEL --encoder <that export or its engine> "
+                            f"--output triton_repo/NAME-ensemble", param="inputs")
+    job = prepared(service, request)
+    job.states = True
+    return job
 
 
 def check_size(service, count: int, size: int, field: str) -> None:
@@ -181,4 +221,5 @@ def info(service) -> dict:
             "prompts": dict(INPUT_TYPES), "max_concurrent_requests": settings.max_concurrent_requests,
             "max_input_length": service.spec.max_length, "max_batch_tokens": service.packer.max_batch_tokens,
             "max_batch_requests": None, "max_client_batch_size": settings.max_inputs, "auto_truncate": False,
-            "tokenization_workers": TOKENIZE_WORKERS, "version": __version__}
+            "tokenization_workers": TOKENIZE_WORKERS, "version": __version__,
+            "token_states": service.serves_token_states, "max_embed_all_tokens": settings.max_embed_all_tokens}
