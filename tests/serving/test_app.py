@@ -77,13 +77,15 @@ ERRORS = [
     ({"model": MODEL, "input": "x", "input_type": "document"}, 422, "input_type", "input_type: Input should be"),
     ({"model": MODEL, "input": "x", "truncate": "MIDDLE"}, 422, "truncate", "Input should be 'NONE', 'START' or 'END'"),
     # strict where the README is strict: exact enum values, real integers, a key given once
-    ({"model": MODEL, "input": "x", "truncate": "none"}, 422, "truncate", "Input should be 'NONE', 'START' or 'END'"),
+    ({"model": MODEL, "input": "x", "truncate": "none"}, 422, "truncate",
+     "Input should be 'NONE', 'START' or 'END', got \"none\" (did you mean 'NONE'? the values are case-sensitive)"),
     ({"model": MODEL, "input": "x", "truncate": "End"}, 422, "truncate", "Input should be 'NONE', 'START' or 'END'"),
     ({"model": MODEL, "input": "x", "truncate": "\u017ftart"}, 422, "truncate", "Input should be 'NONE', 'START'"),
     ({"model": MODEL, "input": "x", "input_type": "Query"}, 422, "input_type", "Input should be 'query' or 'passage'"),
     ({"model": MODEL, "input": "x", "dimensions": "64"}, 422, "dimensions", "dimensions: Input should be a valid integer"),
     ({"model": MODEL, "input": "x", "dimensions": 64.0}, 422, "dimensions", "dimensions: Input should be a valid integer"),
-    ({"model": MODEL, "input": "x", "dimensions": True}, 422, "dimensions", "dimensions: Input should be a valid integer"),
+    ({"model": MODEL, "input": "x", "dimensions": True}, 422, "dimensions",
+     "dimensions: Input should be a valid integer, got true"),
     (b'{"model": "x", "model": "tiny", "input": "x"}', 400, None, 'Detected duplicate key "model"'),
     (b'{"model": "tiny", "input": "x", "user": NaN}', 400, None, "request body is not valid JSON"),
     # the instruction: its own byte limit (before any tokenisation), and room for the input after it

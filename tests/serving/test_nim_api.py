@@ -40,6 +40,8 @@ def answers(tiny_repos, tiny):
         "float16": {"model": MODEL, "input": TEXTS, "embedding_type": "float16"},
         "float16-b64": {"model": MODEL, "input": TEXTS, "embedding_type": "float16", "encoding_format": "base64"},
         "float16-upper": {"model": MODEL, "input": "x", "embedding_type": "FLOAT16"},
+        "format-null": {"model": MODEL, "input": TEXTS, "encoding_format": None, "embedding_type": None},
+        "format-list": {"model": MODEL, "input": "x", "encoding_format": ["base64"] * 40},
         "suffix-query": {"model": f"{MODEL}-query", "input": TEXTS},
         "explicit-query": {"model": MODEL, "input": TEXTS, "input_type": "query"},
         "suffix-passage": {"model": f"{MODEL}-passage", "input": TEXTS[:1], "input_type": "passage"},
@@ -133,7 +135,7 @@ def test_bad_values_are_named(answers):
     got = answers["bypass"]
     expected = {"suffix-conflict": (400, "input_type"), "int8": (400, "embedding_type"),
                 "bad-type": (422, "embedding_type"),
-                "float16-upper": (422, "embedding_type"), "bad-suffix": (404, "model"), "ids-tiktoken": (400, "input"),
+                "float16-upper": (422, "embedding_type"), "format-list": (422, "encoding_format"), "bad-suffix": (404, "model"), "ids-tiktoken": (400, "input"),
                 "ids-negative": (422, "input"), "ids-empty-row": (422, "input"), "ids-too-long": (400, "input"),
                 "ids-mixed": (422, "input")}
     for name, (status, field) in expected.items():
@@ -141,6 +143,11 @@ def test_bad_values_are_named(answers):
         assert (got[name].status_code, error["param"]) == (status, field), (name, error)
         assert field in error["message"] or name in ("bad-suffix", "ids-too-long"), error
     assert "calibrated" in got["int8"].json()["error"]["message"]
+    message = {name: got[name].json()["error"]["message"] for name in ("bad-type", "float16-upper", "format-list")}
+    assert message["bad-type"].endswith(', got "bits"'), message                     # the value given, as JSON
+    assert message["float16-upper"].endswith(', got "FLOAT16" (did you mean \'float16\'? the values are case-sensitive)')
+    assert ', got ["base64","base64",' in message["format-list"] and message["format-list"].endswith('...')
+    assert np.array_equal(rows(got["format-null"]), rows(got["float"]))               # null: the defaults
     assert "tiny-query" in got["bad-suffix"].json()["error"]["message"]
 
 

@@ -62,7 +62,7 @@ class EmbeddingRequest(BaseModel):
     instruction: str | None = Field(None, description="any instruction, instead of input_type's")
     truncate: Literal[TRUNCATE_MODES] = Field(  # type: ignore[valid-type]
         "NONE", description="an over-long input: NONE refuses it, END keeps its start, START its end")
-    encoding_format: Literal["float", "base64"] = Field(
+    encoding_format: Literal["float", "base64"] | None = Field(   # null: the default, as embedding_type takes it
         "float", description="base64: each row's little-endian bytes (float32, as the openai SDK sends by default and "
                              "decodes; float16 rows as halves, the integer types as their bytes)")
     dimensions: int | None = Field(None, ge=1, description="only the model's own dimension is served")
@@ -114,8 +114,21 @@ def validation_error(exc: ValidationError, model: type[BaseModel]) -> APIError:
         message = "field required"
     elif field == "input" or field.startswith("input."):   # one problem, whichever branch of the union it is in
         return APIError(422, f"input{input_problem(errors)}", param="input", code="invalid_value")
+    else:
+        message += given(first)
     more = f" ({len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return APIError(422, f"{field}: {message}{more}", param=field.split(".")[0], code="invalid_value")
+
+
+def given(error: dict, limit: int = 60) -> str:
+    """", got <the value as JSON>" (cut at `limit` characters), and a hint where only case or spaces are wrong."""
+    value = error.get("input")
+    shown = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    shown = shown if len(shown) <= limit else shown[:limit] + "..."
+    expected = str((error.get("ctx") or {}).get("expected", ""))
+    near = ([v for v in (value.strip().lower(), value.strip().upper()) if v != value and f"'{v}'" in expected]
+            if isinstance(value, str) else [])
+    return f", got {shown}" + (f" (did you mean '{near[0]}'? the values are case-sensitive)" if near else "")
 
 
 def input_problem(errors: list[dict]) -> str:

@@ -282,7 +282,8 @@ class EmbeddingService:
         if size > settings.max_instruction_bytes:
             raise APIError(413, f"instruction is {size} bytes, above the limit of {settings.max_instruction_bytes} "
                                 f"bytes (--max-instruction-bytes)", param="instruction")
-        return Prepared(texts, instruction, request.truncate, request.encoding_format, embedding_type, ids is not None)
+        return Prepared(texts, instruction, request.truncate, request.encoding_format or "float", embedding_type,
+                        ids is not None)
 
     def check_token_ids(self, rows: list[list[int]]) -> None:
         """Token ids must be the model's own: 400 for an id outside its vocabulary (tiktoken's ids, as LangChain's
