@@ -102,6 +102,10 @@ def test_float16_scores_the_halves():
     (["--embedding-type", "int4"], None, "--embedding-type: invalid choice: 'int4'"),
     (["--embedding-type", "binary", "--rescore-multiplier", "0"], 2,
      "--rescore-multiplier: Input should be greater than or equal to 1"),
+    (["--embedding-type", "float16", "--rescore-multiplier", "4"], 2,
+     "--rescore-multiplier: Value error, only with --embedding-type binary (it rescores Hamming candidates), not "
+     "float16"),
+    (["--rescore-multiplier", "4"], 2, "--rescore-multiplier: Value error, only with --embedding-type binary"),
 ])
 def test_cli_refuses_bad_values_naming_the_flag(tmp_path, capsys, flags, exit_code, message):
     argv = ["eval", "--data", str(tmp_path / "absent"), "--runtime", "torch", "--output", str(tmp_path / "out"),
@@ -133,3 +137,5 @@ def test_eval_binary_on_the_labelled_set_states_the_type(tmp_path, capsys):
     for metrics in (report["metrics"], report["scoring"]["without_rescoring"]):
         assert 0.0 < metrics["ndcg@10"] <= 1.0
     assert len((tmp_path / "binary" / "per_query.jsonl").read_text().splitlines()) == 20
+    assert main(["eval", "--compare", str(tmp_path / "float"), str(tmp_path / "binary")]) == 0
+    assert "torch:tiny as binary vs torch:tiny" in capsys.readouterr().out     # the comparison names the types

@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "codes (ranges calibrated on the "
                         "corpus vectors, dot product of the codes) or binary (Hamming distance on the packed sign "
                         "bits, then rescoring); default float")
-    p.add_argument("--rescore-multiplier", type=int, default=RESCORE_MULTIPLIER,
+    p.add_argument("--rescore-multiplier", type=int,
                    help=f"binary: rescore the best N x {RESCORED_DEPTH} by Hamming with the float query (default "
                         f"{RESCORE_MULTIPLIER}: {RESCORE_MULTIPLIER * RESCORED_DEPTH})")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two eval output folders: B against A")

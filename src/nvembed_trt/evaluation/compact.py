@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..retrieval.beir import RetrievalSet
 from ..retrieval.metrics import mean_metrics, per_query_metrics
@@ -39,7 +39,19 @@ class CompactSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     embedding_type: EvalType = "float"
-    rescore_multiplier: int = Field(RESCORE_MULTIPLIER, ge=1)   # binary: candidates = this x 10
+    rescore_multiplier: int | None = Field(None, ge=1)   # binary only: candidates = this x 10 (default 4)
+
+    @field_validator("rescore_multiplier")
+    @classmethod
+    def _binary_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("embedding_type")
+        if value is not None and kind != "binary":
+            raise ValueError(f"only with --embedding-type binary (it rescores Hamming candidates), not {kind}")
+        return value
+
+    @property
+    def multiplier(self) -> int:
+        return self.rescore_multiplier or RESCORE_MULTIPLIER
 
 
 def _exclusions(dataset: RetrievalSet, ignore_identical_ids: bool) -> list[int | None] | None:
@@ -138,12 +150,12 @@ def score_compact(dataset: RetrievalSet, queries: np.ndarray, docs: np.ndarray, 
                         "how": "queries and documents as int8 codes (value = round((x - low) / ((high - low) / "
                                "255)) clipped to 0..255, minus 128); score = the codes' int32 dot product",
                         "ranges": {"method": ranges.method, "texts": ranges.texts}}
-    plain, scored, candidates = binary_scored(dataset, queries, docs, settings.rescore_multiplier, top_k, exclude)
+    plain, scored, candidates = binary_scored(dataset, queries, docs, settings.multiplier, top_k, exclude)
     return scored, {"type": "binary", "bytes_per_vector": int(-(-docs.shape[1] // 8)),
                     "how": "sign bits packed MSB first (ubinary); documents ranked by Hamming distance, then the "
-                           f"best {candidates} ({settings.rescore_multiplier} x {RESCORED_DEPTH}) rescored by the "
+                           f"best {candidates} ({settings.multiplier} x {RESCORED_DEPTH}) rescored by the "
                            "float query . the document's unpacked bits as +-1 (sentence-transformers' scheme)",
-                    "rescore_multiplier": settings.rescore_multiplier, "rescored_candidates": candidates,
+                    "rescore_multiplier": settings.multiplier, "rescored_candidates": candidates,
                     "without_rescoring": plain.means}
 
 

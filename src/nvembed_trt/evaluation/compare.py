@@ -85,8 +85,8 @@ def compare(a_path: Path | str, b_path: Path | str, max_ndcg_drop: float | None 
     mean_a = {m: float(np.mean([a.rows[q][m] for q in queries])) for m in MEASURES}
     mean_b = {m: float(np.mean([b.rows[q][m] for q in queries])) for m in MEASURES}
     drop = mean_a[HEADLINE] - mean_b[HEADLINE]
-    record = {"a": {"folder": str(a.folder), "embedder": a.report["embedder"]["label"], "metrics": mean_a},
-              "b": {"folder": str(b.folder), "embedder": b.report["embedder"]["label"], "metrics": mean_b},
+    record = {"a": {"folder": str(a.folder), "embedder": side_label(a.report), "metrics": mean_a},
+              "b": {"folder": str(b.folder), "embedder": side_label(b.report), "metrics": mean_b},
               "dataset": {k: a.report["dataset"][k] for k in ("name", "split", "queries", "documents")},
               "mean_delta": {m: float(deltas[m].mean()) for m in MEASURES},
               "ndcg10_delta_ci": {"confidence": CONFIDENCE, "resamples": BOOTSTRAP_RESAMPLES, "low": low,
@@ -98,6 +98,12 @@ def compare(a_path: Path | str, b_path: Path | str, max_ndcg_drop: float | None 
                             for i, q in enumerate(queries)}}
     record["passed"] = max_ndcg_drop is None or drop <= max_ndcg_drop
     return record
+
+
+def side_label(report: dict) -> str:
+    """The embedder's label, and the type it was scored in when not float ("torch:tiny as binary")."""
+    kind = (report.get("scoring") or {}).get("type", "float")
+    return report["embedder"]["label"] + ("" if kind == "float" else f" as {kind}")
 
 
 def compare_markdown(record: dict) -> str:
