@@ -141,7 +141,10 @@ def test_killed_job_resumes_and_gives_every_id_once(cluster, export, corpus, ref
     meta = embed_corpus(settings(source, out, encoder=str(export), shard_rows=100), progress=False)
     check_against_reference(read_output(out), reference, cosine)   # every id exactly once, values right
     run = meta["runs"][-1]
-    assert run["embedded"] == len(texts) - before and run["skipped_done"] in (before, before + 1)  # +1: "empty"
+    # The killed driver's actor may still finish the shard it was writing (the cluster outlives the driver), so the
+    # rerun may find more done than `before`: it must embed exactly the rest (+1: the "empty" row is rejected)
+    assert run["skipped_done"] >= before and 0 < run["embedded"] < len(texts)
+    assert run["embedded"] + run["skipped_done"] in (len(texts), len(texts) + 1)
     assert len(meta["runs"]) == 1 and meta["status"] == "complete"
     assert not list(out.rglob(".*.tmp"))
 
