@@ -6,16 +6,29 @@ engine tests) and ~13 s for the comparison (two server starts). The bad-argument
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import platform
+import socket
+import sysconfig
+import threading
+import time
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
 from conftest import SERVING_MAX_LENGTH
+from nvembed_trt.calibration.corpus import stdlib_retrieval_set
 from nvembed_trt.cli.main import main
+from nvembed_trt.errors import InputError
 from nvembed_trt.recipes import get_recipe
+from nvembed_trt.serving.process import ServeProcess
 from nvembed_trt.triton.meta import RepoMeta
 from nvembed_trt.triton.server import pytriton_root
+from nvembed_trt.validation.drift import DriftBudget
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +90,146 @@ def test_compare_refuses_bad_sides_before_serving_anything(tiny_repos, tmp_path,
         assert message in capsys.readouterr().err, args
     assert main(["client", "compare", "--a", str(tmp_path / "nowhere"), "--b", str(repo)]) == 2
     assert "compare side A:" in capsys.readouterr().err
+
+
+# ---- what is checked before anything is served, and what a foreign server's answer gives (no Triton) ------------
+# A stdlib http.server on a free loopback port stands in for what a URL side can be: a web server that is not our
+# front door (HTML on every path, an empty model list, a 404 page), and a minimal OpenAI-style front door whose rows
+# are a hash of the text (deterministic, so the drift between two of them is 0). Cost: ~1 s for the four tests.
+
+def _vector(text: str) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [b / 255 - 0.5 for b in digest[:8]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # noqa: D102 (quiet)
+        pass
+
+    def _send(self, status: int, body: bytes | dict, kind: str = "application/json"):
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        site, _, path = self.path.lstrip("/").partition("/")
+        if site == "html":
+            return self._send(200, b"<html><body><h1>Welcome</h1>\n<p>hello</p></body></html>", "text/html")
+        if site == "empty" and path == "v1/models":
+            return self._send(200, {"data": []})
+        if site == "blank":
+            return self._send(404, b"", "text/plain")
+        if site in ("front", "nometa", "badrows") and path == "v1/models":
+            return self._send(200, {"object": "list", "data": [{"id": "fake", "dimensions": 8}]})
+        if site in ("front", "badrows") and path == "v1/metadata":
+            return self._send(200, {"fingerprint": {"header": f"plan=fake-{site}"}})
+        if site == "nometa" and path == "v1/metadata":
+            return self._send(200, {"model": "fake"})
+        self.send_error(404)                                # http.server's own HTML page
+
+    def do_POST(self):  # noqa: N802
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/badrows/v1/embeddings":
+            return self._send(200, {"data": [{"index": 0, "embedding": "not base64!"}]})
+        rows = [{"object": "embedding", "index": i,
+                 "embedding": base64.b64encode(np.asarray(_vector(t), "<f4").tobytes()).decode()}
+                for i, t in enumerate(request["input"])]
+        return self._send(200, {"object": "list", "data": rows, "model": "fake"})
+
+
+@pytest.fixture(scope="module")
+def web():
+    """The stand-in server's base URL (http://127.0.0.1:PORT)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def nothing_served(monkeypatch):
+    """Any repository side served fails the test at once."""
+    def refuse(self, timeout=0):
+        raise AssertionError(f"{self.repo} was served: the failure should come before anything is served")
+    monkeypatch.setattr(ServeProcess, "start", refuse)
+
+
+def _refused_url() -> str:
+    with socket.socket() as s:                      # a port nobody listens on (bound, closed: refused)
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+def test_url_sides_are_checked_before_a_repository_is_served_and_errors_name_side_url_and_answer(
+        tiny_repos, web, nothing_served, capsys):
+    repo = str(tiny_repos["engine"])
+    dead = _refused_url()
+    cases = [
+        (f"{web}/html/v1", f"compare side B: {web}/html/v1 is not an nvembed-trt / OpenAI-style front door: GET "
+                           f"{web}/html/v1/models answered 200 without a JSON object: Welcome hello"),
+        (f"{web}/empty/v1", f"compare side B: {web}/empty/v1 is not an nvembed-trt / OpenAI-style front door: GET "
+                            f"{web}/empty/v1/models answered 200 without `data` as a non-empty list: {{\"data\": []}}"),
+        (f"{web}/nometa/v1", f"GET {web}/nometa/v1/metadata answered 200 without `fingerprint` as an object: "
+                             f"{{\"model\": \"fake\"}}"),
+        (f"{web}/v1", f"compare side B: GET {web}/v1/models: [404] Error response Error code: 404 Message: Not "
+                      f"Found."),
+        (f"{web}/blank/v1", f"compare side B: GET {web}/blank/v1/models: [404] (an empty body)"),
+        (dead, f"compare side B: GET {dead}/models: cannot reach it ("),
+    ]
+    for url, message in cases:
+        started = time.monotonic()
+        assert main(["validate", "--compare", repo, url, "--pairs", "16"]) == 2, url
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and len(err) < 400, err
+        assert time.monotonic() - started < 5, url
+    assert main(["client", "compare", "--a", f"{web}/html/v1", "--b", repo]) == 2
+    assert "compare side A: " in capsys.readouterr().err
+
+
+def test_a_bad_embeddings_answer_names_the_side(web, capsys):
+    assert main(["client", "compare", "--a", f"{web}/badrows/v1", "--b", f"{web}/front/v1", "--pairs", "11"]) == 2
+    err = capsys.readouterr().err
+    assert f"compare side A: {web}/badrows/v1 is not an nvembed-trt / OpenAI-style front door: POST " \
+           f"{web}/badrows/v1/embeddings answered 200 with a row that is not" in err and err.count("\n") == 1, err
+
+
+def test_budgets_and_the_report_path_are_refused_before_anything_is_served(tiny_repos, tmp_path, nothing_served,
+                                                                           capsys):
+    repo = str(tiny_repos["engine"])
+    (tmp_path / "file").write_text("")
+    cases = [
+        (["--min-cosine", "2"], "--min-cosine must be in [-1, 1], got 2.0"),
+        (["--min-cosine", "nan"], "--min-cosine must be in [-1, 1], got nan"),
+        (["--min-top10", "-1"], "--min-top10 must be in [0, 1], got -1.0"),
+        (["--report", str(tmp_path / "nowhere" / "x.json")],
+         f"--report {tmp_path / 'nowhere' / 'x.json'}: its folder {tmp_path / 'nowhere'} does not exist"),
+        (["--report", str(tmp_path / "file" / "x.json")], f"--report {tmp_path / 'file' / 'x.json'}: its folder"),
+        (["--report", str(tmp_path)], f"--report {tmp_path} is a directory"),
+    ]
+    for args, message in cases:
+        assert main(["validate", "--compare", repo, repo, *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+        assert main(["client", "compare", "--a", repo, "--b", repo, *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+    with pytest.raises(InputError, match=r"--min-top10 must be in \[0, 1\], got 1.5"):
+        DriftBudget(min_top10=1.5)                   # the library refuses too
+
+
+def test_the_report_says_how_many_pairs_were_asked_and_names_no_host_path(web, tmp_path, capsys):
+    front = f"{web}/front/v1"
+    available = len(stdlib_retrieval_set(100_000)[0])
+    assert main(["client", "compare", "--a", front, "--b", front, "--pairs", "100000",
+                 "--report", str(tmp_path / "drift.json")]) == 0
+    report = json.loads((tmp_path / "drift.json").read_text())
+    assert report["set"] == {"source": "stdlib-docstrings", "python": platform.python_version(), "asked": 100_000,
+                             "queries": available, "passages": available}
+    assert report["cosine"]["min"] > 0.99999 and report["a"]["engine"] == "plan=fake-front"
+    assert sysconfig.get_paths()["stdlib"] not in json.dumps(report)
+    out = capsys.readouterr().out
+    assert f"{available} queries, {available} passages (100000 asked, {available} available from the standard " \
+           f"library of Python {platform.python_version()})" in out
