@@ -9,12 +9,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import platform
+import signal
 import socket
+import subprocess
+import sys
 import sysconfig
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -233,3 +238,62 @@ def test_the_report_says_how_many_pairs_were_asked_and_names_no_host_path(web, t
     out = capsys.readouterr().out
     assert f"{available} queries, {available} passages (100000 asked, {available} available from the standard " \
            f"library of Python {platform.python_version()})" in out
+
+
+def test_sigterm_while_a_repository_is_served_stops_its_server(tiny_repos, monkeypatch, sigterm_later):
+    """`nvembed-trt serve` stood in by a program that is never ready (fails in 3 s should SIGTERM be ignored):
+    SIGTERM to the comparison stops it and exits 143 (a CI timeout, a Kubernetes Job)."""
+    started = []
+    original = ServeProcess.start
+
+    def start(self, timeout=240.0):
+        started.append(self)
+        sigterm_later(0.3)                  # while the side is being served, however long the way there took
+        return original(self, timeout)
+    monkeypatch.setattr(ServeProcess, "command", property(lambda self: [sys.executable, "-c", "import time, sys; "
+                                                                        "time.sleep(3); sys.exit(1)"]))
+    monkeypatch.setattr(ServeProcess, "start", start)
+    repo = str(tiny_repos["engine"])
+    with pytest.raises(SystemExit) as info:
+        main(["validate", "--compare", repo, repo, "--pairs", "16"])
+    assert info.value.code == 143 and len(started) == 1
+    assert started[0].process.poll() == -signal.SIGTERM            # stopped before the exit went on
+    Path(started[0].stderr.name).unlink()
+
+
+def _tritonservers_of(repo: Path) -> list[int]:
+    """pids of the tritonservers serving `repo` (by their command line)."""
+    flag, found = f"--model-repository={repo}".encode(), []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and cmdline[0].endswith(b"tritonserver") and flag in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_sigterm_to_the_command_leaves_no_tritonserver(tiny_repos):
+    """The whole chain with real processes: SIGTERM to `validate --compare` once its first side's tritonserver
+    runs -> exit 143, serve stopped, and serve stopped its Triton. Cost: ~8 s (one Triton start and stop)."""
+    try:
+        pytriton_root()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"nvidia-pytriton is not installed ({exc})")
+    repo = tiny_repos["engine"]
+    command = subprocess.Popen([sys.executable, "-m", "nvembed_trt", "validate", "--compare", str(repo), str(repo),
+                                "--pairs", "16"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _tritonservers_of(repo) and command.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _tritonservers_of(repo), "no tritonserver started"
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(90) == 143
+        assert _tritonservers_of(repo) == []
+        assert "terminated (SIGTERM): stopping the servers started here" in command.stderr.read()
+    finally:
+        command.kill()
+        for pid in _tritonservers_of(repo):                    # what a failure left behind
+            os.killpg(pid, signal.SIGKILL)

@@ -180,12 +180,14 @@ def report_drift(a: str | Path, b: str | Path, budget, pairs: int, report: Path 
     summary; 1 past the budget."""
     import os
 
+    from ..serving.process import sigterm_exits
     from ..staging import check_output_file
     from ..validation.drift import drift_summary, fleet_drift
 
     if report:
         check_output_file(report, "--report")
-    result = fleet_drift(a, b, budget, pairs, api_key or os.environ.get(API_KEY_ENV), tritonserver)
+    with sigterm_exits():
+        result = fleet_drift(a, b, budget, pairs, api_key or os.environ.get(API_KEY_ENV), tritonserver)
     if report:
         write_json(report, result)
     print(drift_summary(result))
