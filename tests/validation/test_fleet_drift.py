@@ -2,7 +2,9 @@
 serving tests' repository, and tiny fp16 from the precision tests' gated graph: the mixed fleet of the issue, an
 index built on one and queried on the other), each served by a real `nvembed-trt serve` on free ports, one after the
 other. Cost: ~1 s for the fp16 repository (its graph is the session's gated recipe, shared with the precision and
-engine tests) and ~13 s for the comparison (two server starts). The bad-argument test starts nothing."""
+engine tests) and ~13 s for the comparison (two server starts). The bad-argument tests start nothing; those against a
+stdlib http.server standing in for a URL side ~6 s together; SIGTERM: ~0.5 s with a stand-in serve, ~8 s with a real
+serve and Triton."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -67,7 +70,7 @@ def test_validate_compare_two_repositories_reports_the_drift_against_a_budget(ti
         assert f"recipe={recipe};" in report[side]["engine"]
     out = capsys.readouterr().out
     assert f"A: repository {fp32_repo.name}: plan=" in out and "within budget" in out
-    # past the budget: exit 1 naming it, the same report_drift path `client compare`'s test takes (one server)
+    # past the budget: exit 1 naming it, test_drift_past_the_budget_exits_1_naming_it (stand-in front doors)
 
 
 def test_compare_refuses_bad_sides_before_serving_anything(tiny_repos, tmp_path, capsys):
@@ -127,9 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"data": []})
         if site == "blank":
             return self._send(404, b"", "text/plain")
-        if site in ("front", "nometa", "badrows") and path == "v1/models":
+        if site in ("front", "noisy", "nometa", "badrows") and path == "v1/models":
             return self._send(200, {"object": "list", "data": [{"id": "fake", "dimensions": 8}]})
-        if site in ("front", "badrows") and path == "v1/metadata":
+        if site in ("front", "noisy", "badrows") and path == "v1/metadata":
             return self._send(200, {"fingerprint": {"header": f"plan=fake-{site}"}})
         if site == "nometa" and path == "v1/metadata":
             return self._send(200, {"model": "fake"})
@@ -139,9 +142,11 @@ class _Handler(BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/badrows/v1/embeddings":
             return self._send(200, {"data": [{"index": 0, "embedding": "not base64!"}]})
-        rows = [{"object": "embedding", "index": i,
-                 "embedding": base64.b64encode(np.asarray(_vector(t), "<f4").tobytes()).decode()}
-                for i, t in enumerate(request["input"])]
+        noise = 0.05 if self.path == "/noisy/v1/embeddings" else 0.0      # another engine: rows a little off
+        vectors = [np.asarray(_vector(t), "<f4") + noise * np.asarray(_vector(t[::-1]), "<f4")
+                   for t in request["input"]]
+        rows = [{"object": "embedding", "index": i, "embedding": base64.b64encode(v.tobytes()).decode()}
+                for i, v in enumerate(vectors)]
         return self._send(200, {"object": "list", "data": rows, "model": "fake"})
 
 
@@ -297,3 +302,12 @@ def test_sigterm_to_the_command_leaves_no_tritonserver(tiny_repos):
         command.kill()
         for pid in _tritonservers_of(repo):                    # what a failure left behind
             os.killpg(pid, signal.SIGKILL)
+
+
+def test_drift_past_the_budget_exits_1_naming_it(web, capsys):
+    args = ["client", "compare", "--a", f"{web}/front/v1", "--b", f"{web}/noisy/v1", "--pairs", "40"]
+    assert main(args) == 0                                                    # within the default budget (0.99)
+    assert main([*args, "--min-cosine", "0.99999"]) == 1
+    out = capsys.readouterr().out
+    assert "B: " + f"{web}/noisy/v1: plan=fake-noisy" in out
+    assert re.search(r"over budget: min cosine 0\.99\d+ < 0\.99999 \(--min-cosine\)", out), out
