@@ -71,6 +71,19 @@ def tiny_repos(tmp_path_factory):
     return repos
 
 
+def tritonservers_with(flag: str) -> list[int]:
+    """pids of the running tritonservers whose command line holds `flag` (e.g. --http-port=8000)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and cmdline[0].endswith(b"tritonserver") and flag.encode() in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
 @pytest.fixture
 def sigterm_later():
     """sigterm_later(s): SIGTERM to this process in s seconds. Until the test ends, SIGTERM outside sigterm_exits()

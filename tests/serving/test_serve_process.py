@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tritonservers_with
 from nvembed_trt.errors import NVEmbedError
 from nvembed_trt.serving.process import ServeProcess, sigterm_exits
 
@@ -74,19 +75,6 @@ def test_sigterm_inside_sigterm_exits_stops_the_child_and_exits_143(sigterm_late
     Path(served.stderr.name).unlink()
 
 
-def _tritonservers(http_port: int) -> list[int]:
-    """pids of the tritonservers listening on `http_port` (by their command line)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if proc.name.isdigit() and cmdline[0].endswith(b"tritonserver") and f"--http-port={http_port}".encode() in cmdline:
-            found.append(int(proc.name))
-    return found
-
-
 def test_serve_stops_its_triton_when_its_ready_line_cannot_be_written(tiny_repos):
     """The starter of `serve` is gone (killed) before "ready:": printing it fails, and Triton, which runs in its own
     session, must not outlive serve. Real serve and Triton on tiny: ~8 s."""
@@ -96,9 +84,9 @@ def test_serve_stops_its_triton_when_its_ready_line_cannot_be_written(tiny_repos
     try:
         assert served.process.wait(120) != 0
         assert "BrokenPipeError" in served.log()
-        assert _tritonservers(served.http_port) == []
+        assert tritonservers_with(f"--http-port={served.http_port}") == []
     finally:
-        for pid in _tritonservers(served.http_port):
+        for pid in tritonservers_with(f"--http-port={served.http_port}"):
             os.killpg(pid, signal.SIGKILL)
         served.stop()
         Path(served.stderr.name).unlink(missing_ok=True)

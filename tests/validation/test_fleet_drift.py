@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from conftest import SERVING_MAX_LENGTH
+from conftest import SERVING_MAX_LENGTH, tritonservers_with
 from nvembed_trt.calibration.corpus import stdlib_retrieval_set
 from nvembed_trt.cli.main import main
 from nvembed_trt.errors import InputError
@@ -266,19 +266,6 @@ def test_sigterm_while_a_repository_is_served_stops_its_server(tiny_repos, monke
     Path(started[0].stderr.name).unlink()
 
 
-def _tritonservers_of(repo: Path) -> list[int]:
-    """pids of the tritonservers serving `repo` (by their command line)."""
-    flag, found = f"--model-repository={repo}".encode(), []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if proc.name.isdigit() and cmdline[0].endswith(b"tritonserver") and flag in cmdline:
-            found.append(int(proc.name))
-    return found
-
-
 def test_sigterm_to_the_command_leaves_no_tritonserver(tiny_repos):
     """The whole chain with real processes: SIGTERM to `validate --compare` once its first side's tritonserver
     runs -> exit 143, serve stopped, and serve stopped its Triton. Cost: ~8 s (one Triton start and stop)."""
@@ -287,20 +274,21 @@ def test_sigterm_to_the_command_leaves_no_tritonserver(tiny_repos):
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"nvidia-pytriton is not installed ({exc})")
     repo = tiny_repos["engine"]
+    flag = f"--model-repository={repo}"
     command = subprocess.Popen([sys.executable, "-m", "nvembed_trt", "validate", "--compare", str(repo), str(repo),
                                 "--pairs", "16"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not _tritonservers_of(repo) and command.poll() is None and time.monotonic() < deadline:
+        while not tritonservers_with(flag) and command.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _tritonservers_of(repo), "no tritonserver started"
+        assert tritonservers_with(flag), "no tritonserver started"
         command.send_signal(signal.SIGTERM)
         assert command.wait(90) == 143
-        assert _tritonservers_of(repo) == []
+        assert tritonservers_with(flag) == []
         assert "terminated (SIGTERM): stopping the servers started here" in command.stderr.read()
     finally:
         command.kill()
-        for pid in _tritonservers_of(repo):                    # what a failure left behind
+        for pid in tritonservers_with(flag):          # what a failure left behind
             os.killpg(pid, signal.SIGKILL)
 
 
