@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,38 @@ def tiny_repos(tmp_path_factory):
         settings = RepoSettings(max_batch_size=8, max_length=SERVING_MAX_LENGTH, max_request_rows=64)
         repos[pooling] = repo_from_encoder("tiny", export.directory, root / f"repo-{pooling}", settings).directory
     return repos
+
+
+def tritonservers_with(flag: str) -> list[int]:
+    """pids of the running tritonservers whose command line holds `flag` (e.g. --http-port=8000)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and cmdline[0].endswith(b"tritonserver") and flag.encode() in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.fixture
+def sigterm_later():
+    """sigterm_later(s): SIGTERM to this process in s seconds. Until the test ends, SIGTERM outside sigterm_exits()
+    only records itself (`handler`), so that a missing handler fails the test instead of killing pytest."""
+    def handler(signum, frame):
+        pass
+    previous = signal.signal(signal.SIGTERM, handler)
+    timers = []
+
+    def later(seconds: float) -> None:
+        timers.append(threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM)))
+        timers[-1].start()
+    later.handler = handler
+    yield later
+    for timer in timers:
+        timer.join()
+    signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture

@@ -34,27 +34,54 @@ class FrontDoorClient:
 
     def metadata(self) -> dict:
         """GET /v1/metadata: the model, the engine (its fingerprint), limits and versions."""
-        return self._call("GET", "/metadata")
+        body = self._call("GET", "/metadata")
+        fingerprint = self._field(body, "fingerprint", dict, f"GET {self.url}/metadata")
+        self._field(fingerprint, "header", str, f"GET {self.url}/metadata (its fingerprint)")
+        return body
 
     def _call(self, method: str, path: str, **kw) -> dict:
+        """The JSON object a 2xx answer holds; ClientError naming the URL for anything else (one line each)."""
         import httpx
 
+        where = f"{method} {self.url}{path}"
         try:
             reply = self.http.request(method, self.url + path, **kw)
         except httpx.HTTPError as exc:
-            raise ClientError(f"{self.url}{path}: {exc}") from exc
+            raise ClientError(f"{where}: cannot reach it ({one_line(str(exc) or type(exc).__name__)})") from exc
         try:
             body = reply.json()
         except ValueError:
-            body = {}
-        if reply.status_code != 200:
-            message = body.get("error", {}).get("message") if isinstance(body, dict) else None
-            raise ClientError(f"[{reply.status_code}] {message or reply.text[:300]}")
+            body = None
+        if not 200 <= reply.status_code < 300:
+            error = body.get("error") if isinstance(body, dict) else None
+            message = error.get("message") if isinstance(error, dict) else None
+            text = one_line(message) if isinstance(message, str) else excerpt(reply.text)
+            raise ClientError(f"{where}: [{reply.status_code}] {text}")
+        if not isinstance(body, dict):
+            raise self.not_front_door(where, reply.status_code, reply.text)
         return body
+
+    def not_front_door(self, where: str, status: int, text: str, problem: str = "") -> ClientError:
+        """The answer of a server that is not an nvembed-trt (OpenAI/NIM-style) front door."""
+        return ClientError(f"{self.url} is not an nvembed-trt / OpenAI-style front door: {where} answered {status} "
+                           f"{problem or 'without a JSON object'}: {excerpt(text)}")
+
+    def _field(self, body: dict, name: str, kind: type, where: str) -> object:
+        value = body.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is list and not value):
+            shape = {list: "a non-empty list", dict: "an object", str: "a string"}[kind]
+            raise self.not_front_door(where, 200, json_text(body), f"without `{name}` as {shape}")
+        return value
 
     def models(self) -> list[dict]:
         """GET /v1/models: the served models (id, max_input_tokens, dimensions, ...)."""
-        return self._call("GET", "/models")["data"]
+        where = f"GET {self.url}/models"
+        body = self._call("GET", "/models")
+        data = self._field(body, "data", list, where)
+        for card in data:
+            if not isinstance(card, dict) or not isinstance(card.get("id"), str):
+                raise self.not_front_door(where, 200, json_text(body), "with a model that has no string `id`")
+        return data
 
     def _first_model(self) -> str:
         return self.models()[0]["id"]
@@ -67,8 +94,6 @@ class FrontDoorClient:
 
     def embed(self, texts: list[str], input_type: str | None, instruction: str | None, truncate: str | None,
               batch_size: int) -> np.ndarray:
-        import base64
-
         out = []
         for start in range(0, len(texts), batch_size):
             payload = {"model": self.model, "input": list(texts[start:start + batch_size]),
@@ -77,9 +102,53 @@ class FrontDoorClient:
                 payload["instruction"] = instruction
             if truncate is not None:
                 payload["truncate"] = truncate
-            data = self._call("POST", "/embeddings", json=payload)["data"]
-            out += [np.frombuffer(base64.b64decode(row["embedding"]), dtype="<f4") for row in data]
+            out += self._rows(self._call("POST", "/embeddings", json=payload), len(payload["input"]))
         return np.stack(out).astype(np.float32)
+
+    def _rows(self, body: dict, count: int) -> list[np.ndarray]:
+        """The `count` base64 float32 rows of one /embeddings answer, in index order, all of one width."""
+        import base64
+        import binascii
+
+        where = f"POST {self.url}/embeddings"
+        data = self._field(body, "data", list, where)
+        rows = {}
+        for row in data:
+            try:
+                vector = np.frombuffer(base64.b64decode(row["embedding"], validate=True), dtype="<f4")
+                rows[int(row["index"])] = vector
+            except (TypeError, KeyError, ValueError, binascii.Error):
+                raise self.not_front_door(where, 200, json_text(body), "with a row that is not {index, base64 "
+                                          "float32 embedding}") from None
+        widths = {len(v) for v in rows.values()}
+        if sorted(rows) != list(range(count)) or len(widths) != 1 or 0 in widths:
+            raise self.not_front_door(where, 200, json_text(body), f"with rows {sorted(rows)[:8]} of widths "
+                                      f"{sorted(widths)} for {count} inputs")
+        return [rows[i] for i in range(count)]
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def excerpt(text: str, limit: int = 120) -> str:
+    """A body as one short line: HTML reduced to its text, whitespace collapsed, cut at `limit` characters."""
+    import html
+    import re
+
+    if "<" in text and ">" in text:
+        text = re.sub(r"(?is)<(head|script|style)\b.*?</\1\s*>", " ", text)
+        text = html.unescape(re.sub(r"(?s)<[^>]*>", " ", text))
+    text = one_line(text)
+    if not text:
+        return "(an empty body)"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value, default=str)
 
 
 class EmbeddingClient:

@@ -18,6 +18,19 @@ def check_output_dir(output: Path, overwrite: bool) -> None:
                          f"(commands that can replace it take --overwrite)")
 
 
+def check_output_file(path: Path, flag: str) -> None:
+    """A file a command writes at its end: not a folder, in a writable folder that exists. Checked before the work,
+    so that a long run does not end in a traceback."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path} is a directory; give a file path in it (e.g. {path / 'report.json'})")
+    if not path.parent.is_dir():
+        raise InputError(f"{flag} {path}: its folder {path.parent} does not exist or is not a directory; create it "
+                         f"or choose another path")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {path}: its folder {path.parent} is not writable")
+
+
 @contextlib.contextmanager
 def staged_directory(output: Path, overwrite: bool = False) -> Iterator[Path]:
     output = Path(output)

@@ -163,8 +163,8 @@ def test_output_ranges_calibrated_through_the_server_serve_int8(served, tiny_rep
 
 def test_client_compare_reports_fleet_drift_against_a_budget(served, tmp_path, capsys):
     """`client compare A B`: the held-out set through both front doors, row cosine and top-10 agreement with A's
-    index, both engines' fingerprints, exit 1 past the budget. Here A and B are one server (no second one is started
-    in CI): no drift, and a budget no deployment can meet fails, naming it."""
+    index, both engines' fingerprints. Here A and B are one server (no second one is started in CI): no drift
+    (exit 1 past the budget: test_fleet_drift.py, against a stand-in front door that drifts)."""
     import json
 
     args = ["client", "compare", "--a", served.api_url, "--b", served.api_url, "--pairs", "40"]
@@ -173,8 +173,7 @@ def test_client_compare_reports_fleet_drift_against_a_budget(served, tmp_path, c
     assert report["cosine"]["min"] >= 0.99999 and report["top10_agreement"]["index_a_queries_b"] == 1.0
     assert report["a"]["engine"] == report["b"]["engine"] and report["a"]["engine"].startswith("plan=")
     assert report["set"]["queries"] == 40 and report["within_budget"]
-    assert main([*args, "--min-cosine", "1.5"]) == 1
-    assert "over budget: min cosine" in capsys.readouterr().out
+    assert "40 queries, 40 passages: cosine min" in capsys.readouterr().out
 
 
 def test_openai_sdk_errors_carry_our_messages(served):

@@ -123,7 +123,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                "served here for the comparison: the one the index was built on")
     d.add_argument("--b", required=True, help="front door B (http://host:port/v1) or a repository: the one queried")
     d.add_argument("--api-key", help=f"the front doors' API key (default: ${API_KEY_ENV})")
-    d.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the held-out set")
+    d.add_argument("--pairs", type=int, default=160, help="query/passage pairs of the held-out set (at most; the "
+                                                           "standard library may hold fewer, as the report says)")
     d.add_argument("--min-cosine", type=float, default=0.99, help="budget: the lowest row cosine between A and B")
     d.add_argument("--min-top10", type=float, default=0.9, help="budget: the lowest mean top-10 agreement of A's "
                                                                 "index queried with B's queries, against A alone")
@@ -179,9 +180,14 @@ def report_drift(a: str | Path, b: str | Path, budget, pairs: int, report: Path 
     summary; 1 past the budget."""
     import os
 
+    from ..serving.process import sigterm_exits
+    from ..staging import check_output_file
     from ..validation.drift import drift_summary, fleet_drift
 
-    result = fleet_drift(a, b, budget, pairs, api_key or os.environ.get(API_KEY_ENV), tritonserver)
+    if report:
+        check_output_file(report, "--report")
+    with sigterm_exits():
+        result = fleet_drift(a, b, budget, pairs, api_key or os.environ.get(API_KEY_ENV), tritonserver)
     if report:
         write_json(report, result)
     print(drift_summary(result))

@@ -75,6 +75,9 @@ async def start_triton(repo: Path, settings: ServeSettings, triton: TritonOption
     except (ServerError, asyncio.CancelledError) as exc:
         await supervisor.stop()
         raise ServerError(str(exc)) from None
+    except BaseException:     # anything else: Triton (in its own session) must not outlive serve
+        await supervisor.stop()
+        raise
     return service, supervisor, stop
 
 

@@ -76,20 +76,32 @@ def serve(repo: Path, settings: ServeSettings, triton: TritonOptions, out=sys.st
 
 async def _serve(repo: Path, settings: ServeSettings, triton: TritonOptions, out) -> int:
     service, supervisor, stop = await start_triton(repo, settings, triton, Metrics())
+    try:      # Triton runs in its own session: whatever ends this (an unread stdout's BrokenPipeError too) stops it
+        started = await _front_door(service, supervisor, settings, stop, out)
+    finally:
+        await supervisor.stop()
+    print(f"stopped in {time.monotonic() - started:.1f} s", file=out, flush=True)
+    return 0
+
+
+async def _front_door(service, supervisor, settings: ServeSettings, stop: asyncio.Event, out) -> float:
+    """The front door served until `stop` (SIGTERM, Ctrl-C), then drained and closed: when the stop began."""
     loop = asyncio.get_running_loop()
     web = web_server(service, settings)
     web_task = loop.create_task(web.serve())
-    while not web.started and not web_task.done():
-        await asyncio.sleep(0.02)
-    if web_task.done():
-        await supervisor.stop()
-        raise NVEmbedError(f"the front door could not listen on {settings.host}:{settings.port}")
-    print(ready_line(settings, service, supervisor), file=out, flush=True)
-    await asyncio.wait([loop.create_task(stop.wait()), web_task], return_when=asyncio.FIRST_COMPLETED)
-    started = time.monotonic()
-    await drain(service, settings.drain_timeout_s)
+    try:
+        while not web.started and not web_task.done():
+            await asyncio.sleep(0.02)
+        if web_task.done():
+            raise NVEmbedError(f"the front door could not listen on {settings.host}:{settings.port}")
+        print(ready_line(settings, service, supervisor), file=out, flush=True)
+        await asyncio.wait([loop.create_task(stop.wait()), web_task], return_when=asyncio.FIRST_COMPLETED)
+        started = time.monotonic()
+        await drain(service, settings.drain_timeout_s)
+    except BaseException:
+        web.should_exit = True
+        await asyncio.gather(web_task, return_exceptions=True)     # closed; the first error goes on
+        raise
     web.should_exit = True
     await web_task
-    await supervisor.stop()
-    print(f"stopped in {time.monotonic() - started:.1f} s", file=out, flush=True)
-    return 0
+    return started
