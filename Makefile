@@ -8,6 +8,11 @@ BIN         := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 PYTRITON_VERSION ?= 0.7.0
+# LangChain's HuggingFaceEndpointEmbeddings, a client the tests run against serve, needs huggingface-hub<2 (the lock
+# has 2.x): both install beside the venv, importable only where a test puts them on PYTHONPATH
+LANGCHAIN_HF_VERSION ?= 1.2.3
+LANGCHAIN_HF_HUB ?= 1.33.0
+LANGCHAIN_HF_SITE := $(VENV)/clients/langchain-huggingface
 # every dependency but torch pinned (a resolver's output, refreshed by `make lock`); torch: TORCH_VERSION above
 LOCK        := constraints.txt
 UV_VERSION  ?= 0.13.9
@@ -34,6 +39,7 @@ ACCEPT_ARGS ?=
 TRITONSERVER ?=
 TRITON_FLAG = $(if $(TRITONSERVER),--tritonserver $(TRITONSERVER))
 STAMP       := $(VENV)/.installed-stamp
+CLIENTS_STAMP := $(LANGCHAIN_HF_SITE)/.installed-stamp
 
 .PHONY: all install lock test embed export calibrate precision engines gpus triton-repo serve smoke validate bench \
 	clean help doctor gpu-acceptance
@@ -73,7 +79,14 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps "nvidia-pytriton==$(PYTRITON_VERSION)"
 	@touch $@
 
-install: $(STAMP)
+# --no-deps: everything else they import is in the lock (httpx, langchain-core, tokenizers, ...)
+$(CLIENTS_STAMP): $(STAMP) Makefile
+	rm -rf $(LANGCHAIN_HF_SITE)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(LANGCHAIN_HF_SITE) \
+		"langchain-huggingface==$(LANGCHAIN_HF_VERSION)" "huggingface-hub==$(LANGCHAIN_HF_HUB)"
+	@touch $@
+
+install: $(STAMP) $(CLIENTS_STAMP)
 
 # the lock: uv resolves pyproject.toml (extras test, corpus, serving) for Linux and CPython 3.10-3.12 ([tool.uv]),
 # torch left out (installed apart, at TORCH_VERSION, from TORCH_INDEX); then the environment is reinstalled from it
@@ -86,7 +99,7 @@ lock: $(STAMP)
 	@touch $(STAMP)
 	$(MAKE) test
 
-test: $(STAMP)
+test: $(STAMP) $(CLIENTS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 embed: $(STAMP)

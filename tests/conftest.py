@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -18,6 +19,17 @@ from nvembed_trt.embedder import Embedder  # noqa: E402  (after the cache is set
 from nvembed_trt.presets import PRESETS, ensure_preset_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# LangChain's HuggingFaceEndpointEmbeddings and the huggingface-hub 1.x it needs (the lock has 2.x), which
+# `make install` puts beside the venv (Makefile: LANGCHAIN_HF_SITE)
+LANGCHAIN_HF_SITE = Path(sys.prefix) / "clients" / "langchain-huggingface"
+
+
+def langchain_hf_env() -> dict[str, str]:
+    """The environment of a child Python that imports langchain_huggingface (and huggingface_hub 1.x before 2.x)."""
+    if not (LANGCHAIN_HF_SITE / "langchain_huggingface").is_dir():
+        pytest.fail(f"LangChain's HuggingFaceEndpointEmbeddings is not installed in {LANGCHAIN_HF_SITE}: "
+                    "run make install")
+    return {**os.environ, "PYTHONPATH": str(LANGCHAIN_HF_SITE)}
 
 
 def pytest_collection_modifyitems(config, items):

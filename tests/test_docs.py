@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, langchain_hf_env
 from nvembed_trt.presets import PRESETS
 
 README = REPO / "README.md"
@@ -73,8 +73,10 @@ def server_if_needed(request):
     return request.getfixturevalue("manual_server") if SERVED in block else None
 
 
-def _env() -> dict[str, str]:
-    env = os.environ.copy()
+def _env(block: str = "") -> dict[str, str]:
+    """The user's shell: the venv's commands first; LangChain's HuggingFaceEndpointEmbeddings importable for the
+    block that shows it (it lives beside the venv: it needs huggingface-hub<2)."""
+    env = langchain_hf_env() if "langchain_huggingface" in block else os.environ.copy()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["NO_MKDOCS_2_WARNING"] = "1"
     return env
@@ -96,7 +98,7 @@ def test_bash_block_runs(scratch, server_if_needed, block):
 @pytest.mark.parametrize("block", PYTHON, ids=[where[0] for where in PYTHON.values()])
 def test_python_block_runs(scratch, server_if_needed, block):
     """A block that prints a shape prints `(rows, dims) cosine`: tiny's 64 dimensions and a cosine in [-1, 1]."""
-    proc = subprocess.run([sys.executable, "-c", block], cwd=scratch, env=_env(), capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", block], cwd=scratch, env=_env(block), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, f"block at {PYTHON[block]} failed:\n{proc.stderr}"
     printed = SHAPE_AND_COSINE.findall(proc.stdout)

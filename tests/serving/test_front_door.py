@@ -108,8 +108,7 @@ def test_langchain_openai_embeddings(served, reference, cosine, monkeypatch):
 def test_huggingface_inference_client(served, reference, cosine):
     """Hugging Face's InferenceClient, unmodified, on TEI's routes: feature_extraction posts to the server's root
     (TEI's route for an embedding model) with TEI's fields; prompt_name chooses the instruction; errors carry our
-    message. (LangChain's HuggingFaceEndpointEmbeddings calls the same method; it is not installed: it needs
-    huggingface-hub<2.)"""
+    message."""
     from huggingface_hub import InferenceClient
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -121,6 +120,56 @@ def test_huggingface_inference_client(served, reference, cosine):
     assert cut.shape == (1, 64) and abs(float(np.linalg.norm(cut)) - 1) < 1e-4
     with pytest.raises(HfHubHTTPError, match=r"Input length \d+ exceeds maximum allowed token size 64"):
         client.feature_extraction("word " * 500)
+
+
+LANGCHAIN_HF = """
+import asyncio, json, sys
+import huggingface_hub
+from huggingface_hub import AsyncInferenceClient, InferenceClient
+from langchain_huggingface import HuggingFaceEndpointEmbeddings
+
+url, texts, query = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+try:
+    HuggingFaceEndpointEmbeddings(model=url)
+    refused = None
+except ValueError as exc:
+    refused = str(exc)
+
+
+def pointed(**settings):
+    embeddings = HuggingFaceEndpointEmbeddings(model="nvidia/NV-Embed-v2", **settings)
+    embeddings.client, embeddings.async_client = InferenceClient(base_url=url), AsyncInferenceClient(base_url=url)
+    return embeddings
+
+
+print(json.dumps({"hub": huggingface_hub.__version__, "refused": refused,
+                  "docs": pointed().embed_documents(texts),
+                  "query": pointed(model_kwargs={"prompt_name": "query"}).embed_query(query),
+                  "async_docs": asyncio.run(pointed().aembed_documents(texts[:3]))}))
+"""
+
+
+def test_langchain_huggingface_endpoint_embeddings(served, reference, cosine):
+    """LangChain's HuggingFaceEndpointEmbeddings, unmodified, in its own import path (it needs huggingface-hub<2):
+    since 1.2.2 it refuses a URL as `model`, so its public `client` / `async_client` fields are pointed at the server
+    (the documented way, docs/clients.md); documents, a query (model_kwargs prompt_name) and the async path against
+    the reference."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import langchain_hf_env
+
+    url = served.api_url.removesuffix("/v1")
+    proc = subprocess.run([sys.executable, "-c", LANGCHAIN_HF, url, json.dumps(DOCS[:12]), SHORT[0]],
+                          env=langchain_hf_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    assert got["hub"].startswith("1.") and "must be a HuggingFace repo ID, not a URL" in got["refused"]
+    docs, query = np.asarray(got["docs"], dtype=np.float32), np.asarray([got["query"]], dtype=np.float32)
+    assert docs.shape == (12, 64) and cosine(docs, reference(DOCS[:12])).min().item() >= 0.9999
+    assert cosine(query, reference(SHORT[:1], "query")).item() >= 0.9999
+    assert cosine(np.asarray(got["async_docs"]), reference(DOCS[:3])).min().item() >= 0.9999
 
 
 def test_output_ranges_calibrated_through_the_server_serve_int8(served, tiny_repos, tmp_path, cosine):

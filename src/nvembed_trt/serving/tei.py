@@ -1,6 +1,6 @@
 """Hugging Face Text Embeddings Inference's routes (TEI, KNOWLEDGE §7) over the same service, so Hugging Face clients
-(`huggingface_hub.InferenceClient.feature_extraction`; LangChain's `HuggingFaceEndpointEmbeddings` wraps it but since
-1.2.2 refuses any URL, docs/clients.md) work unmodified:
+(`huggingface_hub.InferenceClient.feature_extraction`; LangChain's `HuggingFaceEndpointEmbeddings` wraps it, its
+clients pointed at the server since 1.2.2 refuses a URL as model: docs/clients.md) work unmodified:
 POST /embed (and POST /, TEI's route for an embedding model), /embed_all, /tokenize, /decode; GET /info, /health,
 /metrics.
 
