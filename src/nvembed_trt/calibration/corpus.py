@@ -92,6 +92,14 @@ def stdlib_retrieval_set(max_pairs: int = 160) -> tuple[list[str], list[str], di
     return queries, passages, {"source": "stdlib-docstrings", "stdlib": str(stdlib), "pairs": len(queries)}
 
 
+def stdlib_shortfall(asked: int, available: int, python: str) -> str:
+    """What a report says where this Python's standard library holds fewer pairs than were asked for (one wording for
+    validate and validate --compare); empty where it held enough."""
+    if available >= asked:
+        return ""
+    return f"{asked} asked, {available} available from the standard library of Python {python}"
+
+
 def read_user_corpus(path: Path) -> Corpus:
     """A user's corpus: .parquet (column 'text'), JSON Lines or plain text (see textio)."""
     if not path.is_file():

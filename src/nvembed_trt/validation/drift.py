@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration.corpus import stdlib_retrieval_set
+from ..calibration.corpus import stdlib_retrieval_set, stdlib_shortfall
 from ..client import EmbeddingClient, is_front_door
 from ..errors import InputError, NVEmbedError
 from ..precision.verify import top_k_agreement
@@ -162,8 +162,8 @@ def drift_summary(report: dict) -> str:
         return f"repository {s['repository']}" if s["repository"] else s["url"]
 
     top10, held_out = report["top10_agreement"], report["set"]
-    short = (f" ({held_out['asked']} asked, {held_out['queries']} available from the standard library of Python "
-             f"{held_out['python']})" if held_out["queries"] < held_out["asked"] else "")
+    short = stdlib_shortfall(held_out["asked"], held_out["queries"], held_out["python"])
+    short = f" ({short})" if short else ""
     lines = [f"A: {side(report['a'])}: {report['a']['engine']}", f"B: {side(report['b'])}: {report['b']['engine']}",
              f"{held_out['queries']} queries, {held_out['passages']} passages{short}: cosine min "
              f"{report['cosine']['min']:.5f} mean {report['cosine']['mean']:.5f}; top-10 agreement: A's index with "

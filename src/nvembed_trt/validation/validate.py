@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calibration.corpus import stdlib_shortfall
 from ..pooling import cosine_rows
 from ..encoders.local import TorchEncoder
 from ..recipes import get_recipe
@@ -96,7 +97,8 @@ def run_validation(model: str, reference_runtime, runtimes: list, missing: list[
         row["failures"] += row.pop("ranking_problems")
         row["passed"] = not row["failures"]
         rows.append(row)
-    report = sidecar("validation", model=model, host=platform.node(), dataset=heldout.provenance, reference=ref,
+    dataset = {**heldout.provenance, "asked": pairs, "python": platform.python_version()}
+    report = sidecar("validation", model=model, host=platform.node(), dataset=dataset, reference=ref,
                      ranking_dataset=ranking.describe(), rows=rows, not_available=missing,
                      passed=all(r["passed"] for r in rows))
     out_dir = results_dir or RESULTS / platform.node()
@@ -115,9 +117,11 @@ def _ranking_cell(row: dict, ranked: bool) -> str:
 
 
 def validation_markdown(report: dict) -> str:
-    ranked = "ranking_dataset" in report
+    ranked, dataset = "ranking_dataset" in report, report["dataset"]
+    short = stdlib_shortfall(dataset["asked"], dataset["pairs"], dataset["python"]) if "asked" in dataset else ""
     lines = [f"Validation of `{report['model']}` on {report['host']} ({report['rows'][0]['rows'] if report['rows'] else 0}"
-             f" rows of {report['dataset']['source']}): {'PASS' if report['passed'] else 'FAIL'}", "",
+             f" rows of {dataset['source']}{'; ' + short if short else ''}): "
+             f"{'PASS' if report['passed'] else 'FAIL'}", "",
              "| runtime | recipe | min cosine | p1 cosine | mean cosine | max abs | top-10 | batched vs single | "
              + ("nDCG@10 (drop, budget) | " if ranked else "") + "result |", "|---" * (10 if ranked else 9) + "|"]
     ref = report.get("reference")
