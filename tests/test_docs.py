@@ -203,3 +203,29 @@ def test_pages_space_their_tables_and_lists():
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
         assert spaced(text) == text, f"{page.relative_to(REPO)} needs a blank line before a list or after a table"
+
+
+def test_readme_api_table_lists_every_route_and_field():
+    """The README's API table against the front door's own declarations (serving/app.py ENDPOINTS): every route in
+    a row's route column (`/v1/health/*` covers its two), every field of a route's request body in that row, and a
+    tested client named in every row."""
+    import fnmatch
+
+    from nvembed_trt.serving.app import ENDPOINTS
+
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("## The API and the clients tested against it"):text.index("## The manual")]
+    rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in table.splitlines()
+            if line.startswith("| `")]
+    assert rows and all(len(row) == 3 and row[2] for row in rows), rows
+    missing = []
+    for endpoint in ENDPOINTS:
+        row = next((r for r in rows if any(fnmatch.fnmatchcase(endpoint.path, route)
+                                           for route in re.findall(r"`(?:[A-Z]+ )?(/[^` ]*)`", r[0]))), None)
+        if row is None:
+            missing.append(f"{endpoint.method} {endpoint.path}: no row")
+            continue
+        fields = endpoint.request.model_fields if endpoint.request is not None else {}
+        names = [field.alias or name for name, field in fields.items()]          # as the JSON body spells them
+        missing += [f"{endpoint.path}: field {name}" for name in names if f"`{name}`" not in row[1]]
+    assert missing == [], missing
