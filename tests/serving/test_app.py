@@ -86,6 +86,10 @@ ERRORS = [
     ({"model": MODEL, "input": "x", "dimensions": 64.0}, 422, "dimensions", "dimensions: Input should be a valid integer"),
     ({"model": MODEL, "input": "x", "dimensions": True}, 422, "dimensions",
      "dimensions: Input should be a valid integer, got true"),
+    # integers past 64 bits (which orjson cannot write) shown as given, not a 500
+    ({"model": MODEL, "input": "x", "truncate": [32589158477190044731]}, 422, "truncate",
+     "Input should be 'NONE', 'START' or 'END', got [32589158477190044731]"),
+    ({"model": MODEL, "input": "x", "dimensions": 2 ** 70}, 400, "dimensions", f"dimensions {2 ** 70} is not supported"),
     (b'{"model": "x", "model": "tiny", "input": "x"}', 400, None, 'Detected duplicate key "model"'),
     (b'{"model": "tiny", "input": "x", "user": NaN}', 400, None, "request body is not valid JSON"),
     # the instruction: its own byte limit (before any tokenisation), and room for the input after it

@@ -41,6 +41,8 @@ def answers(tiny_repos):
         "tokenize-plain": ("/tokenize", {"inputs": TEXTS[0], "add_special_tokens": False}),
         "decode": ("/decode", {"ids": [[1, 22557, 1526], [1, 2]]}),
         "decode-bad": ("/decode", {"ids": [5, 32000]}),
+        "decode-huge": ("/decode", {"ids": [[1, 2], [171738678205356288351674564608]]}),
+        "embed-huge": ("/embed", {"inputs": "x", "truncate": [{"a": 32589158477190044731}]}),
     }
 
     async def requests(client):
@@ -81,6 +83,8 @@ def test_errors_are_tei_shaped(answers):
                 "bad-field": (422, "model: unknown field"),
                 "too-many": (413, "inputs has 9 items, above the limit of 8"),
                 "bad-json": (422, "not valid JSON"), "decode-bad": (422, "ids[0] holds token id 32000"),
+                "decode-huge": (422, "171738678205356288351674564608"),
+                "embed-huge": (422, 'truncate: Input should be a valid boolean, got [{"a":32589158477190044731}]'),
                 "unhealthy": (503, "restarting tritonserver: test")}
     for name, (status, message) in expected.items():
         reply = answers[name]

@@ -7,6 +7,7 @@ against them. Errors are OpenAI's error object, so the SDKs surface our messages
 from __future__ import annotations
 
 import base64
+import json
 from typing import Annotated, Literal
 
 import jiter
@@ -123,7 +124,10 @@ def validation_error(exc: ValidationError, model: type[BaseModel]) -> APIError:
 def given(error: dict, limit: int = 60) -> str:
     """", got <the value as JSON>" (cut at `limit` characters), and a hint where only case or spaces are wrong."""
     value = error.get("input")
-    shown = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    try:
+        shown = orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:     # an integer past 64 bits (JSON has no limit, the parser keeps it exact)
+        shown = json.dumps(value, default=str, separators=(",", ":"))
     shown = shown if len(shown) <= limit else shown[:limit] + "..."
     expected = str((error.get("ctx") or {}).get("expected", ""))
     near = ([v for v in (value.strip().lower(), value.strip().upper()) if v != value and f"'{v}'" in expected]
