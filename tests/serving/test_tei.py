@@ -43,6 +43,8 @@ def answers(tiny_repos):
         "decode-bad": ("/decode", {"ids": [5, 32000]}),
         "decode-huge": ("/decode", {"ids": [[1, 2], [171738678205356288351674564608]]}),
         "embed-huge": ("/embed", {"inputs": "x", "truncate": [{"a": 32589158477190044731}]}),
+        "embed-mixed": ("/embed", {"inputs": ["ok", 5]}),
+        "decode-negative": ("/decode", {"ids": [[1, 2], [1, -5]]}),
     }
 
     async def requests(client):
@@ -85,6 +87,9 @@ def test_errors_are_tei_shaped(answers):
                 "bad-json": (422, "not valid JSON"), "decode-bad": (422, "ids[0] holds token id 32000"),
                 "decode-huge": (422, "171738678205356288351674564608"),
                 "embed-huge": (422, 'truncate: Input should be a valid boolean, got [{"a":32589158477190044731}]'),
+                # a union's problem named where it lies, not as the other branch's type complaint
+                "embed-mixed": (422, "inputs[1]: Input should be a valid string, got 5"),
+                "decode-negative": (422, "ids[1][1]: Input should be greater than or equal to 0, got -5"),
                 "unhealthy": (503, "restarting tritonserver: test")}
     for name, (status, message) in expected.items():
         reply = answers[name]

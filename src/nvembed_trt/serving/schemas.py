@@ -104,21 +104,33 @@ def parse_json(body: bytes, model: type[BaseModel]):
 
 
 def validation_error(exc: ValidationError, model: type[BaseModel]) -> APIError:
-    """422 naming the first offending field (and how many problems there were)."""
+    """422 naming the first offending field (and how many problems there were). Where the field is a union (a text
+    or a list of texts), the problem found deepest in it is named: `inputs[0]` rather than the text branch's
+    complaint that a list is not a string."""
     errors = exc.errors()
     first = errors[0]
-    field = ".".join(str(p) for p in first["loc"]) or "body"
+    first = max((e for e in errors if e["loc"][:1] == first["loc"][:1]), key=lambda e: len(e["loc"]))
+    field = field_path(first["loc"])
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = f"unknown field (the API takes {', '.join(model.model_fields)})"
     elif first["type"] == "missing":
         message = "field required"
-    elif field == "input" or field.startswith("input."):   # one problem, whichever branch of the union it is in
+    elif first["loc"][:1] == ("input",):                  # one problem, whichever branch of the union it is in
         return APIError(422, f"input{input_problem(errors)}", param="input", code="invalid_value")
     else:
         message += given(first)
     more = f" ({len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    return APIError(422, f"{field}: {message}{more}", param=field.split(".")[0], code="invalid_value")
+    return APIError(422, f"{field}: {message}{more}", param=str(first["loc"][0]) if first["loc"] else "body",
+                    code="invalid_value")
+
+
+def field_path(loc: tuple) -> str:
+    """Where a problem lies, as a client spells it: the field, then `[i]` per list index (our request bodies are
+    flat; pydantic's union-branch tags such as 'constrained-str' or 'list[int]' are left out)."""
+    if not loc:
+        return "body"
+    return str(loc[0]) + "".join(f"[{p}]" for p in loc[1:] if isinstance(p, int))
 
 
 def given(error: dict, limit: int = 60) -> str:
