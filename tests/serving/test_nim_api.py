@@ -134,8 +134,8 @@ def test_model_suffix_chooses_input_type(answers, tiny, cosine):
 def test_bad_values_are_named(answers):
     got = answers["bypass"]
     expected = {"suffix-conflict": (400, "input_type"), "int8": (400, "embedding_type"),
-                "bad-type": (422, "embedding_type"),
-                "float16-upper": (422, "embedding_type"), "format-list": (422, "encoding_format"), "bad-suffix": (404, "model"), "ids-tiktoken": (400, "input"),
+                "bad-type": (422, "embedding_type"), "float16-upper": (422, "embedding_type"),
+                "format-list": (422, "encoding_format"), "bad-suffix": (404, "model"), "ids-tiktoken": (400, "input"),
                 "ids-negative": (422, "input"), "ids-empty-row": (422, "input"), "ids-too-long": (400, "input"),
                 "ids-mixed": (422, "input")}
     for name, (status, field) in expected.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import platform
 import re
 import sysconfig
 from dataclasses import dataclass, field
@@ -89,7 +90,8 @@ def stdlib_retrieval_set(max_pairs: int = 160) -> tuple[list[str], list[str], di
             passages.append(body)
         if len(queries) == max_pairs:
             break
-    return queries, passages, {"source": "stdlib-docstrings", "stdlib": str(stdlib), "pairs": len(queries)}
+    return queries, passages, {"source": "stdlib-docstrings", "stdlib": str(stdlib), "pairs": len(queries),
+                               "asked": max_pairs, "python": platform.python_version()}
 
 
 def stdlib_shortfall(asked: int, available: int, python: str) -> str:

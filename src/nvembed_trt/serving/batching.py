@@ -290,8 +290,8 @@ class Batcher:
                 values = await self.run(batch.arrays)
                 vectors = pool_or_check(values, batch.pool_mask)   # every batch: the encoder's output is checked
                 which = [b for b, p in enumerate(members) if p.job.states]   # members[b] is the batch's row b
-                lengths = [len(p.job.rows[p.index].ids) for p in members]
-                states = dict(zip(which, token_rows(values, lengths, which)))
+                states = dict(zip(which, token_rows(values, [len(p.job.rows[p.index].ids) for p in members],
+                                                    which))) if which else {}
             except Exception as exc:  # every request in the batch gets the error; the loop keeps serving
                 for p in members:
                     if not p.job.future.done():

@@ -10,7 +10,6 @@ repository is served."""
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from ..calibration.corpus import stdlib_retrieval_set, stdlib_shortfall
 from ..client import EmbeddingClient, is_front_door
 from ..errors import InputError, NVEmbedError
+from ..pooling import cosine_rows
 from ..precision.verify import top_k_agreement
 from ..serving.process import ServeProcess
 from ..triton.meta import RepoMeta
@@ -119,11 +119,6 @@ def embed_set(side: DriftSide, queries: list[str], passages: list[str], api_key:
                 engine)
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 def fleet_drift(a: str | Path, b: str | Path, budget: DriftBudget = DriftBudget(), pairs: int = 160,
                 api_key: str | None = None, tritonserver: Path | str | None = None) -> dict:
     """a, b: front-door URLs or model repository folders (served one after the other on free loopback ports,
@@ -136,12 +131,12 @@ def fleet_drift(a: str | Path, b: str | Path, budget: DriftBudget = DriftBudget(
     widths = [side.meta.spec.hidden_size if side.meta else side.check(api_key) for side in (side_a, side_b)]
     same_width(str(a), widths[0], str(b), widths[1])
     queries, passages, source = stdlib_retrieval_set(pairs)
-    held_out = {"source": source["source"], "python": platform.python_version(), "asked": pairs,
-                "queries": len(queries), "passages": len(passages)}        # no host path: the report is shared
+    held_out = {**{k: source[k] for k in ("source", "python", "asked")},   # no host path: the report is shared
+                "queries": len(queries), "passages": len(passages)}
     qa, pa, engine_a = embed_set(side_a, queries, passages, api_key, tritonserver)
     qb, pb, engine_b = embed_set(side_b, queries, passages, api_key, tritonserver)
     same_width(str(a), qa.shape[1], str(b), qb.shape[1])
-    cosines = np.concatenate([_cosines(qa, qb), _cosines(pa, pb)])
+    cosines = np.concatenate([cosine_rows(qa, qb), cosine_rows(pa, pb)])
     mixed, both_b = top_k_agreement(qa, pa, qb, pa), top_k_agreement(qa, pa, qb, pb)
     failures = []
     if cosines.min() < budget.min_cosine:

@@ -97,8 +97,7 @@ def run_validation(model: str, reference_runtime, runtimes: list, missing: list[
         row["failures"] += row.pop("ranking_problems")
         row["passed"] = not row["failures"]
         rows.append(row)
-    dataset = {**heldout.provenance, "asked": pairs, "python": platform.python_version()}
-    report = sidecar("validation", model=model, host=platform.node(), dataset=dataset, reference=ref,
+    report = sidecar("validation", model=model, host=platform.node(), dataset=heldout.provenance, reference=ref,
                      ranking_dataset=ranking.describe(), rows=rows, not_available=missing,
                      passed=all(r["passed"] for r in rows))
     out_dir = results_dir or RESULTS / platform.node()
